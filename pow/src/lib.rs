@@ -1,0 +1,39 @@
+//! powgate's proof-of-work scheme, shared by the server, the `powgate solve`
+//! CLI and the wasm solver. Pure maths and wire types: no I/O, no async,
+//! builds for native targets and `wasm32-unknown-unknown`.
+//!
+//! # Protocol
+//! 1. The client asks `POST /api/challenge`. The server draws a random
+//!    16-byte challenge id, fixes the difficulty D in force, the argon2
+//!    parameters, an expiry and the client's address key, and signs all of
+//!    it with HMAC-SHA256 ([`challenge::ChallengeClaims::sign`]).
+//! 2. The client searches nonces n = 0, 1, 2, … (split among workers as
+//!    `start, start + stride, …`, see [`solve::Solver`]) for one whose hash
+//!    meets the target.
+//! 3. The client sends the challenge string and n to `POST /api/solve`. The
+//!    server checks the signature, expiry, address and that the challenge was
+//!    never spent, spends it, and only then recomputes one hash.
+//!
+//! # The exact bytes hashed
+//! ```text
+//! hash = argon2id(
+//!     password = n as 8 bytes, unsigned big-endian,
+//!     salt     = the 16-byte challenge id (the `salt` field, hex, of the challenge response),
+//!     t, m (KiB), p, output length L  = the challenge's parameters,
+//!     version  = 0x13, no secret, no associated data)
+//! ```
+//! n is a solution when the first 32 bytes of `hash`, read as a big-endian
+//! unsigned integer, are ≤ floor((2^256 − 1) / D) ([`params::Difficulty::target`]).
+//! Each nonce then wins with probability 1/D, so a client needs D hashes on
+//! average. L is at least 32 so the comparison always has 256 bits.
+
+pub mod challenge;
+pub mod params;
+pub mod solve;
+pub mod verify;
+pub mod wire;
+
+pub use challenge::{ChallengeClaims, ChallengeError, Purpose};
+pub use params::{Argon2Params, Difficulty, ParamsError};
+pub use solve::{Solver, Step};
+pub use verify::{HashError, Hasher, meets_target};

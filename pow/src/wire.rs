@@ -1,0 +1,102 @@
+//! JSON request and response bodies shared by the server, the CLI and the
+//! browser solver. Field names are part of the public API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::params::Argon2Params;
+
+/// `POST /api/challenge` body. Every field is optional; an empty body or
+/// `{}` asks for a new-token challenge.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// An expired token to refresh at half difficulty. When absent, the
+    /// `powgate_token` cookie is used if it holds a refreshable token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// Whether a challenge buys a new token or extends an expired one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChallengePurpose {
+    New,
+    Refresh,
+}
+
+/// `POST /api/challenge` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeResponse {
+    /// Opaque signed challenge; send it back unchanged with the nonce.
+    pub challenge: String,
+    pub purpose: ChallengePurpose,
+    /// The argon2id salt (16 bytes, hex).
+    pub salt: String,
+    pub argon2: Argon2Params,
+    /// Expected number of hashes to find a solution.
+    pub difficulty: u64,
+    /// floor((2^256-1)/difficulty), 32 bytes, hex.
+    pub target: String,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Optional numbers a client reports about its search, used for the admin
+/// page's solve-time estimates. Never trusted for anything else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
+}
+
+/// `POST /api/solve` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolveRequest {
+    pub challenge: String,
+    pub nonce: u64,
+    /// For a refresh challenge: the token being refreshed, when it is not in
+    /// the `powgate_token` cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<Telemetry>,
+}
+
+/// `POST /api/solve` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SolveResponse {
+    /// The user token (a UUIDv4). Also set as the `powgate_token` cookie.
+    pub token: String,
+    /// True when an existing token was extended rather than a new one issued.
+    pub refreshed: bool,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Every error answer: a stable machine-readable `error` code and a
+/// sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}
+
+/// `/verify-token` answer body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    /// `valid`, `missing`, `malformed`, `unknown`, `expired`, `revoked` or `ip_limit`.
+    pub status: String,
+    /// Whether an expired token can still be refreshed at half difficulty.
+    pub refreshable: bool,
+    /// Where a client obtains a token, when it has none that works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_url: Option<String>,
+}
