@@ -132,7 +132,11 @@ impl ChallengeClaims {
         id.copy_from_slice(&b[2..18]);
         let mut ip_key = [0u8; 16];
         ip_key.copy_from_slice(&b[58..74]);
-        let difficulty = u64::from_be_bytes(b[34..42].try_into().map_err(|_| ChallengeError::Malformed)?);
+        let difficulty = u64::from_be_bytes(
+            b[34..42]
+                .try_into()
+                .map_err(|_| ChallengeError::Malformed)?,
+        );
         Ok(Self {
             id,
             purpose,

@@ -245,7 +245,11 @@ impl Difficulty {
     /// Half the difficulty, rounded down but never below 1: the price of
     /// refreshing an expired token.
     pub const fn halved(self) -> Self {
-        if self.0 / 2 == 0 { Self(1) } else { Self(self.0 / 2) }
+        if self.0 / 2 == 0 {
+            Self(1)
+        } else {
+            Self(self.0 / 2)
+        }
     }
 
     /// floor((2^256 - 1) / D) as 32 big-endian bytes. A hash whose leading
@@ -334,11 +338,23 @@ mod tests {
 
     #[test]
     fn each_limit_is_enforced() {
-        assert_eq!(Argon2Params::new(0, 64, 1, 32), Err(ParamsError::TimeCost(0)));
+        assert_eq!(
+            Argon2Params::new(0, 64, 1, 32),
+            Err(ParamsError::TimeCost(0))
+        );
         assert_eq!(Argon2Params::new(1, 7, 1, 32), Err(ParamsError::Memory(7)));
-        assert_eq!(Argon2Params::new(1, 16, 4, 32), Err(ParamsError::Memory(16)));
-        assert_eq!(Argon2Params::new(1, 64, 0, 32), Err(ParamsError::Parallelism(0)));
-        assert_eq!(Argon2Params::new(1, 64, 1, 16), Err(ParamsError::HashLength(16)));
+        assert_eq!(
+            Argon2Params::new(1, 16, 4, 32),
+            Err(ParamsError::Memory(16))
+        );
+        assert_eq!(
+            Argon2Params::new(1, 64, 0, 32),
+            Err(ParamsError::Parallelism(0))
+        );
+        assert_eq!(
+            Argon2Params::new(1, 64, 1, 16),
+            Err(ParamsError::HashLength(16))
+        );
         assert!(Argon2Params::new(1, 8, 1, 32).is_ok());
     }
 

@@ -62,7 +62,9 @@ impl Solver {
     pub fn step(&mut self, max_hashes: u64) -> Result<Step, HashError> {
         for _ in 0..max_hashes {
             let Some(nonce) = self.next_nonce else {
-                return Ok(Step::Exhausted { hashes: self.hashes });
+                return Ok(Step::Exhausted {
+                    hashes: self.hashes,
+                });
             };
             self.next_nonce = nonce.checked_add(self.stride);
             self.hasher.hash_into(&self.salt, nonce, &mut self.out)?;
@@ -99,7 +101,13 @@ mod tests {
     fn difficulty_one_wins_on_the_first_nonce() {
         let p = Argon2Params::new(1, 8, 1, 32).unwrap();
         let mut s = Solver::new(p, [0; 16], Difficulty::MIN, 5, 3).unwrap();
-        assert_eq!(s.step(10).unwrap(), Step::Found { nonce: 5, hashes: 1 });
+        assert_eq!(
+            s.step(10).unwrap(),
+            Step::Found {
+                nonce: 5,
+                hashes: 1
+            }
+        );
     }
 
     #[test]

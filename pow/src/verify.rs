@@ -31,7 +31,9 @@ pub struct Hasher {
 
 impl core::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Hasher").field("params", &self.params).finish()
+        f.debug_struct("Hasher")
+            .field("params", &self.params)
+            .finish()
     }
 }
 
@@ -65,7 +67,12 @@ impl Hasher {
     ///
     /// # Errors
     /// [`HashError::Params`] when `out` has the wrong length.
-    pub fn hash_into(&mut self, salt: &[u8; 16], nonce: u64, out: &mut [u8]) -> Result<(), HashError> {
+    pub fn hash_into(
+        &mut self,
+        salt: &[u8; 16],
+        nonce: u64,
+        out: &mut [u8],
+    ) -> Result<(), HashError> {
         self.argon2
             .hash_password_into_with_memory(&password(nonce), salt, out, &mut self.blocks)
             .map_err(|_| HashError::Params)

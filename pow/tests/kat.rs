@@ -20,12 +20,31 @@ fn hash_matches_the_c_reference_implementation() {
         assert_eq!(hex::encode(out), *expected, "t={t} m={m} p={p}");
         // Reusing the memory block must not change the answer.
         h.hash_into(&salt, nonce, &mut out).unwrap();
-        assert_eq!(hex::encode(out), *expected, "second hash, t={t} m={m} p={p}");
+        assert_eq!(
+            hex::encode(out),
+            *expected,
+            "second hash, t={t} m={m} p={p}"
+        );
     }
 }
 
 const KAT: &[(u32, u32, u32, &str)] = &[
-    (1, 8, 1, "31313071f9c2703f6f7cf74ab4485b9013b2a0fecae5665704af37f51d4d3389"),
-    (3, 64, 1, "3f0a214e89f801adf8b0e485c38be56460a1e98adf9b61da4fef3cb42b9bdbd3"),
-    (2, 100, 2, "febaf94bd9117608c866a7ace965a946e29449199bb163aa6910650b44119502"),
+    (
+        1,
+        8,
+        1,
+        "31313071f9c2703f6f7cf74ab4485b9013b2a0fecae5665704af37f51d4d3389",
+    ),
+    (
+        3,
+        64,
+        1,
+        "3f0a214e89f801adf8b0e485c38be56460a1e98adf9b61da4fef3cb42b9bdbd3",
+    ),
+    (
+        2,
+        100,
+        2,
+        "febaf94bd9117608c866a7ace965a946e29449199bb163aa6910650b44119502",
+    ),
 ];

@@ -1,1 +1,33 @@
+//! powgate: a proof-of-work gatekeeper.
+//!
+//! A browser without a valid token pays one argon2id proof of work
+//! (see the `pow` crate for the scheme) and receives a token kept in SQLite.
+//! Reverse proxies then ask `/verify-token` on every request.
+//!
+//! Module map:
+//! - [`config`]: layered, validated configuration.
+//! - [`state`]: the shared [`state::AppState`].
+//! - [`routes`]: HTTP handlers; [`routes::app`] builds the router.
+//! - [`db`]: SQLite pool, migrations and queries.
+//! - [`token_store`]: tokens with an in-memory cache in front of the database.
+//! - [`verifier`]: bounded, off-runtime argon2 verification.
+//! - [`client_ip`]: trusted-proxy rules and address keys.
+//! - [`server`]: start-up, background jobs and graceful shutdown.
+//! - [`cli`]: the `powgate solve` client.
 
+pub mod cli;
+pub mod client_ip;
+pub mod clock;
+pub mod config;
+pub mod cookies;
+pub mod db;
+pub mod error;
+pub mod redirect;
+pub mod routes;
+pub mod secret;
+pub mod server;
+pub mod settings;
+pub mod state;
+pub mod token;
+pub mod token_store;
+pub mod verifier;

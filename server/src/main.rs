@@ -1,1 +1,117 @@
-fn main() {}
+//! The `powgate` binary: the server (default) and the `solve` client.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use powgate::clock::SystemClock;
+use powgate::config::Config;
+use powgate::state::AppState;
+use powgate::{cli, server};
+use tracing_subscriber::EnvFilter;
+
+/// powgate: a proof-of-work gatekeeper for web services.
+///
+/// Browsers without a valid token solve one argon2id challenge and receive a
+/// token; reverse proxies ask `/verify-token` on every request.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Path of the TOML configuration file (settings there are overridden by
+    /// POW_* and ARGON2_* environment variables).
+    #[arg(long, global = true, env = "POW_CONFIG", default_value = "config.toml")]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Obtain a token from a powgate by solving its challenge on this
+    /// machine's CPU. Prints only the token on stdout.
+    ///
+    /// Use the token as `Authorization: Bearer TOKEN`, as the `powgate_token`
+    /// cookie, or paste it into the form on the challenge page.
+    Solve {
+        /// Base URL of the powgate, e.g. https://example.com/.powgate/
+        url: String,
+        /// Solver threads [default: all cores]
+        #[arg(long, short = 't')]
+        threads: Option<usize>,
+        /// Refresh this expired token at half difficulty instead of getting a new one.
+        #[arg(long, value_name = "TOKEN")]
+        refresh: Option<String>,
+        /// Do not show the progress bar.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.config),
+        Command::Solve {
+            url,
+            threads,
+            refresh,
+            quiet,
+        } => {
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+            });
+            cli::solve(&cli::SolveOptions {
+                url,
+                threads,
+                refresh,
+                quiet,
+            })
+            .map(|token| println!("{token}"))
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("powgate: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let explicit = config_path != std::path::Path::new("config.toml");
+    if explicit && !config_path.exists() {
+        anyhow::bail!(
+            "configuration file {} does not exist",
+            config_path.display()
+        );
+    }
+    let config = Config::load(Some(config_path))?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listen = config.listen;
+        let state = AppState::new(config, Arc::new(SystemClock))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| {
+                format!("cannot listen on {listen}; set POW_LISTEN to a free address:port")
+            })?;
+        tracing::info!(
+            address = %listener.local_addr()?,
+            difficulty = %state.settings.get().difficulty,
+            database = %state.config.database.display(),
+            "powgate listening"
+        );
+        server::serve(state, listener, server::shutdown_signal()).await
+    })
+}

@@ -1,0 +1,120 @@
+// Module worker: searches one share of the nonces (start, start + stride, …)
+// with the wasm solver and reports back. The pool in pool.js drives it:
+//
+//   in   {cmd:'start', params:{t_cost, m_cost, parallelism, hash_length},
+//         salt, difficulty, start, stride}
+//        {cmd:'pause'} | {cmd:'resume'}      (stopping is terminate())
+//   out  {type:'ready'}                      solver built, memory allocated
+//        {type:'progress', hashes}           after every step; running total
+//        {type:'found', nonce, hashes}       then the worker closes itself
+//        {type:'alloc-failed', message}      Solver could not be built; closes
+//        {type:'error', message}             anything else; closes
+
+import { nextBatchSize } from './pool.js';
+
+let started = false;
+let paused = false;
+/** Resolves the wait in the search loop when a resume arrives. */
+let wakeUp = null;
+
+self.onmessage = (event) => {
+  const msg = event.data || {};
+  switch (msg.cmd) {
+    case 'start':
+      if (started) return;
+      started = true;
+      search(msg).catch((err) => finish({ type: 'error', message: describe(err) }));
+      break;
+    case 'pause':
+      paused = true;
+      break;
+    case 'resume':
+      paused = false;
+      if (wakeUp) {
+        wakeUp();
+        wakeUp = null;
+      }
+      break;
+    default:
+      break;
+  }
+};
+
+function describe(err) {
+  if (err && err.message) return String(err.message);
+  return String(err);
+}
+
+/**
+ * Number() accepts both numbers and BigInts, in case the glue hands u64
+ * values back as BigInt; nonces and counts stay far below 2^53.
+ */
+const toNumber = Number;
+
+function finish(msg) {
+  self.postMessage(msg);
+  self.close();
+}
+
+/**
+ * Lets queued messages (pause, resume) run between steps. A step is a
+ * synchronous wasm call, so without this the worker would never see them.
+ */
+function yieldToEvents() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+async function search(job) {
+  // Loaded here rather than with a static import so that a missing or
+  // blocked solver becomes a message the page can show.
+  let wasm;
+  try {
+    wasm = await import('./solver/powgate_solver_wasm.js');
+    await wasm.default();
+  } catch (err) {
+    finish({ type: 'error', message: `could not load the solver: ${describe(err)}` });
+    return;
+  }
+
+  const p = job.params || {};
+  let solver;
+  try {
+    solver = new wasm.Solver(
+      p.t_cost, p.m_cost, p.parallelism, p.hash_length,
+      job.salt, job.difficulty, job.start, job.stride,
+    );
+  } catch (err) {
+    // The usual cause is that the browser refused another m_cost block.
+    finish({ type: 'alloc-failed', message: describe(err) });
+    return;
+  }
+  self.postMessage({ type: 'ready' });
+
+  // Start with one hash: with real parameters a single argon2 hash can take
+  // longer than a whole step should, and nextBatchSize grows it if not.
+  let batch = 1;
+  for (;;) {
+    if (paused) {
+      await new Promise((resolve) => {
+        wakeUp = resolve;
+      });
+      continue;
+    }
+    const t0 = performance.now();
+    const step = solver.step(batch);
+    const elapsed = performance.now() - t0;
+    const found = Boolean(step.found);
+    const nonce = toNumber(step.nonce);
+    const hashes = toNumber(step.hashes);
+    if (typeof step.free === 'function') step.free();
+
+    if (found) {
+      solver.free();
+      finish({ type: 'found', nonce, hashes });
+      return;
+    }
+    self.postMessage({ type: 'progress', hashes });
+    batch = nextBatchSize(batch, elapsed);
+    await yieldToEvents();
+  }
+}

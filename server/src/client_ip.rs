@@ -1,0 +1,184 @@
+//! Which address a request comes from, and the key it is counted under.
+//!
+//! A forwarded-IP header is believed only when the TCP peer is one of the
+//! configured trusted proxies; otherwise anyone could claim any address.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use axum::http::{HeaderMap, HeaderName};
+use ipnet::IpNet;
+
+#[derive(Debug, Clone)]
+pub struct ClientIpResolver {
+    trusted: Vec<IpNet>,
+    header: HeaderName,
+}
+
+impl ClientIpResolver {
+    pub fn new(trusted: Vec<IpNet>, header: HeaderName) -> Self {
+        Self { trusted, header }
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's address: `peer` itself unless `peer` is a trusted proxy
+    /// that sent a parseable client-IP header.
+    ///
+    /// For `X-Forwarded-For`, which every proxy on the way appends to, the
+    /// right-most address that is not itself a trusted proxy is taken: the
+    /// addresses left of it were written by the client and prove nothing.
+    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = canonical(peer);
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let mut found = None;
+        // Several header lines are one list, in order.
+        let values = headers
+            .get_all(&self.header)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let mut hops: Vec<IpAddr> = Vec::new();
+        for v in values {
+            for part in v.split(',') {
+                match parse_ip(part) {
+                    Some(ip) => hops.push(ip),
+                    // A garbled hop makes everything left of it unknowable.
+                    None => hops.clear(),
+                }
+            }
+        }
+        for ip in hops.iter().rev() {
+            found = Some(*ip);
+            if !self.is_trusted(*ip) {
+                break;
+            }
+        }
+        found.unwrap_or(peer)
+    }
+}
+
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
+    // Tolerate "[v6]" and "v4:port" forms some proxies write.
+    let s = s
+        .strip_prefix('[')
+        .and_then(|r| r.split(']').next())
+        .unwrap_or(s);
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| {
+            s.rsplit_once(':')
+                .and_then(|(h, _)| h.parse::<std::net::Ipv4Addr>().ok())
+                .map(IpAddr::V4)
+        })
+        .map(canonical)
+}
+
+/// IPv4-mapped IPv6 addresses (from dual-stack sockets) become plain IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// The address a client is counted by: an IPv4 address exactly, an IPv6
+/// address by its /64, since one subscriber usually holds a whole /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpKey(IpAddr);
+
+impl IpKey {
+    pub fn of(ip: IpAddr) -> Self {
+        match canonical(ip) {
+            IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                Self(IpAddr::V6(Ipv6Addr::from(bits)))
+            }
+        }
+    }
+
+    /// 16 bytes for signing into a challenge.
+    pub fn to_bytes(self) -> [u8; 16] {
+        match self.0 {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        }
+    }
+
+    /// Text form stored in the database: `203.0.113.7` or `2001:db8::/64`.
+    pub fn to_text(self) -> String {
+        match self.0 {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("{v6}/64"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn resolver(header: &'static str) -> ClientIpResolver {
+        ClientIpResolver::new(
+            vec![
+                "127.0.0.0/8".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+            ],
+            HeaderName::from_static(header),
+        )
+    }
+
+    fn headers(name: &'static str, v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn header_is_ignored_from_untrusted_peers() {
+        let r = resolver("x-real-ip");
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(r.resolve(peer, &headers("x-real-ip", "1.2.3.4")), peer);
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            r.resolve(local, &headers("x-real-ip", "1.2.3.4")),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(r.resolve(local, &headers("x-real-ip", "garbage")), local);
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_rightmost_untrusted_hop() {
+        let r = resolver("x-forwarded-for");
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let h = headers("x-forwarded-for", "6.6.6.6, 198.51.100.2, 10.1.1.1");
+        assert_eq!(
+            r.resolve(local, &h),
+            "198.51.100.2".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv6_counts_by_slash_64_and_ipv4_exactly() {
+        let a = IpKey::of("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = IpKey::of("2001:db8:1:2:bbbb::2".parse().unwrap());
+        let c = IpKey::of("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.to_text(), "2001:db8:1:2::/64");
+        assert_ne!(
+            IpKey::of("1.2.3.4".parse().unwrap()),
+            IpKey::of("1.2.3.5".parse().unwrap())
+        );
+        assert_eq!(
+            IpKey::of("::ffff:1.2.3.4".parse().unwrap()),
+            IpKey::of("1.2.3.4".parse().unwrap())
+        );
+    }
+}

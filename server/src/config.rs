@@ -1,0 +1,512 @@
+//! Configuration: built-in defaults, then `config.toml`, then environment
+//! variables, each layer overriding the one before.
+//!
+//! Parsing happens in two passes, as ripgrep does with its flags: figment
+//! fills a loosely typed [`RawConfig`], and [`RawConfig::validate`] turns it
+//! into a [`Config`] whose every field is known to be in range. Errors name
+//! the environment variable and the `config.toml` key, and the allowed range.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::http::HeaderName;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use pow::{Argon2Params, Difficulty};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+use crate::settings::Settings;
+
+/// A configuration value that was refused, with the key that carried it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {env} (`{toml}` in config.toml): {message}")]
+pub struct ConfigError {
+    pub env: String,
+    pub toml: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(toml: &str, message: impl Into<String>) -> Self {
+        Self {
+            env: env_name(toml),
+            toml: toml.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The environment variable for a `config.toml` key.
+fn env_name(toml_key: &str) -> String {
+    match toml_key.strip_prefix("argon2.") {
+        Some(k) => format!("ARGON2_{}", k.to_uppercase()),
+        None => format!("POW_{}", toml_key.to_uppercase()),
+    }
+}
+
+/// Either a difficulty preset name or a number, as operators write it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DifficultyValue {
+    Number(u64),
+    Name(String),
+}
+
+/// A list given either as a TOML array or as one comma-separated string
+/// (the only form an environment variable can take).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StringList {
+    List(Vec<String>),
+    Joined(String),
+}
+
+impl StringList {
+    fn items(&self) -> Vec<String> {
+        match self {
+            Self::List(v) => v.iter().map(|s| s.trim().to_owned()).collect(),
+            Self::Joined(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+/// Configuration as read, before validation. Field names are the
+/// `config.toml` keys; environment variables are the same names upper-cased
+/// with a `POW_` prefix (`ARGON2_` for the `[argon2]` table).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: String,
+    pub database: PathBuf,
+    pub public_url: Option<String>,
+    pub secret: Option<String>,
+    pub difficulty_level: DifficultyValue,
+    pub challenge_timeout: u64,
+    pub token_hours: u64,
+    pub token_max_ips: u64,
+    pub token_purge_hours: u64,
+    pub max_tokens_per_ip: u64,
+    pub trusted_proxies: StringList,
+    pub client_ip_header: String,
+    pub cookie_domain: Option<String>,
+    pub redirect_domains: StringList,
+    pub admin_key: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub verify_permits: Option<u64>,
+    pub verify_queue: Option<u64>,
+    pub purge_interval_secs: u64,
+    pub argon2: RawArgon2,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArgon2 {
+    pub time_cost: u64,
+    pub memory_kb: u64,
+    pub parallelism: u64,
+    pub hash_length: u64,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database: "powgate.db".into(),
+            public_url: None,
+            secret: None,
+            difficulty_level: DifficultyValue::Name("medium".into()),
+            challenge_timeout: 30,
+            token_hours: 24,
+            token_max_ips: 2,
+            token_purge_hours: 48,
+            max_tokens_per_ip: 0,
+            trusted_proxies: StringList::List(vec!["127.0.0.0/8".into(), "::1/128".into()]),
+            client_ip_header: "X-Real-IP".into(),
+            cookie_domain: None,
+            redirect_domains: StringList::List(Vec::new()),
+            admin_key: None,
+            metrics_listen: None,
+            verify_permits: None,
+            verify_queue: None,
+            purge_interval_secs: 60,
+            argon2: RawArgon2 {
+                time_cost: Argon2Params::DEFAULT_TIME_COST.into(),
+                memory_kb: Argon2Params::DEFAULT_MEMORY_KIB.into(),
+                parallelism: Argon2Params::DEFAULT_PARALLELISM.into(),
+                hash_length: Argon2Params::DEFAULT_HASH_LENGTH.into(),
+            },
+        }
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// SQLite database file; created on first start.
+    pub database: PathBuf,
+    /// The public base URL when powgate sits behind a proxy or prefix; decides
+    /// whether cookies are `Secure`.
+    pub public_url: Option<String>,
+    /// Challenge signing key; generated and stored in the database when unset.
+    pub secret: Option<Secret>,
+    /// Start-up values of the settings the admin page can change live.
+    pub settings: Settings,
+    /// Hours after expiry during which a token can still be refreshed.
+    pub token_purge_hours: u32,
+    pub argon2: Argon2Params,
+    /// Peers whose client-IP header is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Header carrying the client IP when the peer is a trusted proxy.
+    pub client_ip_header: HeaderName,
+    /// `Domain` attribute of the token cookie.
+    pub cookie_domain: Option<String>,
+    /// Hosts besides the request's own that `?redir=` may point to; a
+    /// leading dot allows subdomains.
+    pub redirect_domains: Vec<String>,
+    /// Admin key; generated at first start (only its hash is stored) when unset.
+    pub admin_key: Option<Secret>,
+    /// Separate address for `/metrics`; on the main listener when unset.
+    pub metrics_listen: Option<SocketAddr>,
+    /// argon2 verifications running at once.
+    pub verify_permits: usize,
+    /// Verifications allowed to wait for a permit before new ones get 503.
+    pub verify_queue: usize,
+    /// How often expired tokens and spent challenges are purged.
+    pub purge_interval: Duration,
+}
+
+fn ranged(key: &str, v: u64, min: u64, max: u64, unit: &str) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("{v} is out of range: allowed {min}..={max}{unit}"),
+        ))
+    }
+}
+
+fn ranged_u32(key: &str, v: u64, min: u32, max: u32, unit: &str) -> Result<u32, ConfigError> {
+    ranged(key, v, min.into(), max.into(), unit).map(|v| u32::try_from(v).unwrap_or(max))
+}
+
+impl RawConfig {
+    /// Reads the layers. `file` is the `config.toml` path; a missing file is
+    /// an error only when the path was given explicitly.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key whose value has the wrong type.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::figment(file).extract().map_err(|e| {
+            let key = e.path.join(".");
+            ConfigError::new(if key.is_empty() { "config" } else { &key }, e.to_string())
+        })
+    }
+
+    /// The figment layers, in order of precedence (later wins).
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let file = file.map_or_else(|| PathBuf::from("config.toml"), Path::to_path_buf);
+        Figment::from(Serialized::defaults(Self::default()))
+            .merge(Toml::file(file))
+            .merge(
+                // POW_CONFIG names the file itself, so it is not a setting.
+                Env::prefixed("POW_").ignore(&["config"]),
+            )
+            .merge(Env::prefixed("ARGON2_").map(|k| format!("argon2.{k}").into()))
+    }
+
+    /// Checks every value and builds the typed configuration.
+    ///
+    /// # Errors
+    /// The first out-of-range value, as a [`ConfigError`] naming its key.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen = self.listen.parse().map_err(|_| {
+            ConfigError::new(
+                "listen",
+                format!(
+                    "{:?} is not an address:port such as 127.0.0.1:8080",
+                    self.listen
+                ),
+            )
+        })?;
+        let difficulty = match &self.difficulty_level {
+            DifficultyValue::Number(n) => Difficulty::new(*n),
+            DifficultyValue::Name(s) => s.parse(),
+        }
+        .map_err(|e| ConfigError::new("difficulty_level", e.to_string()))?;
+        let a = &self.argon2;
+        let param = |key: &str, v: u64, min: u32, max: u32| ranged_u32(key, v, min, max, "");
+        let argon2 = Argon2Params::new(
+            param(
+                "argon2.time_cost",
+                a.time_cost,
+                Argon2Params::MIN_TIME_COST,
+                Argon2Params::MAX_TIME_COST,
+            )?,
+            param(
+                "argon2.memory_kb",
+                a.memory_kb,
+                Argon2Params::MIN_MEMORY_KIB,
+                Argon2Params::MAX_MEMORY_KIB,
+            )?,
+            param(
+                "argon2.parallelism",
+                a.parallelism,
+                Argon2Params::MIN_PARALLELISM,
+                Argon2Params::MAX_PARALLELISM,
+            )?,
+            param(
+                "argon2.hash_length",
+                a.hash_length,
+                Argon2Params::MIN_HASH_LENGTH,
+                Argon2Params::MAX_HASH_LENGTH,
+            )?,
+        )
+        .map_err(|e| ConfigError::new("argon2.memory_kb", e.to_string()))?;
+
+        let settings = Settings {
+            difficulty,
+            challenge_timeout_minutes: ranged_u32(
+                "challenge_timeout",
+                self.challenge_timeout,
+                Settings::CHALLENGE_TIMEOUT.0,
+                Settings::CHALLENGE_TIMEOUT.1,
+                " minutes",
+            )?,
+            token_hours: ranged_u32(
+                "token_hours",
+                self.token_hours,
+                Settings::TOKEN_HOURS.0,
+                Settings::TOKEN_HOURS.1,
+                " hours",
+            )?,
+            token_max_ips: ranged_u32(
+                "token_max_ips",
+                self.token_max_ips,
+                Settings::TOKEN_MAX_IPS.0,
+                Settings::TOKEN_MAX_IPS.1,
+                "",
+            )?,
+            max_tokens_per_ip: ranged_u32(
+                "max_tokens_per_ip",
+                self.max_tokens_per_ip,
+                Settings::MAX_TOKENS_PER_IP.0,
+                Settings::MAX_TOKENS_PER_IP.1,
+                " (0 = off)",
+            )?,
+        };
+
+        let trusted_proxies = self
+            .trusted_proxies
+            .items()
+            .iter()
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "trusted_proxies",
+                            format!("{s:?} is not an IP address or CIDR such as 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let client_ip_header =
+            HeaderName::try_from(self.client_ip_header.trim()).map_err(|_| {
+                ConfigError::new(
+                    "client_ip_header",
+                    format!("{:?} is not a valid header name", self.client_ip_header),
+                )
+            })?;
+
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "public_url",
+                format!("{url:?} must start with http:// or https://"),
+            ));
+        }
+        let secret = match self.secret {
+            Some(s) if s.len() < 32 => {
+                return Err(ConfigError::new(
+                    "secret",
+                    "must be at least 32 characters; leave it unset to have one generated and stored in the database",
+                ));
+            }
+            other => other.map(Secret::new),
+        };
+
+        let admin_key = match self.admin_key {
+            Some(k) if k.len() < 16 => {
+                return Err(ConfigError::new(
+                    "admin_key",
+                    "must be at least 16 characters; leave it unset to have one generated at first start",
+                ));
+            }
+            other => other.map(Secret::new),
+        };
+        let metrics_listen = self
+            .metrics_listen
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    ConfigError::new(
+                        "metrics_listen",
+                        format!("{s:?} is not an address:port such as 127.0.0.1:9090"),
+                    )
+                })
+            })
+            .transpose()?;
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u64;
+        let verify_permits = ranged(
+            "verify_permits",
+            self.verify_permits.unwrap_or(cpus),
+            1,
+            256,
+            "",
+        )?;
+        let verify_queue = ranged(
+            "verify_queue",
+            self.verify_queue.unwrap_or(verify_permits * 8),
+            0,
+            65536,
+            "",
+        )?;
+        let purge_interval_secs = ranged(
+            "purge_interval_secs",
+            self.purge_interval_secs,
+            1,
+            60,
+            " seconds",
+        )?;
+
+        Ok(Config {
+            listen,
+            database: self.database,
+            public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            secret,
+            settings,
+            token_purge_hours: ranged_u32(
+                "token_purge_hours",
+                self.token_purge_hours,
+                0,
+                87600,
+                " hours",
+            )?,
+            argon2,
+            trusted_proxies,
+            client_ip_header,
+            cookie_domain: self.cookie_domain.filter(|d| !d.is_empty()),
+            redirect_domains: self
+                .redirect_domains
+                .items()
+                .into_iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            admin_key,
+            metrics_listen,
+            verify_permits: usize::try_from(verify_permits).unwrap_or(1),
+            verify_queue: usize::try_from(verify_queue).unwrap_or(0),
+            purge_interval: Duration::from_secs(purge_interval_secs),
+        })
+    }
+}
+
+impl Config {
+    /// Loads and validates in one go.
+    ///
+    /// # Errors
+    /// See [`RawConfig::load`] and [`RawConfig::validate`].
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        RawConfig::load(file)?.validate()
+    }
+
+    /// Whether the public URL is https, so cookies must be `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_validate() {
+        let c = RawConfig::default().validate().unwrap();
+        assert_eq!(c.settings.difficulty, Difficulty::MEDIUM);
+        assert_eq!(c.argon2, Argon2Params::DEFAULT);
+        assert_eq!(c.settings.token_max_ips, 2);
+        assert_eq!(c.client_ip_header, "x-real-ip");
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "config.toml",
+                "difficulty_level = \"high\"\ntoken_hours = 5\n[argon2]\nmemory_kb = 1024\n",
+            )?;
+            jail.set_env("POW_TOKEN_HOURS", "7");
+            jail.set_env("ARGON2_TIME_COST", "2");
+            jail.set_env("POW_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.settings.difficulty, Difficulty::HIGH);
+            assert_eq!(c.settings.token_hours, 7);
+            assert_eq!(c.argon2.m_cost_kib(), 1024);
+            assert_eq!(c.argon2.t_cost(), 2);
+            assert_eq!(c.trusted_proxies.len(), 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_env_key_and_range() {
+        Jail::expect_with(|jail| {
+            jail.set_env("POW_TOKEN_MAX_IPS", "0");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("POW_TOKEN_MAX_IPS") && e.contains("1..="), "{e}");
+            jail.set_env("POW_TOKEN_MAX_IPS", "2");
+            jail.set_env("ARGON2_MEMORY_KB", "4");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("ARGON2_MEMORY_KB") && e.contains("8..="), "{e}");
+            jail.set_env("ARGON2_MEMORY_KB", "64");
+            jail.set_env("POW_DIFFICULTY_LEVEL", "insane");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(
+                e.contains("POW_DIFFICULTY_LEVEL") && e.contains("low, medium"),
+                "{e}"
+            );
+            jail.set_env("POW_DIFFICULTY_LEVEL", "1234");
+            assert_eq!(Config::load(None).unwrap().settings.difficulty.get(), 1234);
+            jail.set_env("POW_CHALLENGE_TIMEOUT", "soon");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("POW_CHALLENGE_TIMEOUT"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("config.toml", "token_houres = 5\n")?;
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,245 @@
+//! Token rows and the addresses each token has been used from.
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::token::HashedToken;
+
+/// A token as stored, with its addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub hash: HashedToken,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub issuer_ip: String,
+    pub refresh_count: i64,
+    /// Address keys, oldest first.
+    pub ips: Vec<String>,
+}
+
+const COLUMNS: &str =
+    "id, token_hash, created_at, expires_at, revoked_at, issuer_ip, refresh_count";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let hash: Vec<u8> = r.get(1)?;
+    let hash: [u8; 32] = hash.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            rusqlite::types::Type::Blob,
+            "token hash is not 32 bytes".into(),
+        )
+    })?;
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        hash: HashedToken(hash),
+        created_at: r.get(2)?,
+        expires_at: r.get(3)?,
+        revoked_at: r.get(4)?,
+        issuer_ip: r.get(5)?,
+        refresh_count: r.get(6)?,
+        ips: Vec::new(),
+    })
+}
+
+fn load_ips(c: &Connection, rec: &mut TokenRecord) -> rusqlite::Result<()> {
+    let mut stmt =
+        c.prepare_cached("SELECT ip FROM token_ips WHERE token_id = ?1 ORDER BY first_seen, ip")?;
+    rec.ips = stmt
+        .query_map([rec.id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(())
+}
+
+/// What issuing a token did.
+#[derive(Debug)]
+pub struct Issued {
+    pub id: i64,
+    /// Tokens of the same address that were expired to make room
+    /// (`POW_MAX_TOKENS_PER_IP`); the caller drops them from its cache.
+    pub evicted: Vec<HashedToken>,
+}
+
+/// Stores a new token, records the solving address as its first, and
+/// enforces the per-address token cap, all in one transaction.
+///
+/// # Errors
+/// SQLite errors.
+pub fn insert(
+    c: &mut Connection,
+    hash: &HashedToken,
+    now: i64,
+    expires_at: i64,
+    issuer_ip: &str,
+    difficulty: u64,
+    max_tokens_per_ip: u32,
+) -> rusqlite::Result<Issued> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO tokens (token_hash, created_at, expires_at, issuer_ip, difficulty)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            &hash.0[..],
+            now,
+            expires_at,
+            issuer_ip,
+            i64::try_from(difficulty).unwrap_or(i64::MAX)
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO token_ips (token_id, ip, first_seen) VALUES (?1, ?2, ?3)",
+        params![id, issuer_ip, now],
+    )?;
+    let mut evicted = Vec::new();
+    if max_tokens_per_ip > 0 {
+        // Everything beyond the newest `max` active tokens of this address
+        // is expired now; it stays refreshable like any expired token.
+        let mut stmt = tx.prepare(
+            "UPDATE tokens SET expires_at = ?1
+             WHERE id IN (
+                 SELECT id FROM tokens
+                 WHERE issuer_ip = ?2 AND expires_at > ?1 AND revoked_at IS NULL
+                 ORDER BY created_at DESC, id DESC
+                 LIMIT -1 OFFSET ?3)
+             RETURNING token_hash",
+        )?;
+        let rows = stmt.query_map(params![now, issuer_ip, max_tokens_per_ip], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?;
+        for h in rows {
+            if let Ok(h) = <[u8; 32]>::try_from(h?) {
+                evicted.push(HashedToken(h));
+            }
+        }
+        drop(stmt);
+    }
+    tx.commit()?;
+    Ok(Issued { id, evicted })
+}
+
+/// # Errors
+/// SQLite errors.
+pub fn find_by_hash(c: &Connection, hash: &HashedToken) -> rusqlite::Result<Option<TokenRecord>> {
+    let rec = c
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tokens WHERE token_hash = ?1"
+        ))?
+        .query_row([&hash.0[..]], from_row)
+        .optional()?;
+    rec.map(|mut r| load_ips(c, &mut r).map(|()| r)).transpose()
+}
+
+/// # Errors
+/// SQLite errors.
+pub fn find_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<TokenRecord>> {
+    let rec = c
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?;
+    rec.map(|mut r| load_ips(c, &mut r).map(|()| r)).transpose()
+}
+
+/// Result of [`add_ip`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddIp {
+    /// The address is now recorded; here is the full list.
+    Added(Vec<String>),
+    /// The address was already recorded.
+    Known(Vec<String>),
+    /// The token already has `max` other addresses.
+    LimitReached,
+}
+
+/// Records a new address for a token unless that would exceed `max`. The
+/// check and the insert share one immediate transaction, so concurrent
+/// requests from different addresses cannot overshoot the limit.
+///
+/// # Errors
+/// SQLite errors.
+pub fn add_ip(
+    c: &mut Connection,
+    token_id: i64,
+    ip: &str,
+    now: i64,
+    max: u32,
+) -> rusqlite::Result<AddIp> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ips: Vec<String> = tx
+        .prepare_cached("SELECT ip FROM token_ips WHERE token_id = ?1 ORDER BY first_seen, ip")?
+        .query_map([token_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if ips.iter().any(|i| i == ip) {
+        return Ok(AddIp::Known(ips));
+    }
+    if ips.len() >= max as usize {
+        return Ok(AddIp::LimitReached);
+    }
+    tx.execute(
+        "INSERT INTO token_ips (token_id, ip, first_seen) VALUES (?1, ?2, ?3)",
+        params![token_id, ip, now],
+    )?;
+    tx.commit()?;
+    let mut ips = ips;
+    ips.push(ip.to_owned());
+    Ok(AddIp::Added(ips))
+}
+
+/// Extends a token after a refresh solve, and records the solving address if
+/// there is room. Returns the updated record.
+///
+/// # Errors
+/// SQLite errors.
+pub fn extend(
+    c: &mut Connection,
+    token_id: i64,
+    ip: &str,
+    now: i64,
+    expires_at: i64,
+    max_ips: u32,
+) -> rusqlite::Result<Option<TokenRecord>> {
+    let n = c.execute(
+        "UPDATE tokens SET expires_at = ?2, refresh_count = refresh_count + 1
+         WHERE id = ?1 AND revoked_at IS NULL",
+        params![token_id, expires_at],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    add_ip(c, token_id, ip, now, max_ips)?;
+    find_by_id(c, token_id)
+}
+
+/// Deletes tokens whose refresh window has closed. Returns their hashes so
+/// caches can drop them.
+///
+/// # Errors
+/// SQLite errors.
+pub fn purge(
+    c: &Connection,
+    now: i64,
+    purge_after_secs: i64,
+) -> rusqlite::Result<Vec<HashedToken>> {
+    let mut stmt =
+        c.prepare_cached("DELETE FROM tokens WHERE expires_at + ?2 <= ?1 RETURNING token_hash")?;
+    let rows = stmt.query_map(params![now, purge_after_secs], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut out = Vec::new();
+    for h in rows {
+        if let Ok(h) = <[u8; 32]>::try_from(h?) {
+            out.push(HashedToken(h));
+        }
+    }
+    Ok(out)
+}
+
+/// Active (unexpired, unrevoked) tokens.
+///
+/// # Errors
+/// SQLite errors.
+pub fn count_active(c: &Connection, now: i64) -> rusqlite::Result<i64> {
+    c.query_row(
+        "SELECT count(*) FROM tokens WHERE expires_at > ?1 AND revoked_at IS NULL",
+        [now],
+        |r| r.get(0),
+    )
+}

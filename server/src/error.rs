@@ -1,0 +1,129 @@
+//! One error type for every HTTP answer that is not a success.
+//!
+//! Each variant knows its status and a stable `error` code. Internal causes
+//! are logged here and replaced by a generic message, so nothing about the
+//! server's insides reaches a client.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pow::wire::ErrorBody;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request cannot be understood.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no usable credential.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the answer is wrong.
+    #[error("the nonce does not solve this challenge")]
+    WrongAnswer,
+    /// 403: the challenge or token belongs to another client address.
+    #[error("{0}")]
+    WrongIp(String),
+    /// 403: refused for another stated reason.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the challenge was already used.
+    #[error("this challenge was already used; request a new one")]
+    AlreadySpent,
+    /// 410: the challenge or token ran out.
+    #[error("{0}")]
+    Expired(String),
+    /// 413
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// 415
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 429
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
+    /// 503: the verification queue is full.
+    #[error("the server is busy verifying other solutions; retry in {0} s")]
+    Busy(u64),
+    /// 500: logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::WrongAnswer | Self::WrongIp(_) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::AlreadySpent => StatusCode::CONFLICT,
+            Self::Expired(_) => StatusCode::GONE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::WrongAnswer => "wrong_answer",
+            Self::WrongIp(_) => "wrong_ip",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::AlreadySpent => "already_spent",
+            Self::Expired(_) => "expired",
+            Self::TooLarge(_) => "too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Busy(_) => "busy",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(s) | Self::Busy(s) => Some(*s),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error");
+                "internal error; the operator can find details in the server log".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let status = self.status_code();
+        let retry = self.retry_after();
+        let body = ErrorBody {
+            error: self.code().to_owned(),
+            message,
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = retry {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        Self::Internal(e.into())
+    }
+}

@@ -1,0 +1,117 @@
+//! `POST /api/challenge`: issues a signed, expiring, IP-bound challenge.
+
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use pow::wire::{ChallengePurpose, ChallengeRequest, ChallengeResponse};
+use pow::{ChallengeClaims, Purpose};
+
+use crate::cookies;
+use crate::error::{ApiError, Result};
+use crate::routes::extract::{ClientIp, JsonBody};
+use crate::state::AppState;
+use crate::token::PlainToken;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/challenge", post(issue))
+}
+
+async fn issue(
+    state: axum::extract::State<AppState>,
+    client: ClientIp,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<ChallengeRequest>,
+) -> Result<Json<ChallengeResponse>> {
+    let settings = state.settings.get();
+    let now = state.now();
+
+    let (purpose, difficulty) = match refresh_target(&state, &client, &headers, req).await? {
+        Some(token_id) => (Purpose::Refresh { token_id }, settings.difficulty.halved()),
+        None => (Purpose::New, settings.difficulty),
+    };
+
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("random generator: {e}")))?;
+    let claims = ChallengeClaims {
+        id,
+        purpose,
+        issued_at: now,
+        expires_at: now + i64::from(settings.challenge_timeout_minutes) * 60,
+        difficulty,
+        params: state.config.argon2,
+        ip_key: client.key.to_bytes(),
+    };
+    tracing::debug!(?purpose, difficulty = difficulty.get(), ip = %client.key.to_text(), "challenge issued");
+    Ok(Json(ChallengeResponse {
+        challenge: claims.sign(&state.challenge_key),
+        purpose: match purpose {
+            Purpose::New => ChallengePurpose::New,
+            Purpose::Refresh { .. } => ChallengePurpose::Refresh,
+        },
+        salt: hex::encode(claims.id),
+        argon2: claims.params,
+        difficulty: difficulty.get(),
+        target: hex::encode(difficulty.target()),
+        issued_at: claims.issued_at,
+        expires_at: claims.expires_at,
+    }))
+}
+
+/// Decides whether this request gets a refresh challenge, and for which token.
+///
+/// An explicit `refresh_token` must be refreshable, or the request fails with
+/// the reason. Without one, a refreshable token in the cookie is used quietly;
+/// any other cookie state just means a new-token challenge.
+async fn refresh_target(
+    state: &AppState,
+    client: &ClientIp,
+    headers: &HeaderMap,
+    req: ChallengeRequest,
+) -> Result<Option<i64>> {
+    let (token, explicit) = match req.refresh_token {
+        Some(t) => (t, true),
+        None => match cookies::cookie_value(headers, cookies::TOKEN_COOKIE) {
+            Some(t) => (t, false),
+            None => return Ok(None),
+        },
+    };
+    match refreshable_token_id(state, client, &token).await {
+        Ok(id) => Ok(Some(id)),
+        Err(e) if explicit => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The id of `token` if it may be refreshed from `client` now.
+pub async fn refreshable_token_id(state: &AppState, client: &ClientIp, token: &str) -> Result<i64> {
+    let token = PlainToken::parse(token)
+        .map_err(|e| ApiError::BadRequest(format!("refresh_token: {e}")))?;
+    let rec = state.tokens.lookup(token.hashed()).await?.ok_or_else(|| {
+        ApiError::NotFound("refresh_token is unknown or was purged; solve a new challenge".into())
+    })?;
+    let now = state.now();
+    let settings = state.settings.get();
+    if rec.revoked_at.is_some() {
+        return Err(ApiError::Forbidden(
+            "this token was revoked and cannot be refreshed".into(),
+        ));
+    }
+    if rec.expires_at > now {
+        return Err(ApiError::BadRequest(
+            "this token has not expired yet; there is nothing to refresh".into(),
+        ));
+    }
+    if now >= rec.expires_at + i64::from(state.config.token_purge_hours) * 3600 {
+        return Err(ApiError::Expired(
+            "this token is past its refresh window; solve a new challenge".into(),
+        ));
+    }
+    let ip = client.key.to_text();
+    if !rec.ips.contains(&ip) && rec.ips.len() >= settings.token_max_ips as usize {
+        return Err(ApiError::WrongIp(
+            "this token is already used from its maximum number of addresses".into(),
+        ));
+    }
+    Ok(rec.id)
+}

@@ -1,0 +1,10 @@
+//! Liveness, and a bare handler that benchmarks compare `/verify-token` with.
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/healthz", get(|| async { "ok\n" }))
+}

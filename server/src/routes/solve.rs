@@ -1,0 +1,196 @@
+//! `POST /api/solve`: checks a solution and issues or extends a token.
+//! `POST /api/token`: the no-JavaScript path, which turns a token pasted into
+//! a form into the cookie.
+//!
+//! The order of checks is the point of this module: everything cheap
+//! (size, schema, signature, expiry, address, spent) happens before the one
+//! argon2 hash, and a queue slot is taken before the challenge is spent, so
+//! a busy server answers 503 without burning the client's challenge.
+
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use pow::wire::{SolveRequest, SolveResponse};
+use pow::{ChallengeError, Purpose};
+use serde::Deserialize;
+
+use crate::cookies;
+use crate::db;
+use crate::error::{ApiError, Result};
+use crate::redirect::safe_redirect;
+use crate::routes::extract::{ClientIp, JsonBody};
+use crate::routes::verify::{Decision, decide};
+use crate::state::AppState;
+use crate::token::PlainToken;
+use crate::verifier::VerifyError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/solve", post(solve))
+        .route("/api/token", post(paste_token))
+}
+
+async fn solve(
+    State(state): State<AppState>,
+    client: ClientIp,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<SolveRequest>,
+) -> Result<Response> {
+    let now = state.now();
+    let claims =
+        pow::challenge::verify(&state.challenge_key, &req.challenge).map_err(|e| match e {
+            ChallengeError::BadSignature => ApiError::BadRequest(
+                "challenge signature is invalid; request a new challenge".into(),
+            ),
+            other => ApiError::BadRequest(format!("{other}; request a new challenge")),
+        })?;
+    if now >= claims.expires_at {
+        return Err(ApiError::Expired(
+            "this challenge has expired; request a new one".into(),
+        ));
+    }
+    if claims.ip_key != client.key.to_bytes() {
+        return Err(ApiError::WrongIp(
+            "this challenge was issued to another address; request a new one".into(),
+        ));
+    }
+    // For a refresh the caller must hold the token being refreshed.
+    let refresh = match claims.purpose {
+        Purpose::New => None,
+        Purpose::Refresh { token_id } => {
+            let presented = req
+                .refresh_token
+                .clone()
+                .or_else(|| cookies::cookie_value(&headers, cookies::TOKEN_COOKIE))
+                .ok_or_else(|| ApiError::Forbidden("a refresh challenge needs the token being refreshed (refresh_token or the cookie)".into()))?;
+            let token = PlainToken::parse(&presented)
+                .map_err(|e| ApiError::BadRequest(format!("refresh_token: {e}")))?;
+            let rec = state.tokens.lookup(token.hashed()).await?;
+            if rec.as_ref().map(|r| r.id) != Some(token_id) {
+                return Err(ApiError::Forbidden(
+                    "this refresh challenge belongs to another token".into(),
+                ));
+            }
+            Some((token_id, token))
+        }
+    };
+
+    let reservation = state.verifier.reserve().map_err(|_| ApiError::Busy(2))?;
+    let (id, expires_at) = (claims.id, claims.expires_at);
+    if !state
+        .db
+        .call(move |c| db::challenges::spend(c, &id, now, expires_at))
+        .await?
+    {
+        return Err(ApiError::AlreadySpent);
+    }
+    let verdict = match reservation.verify(claims, req.nonce).await {
+        Ok(v) => v,
+        Err(VerifyError::Busy) => return Err(ApiError::Busy(2)),
+        Err(e) => return Err(ApiError::Internal(e.into())),
+    };
+    if !verdict.valid {
+        tracing::info!(ip = %client.key.to_text(), "wrong answer");
+        return Err(ApiError::WrongAnswer);
+    }
+    if let Some(t) = req.telemetry {
+        tracing::debug!(hashes = ?t.hashes, elapsed_ms = ?t.elapsed_ms, workers = ?t.workers, "client telemetry");
+    }
+
+    let settings = state.settings.get();
+    let now = state.now();
+    let token_expires = now + i64::from(settings.token_hours) * 3600;
+    let (token, refreshed) = match refresh {
+        Some((token_id, token)) => {
+            state
+                .tokens
+                .extend(
+                    token_id,
+                    client.key.to_text(),
+                    now,
+                    token_expires,
+                    settings.token_max_ips,
+                )
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Forbidden("this token was revoked or purged meanwhile".into())
+                })?;
+            (token, true)
+        }
+        None => {
+            let token = PlainToken::generate();
+            state
+                .tokens
+                .issue(
+                    token.hashed(),
+                    now,
+                    token_expires,
+                    client.key.to_text(),
+                    claims.difficulty.get(),
+                    settings.max_tokens_per_ip,
+                )
+                .await?;
+            (token, false)
+        }
+    };
+    tracing::info!(ip = %client.key.to_text(), refreshed, id = %token.hashed().short_id(), "token issued");
+    let plain = token.expose();
+    let mut resp = Json(SolveResponse {
+        token: plain.clone(),
+        refreshed,
+        expires_at: token_expires,
+    })
+    .into_response();
+    set_cookie(&state, &mut resp, &plain, settings.token_hours);
+    Ok(resp)
+}
+
+fn set_cookie(state: &AppState, resp: &mut Response, token: &str, token_hours: u32) {
+    let max_age = (i64::from(token_hours) + i64::from(state.config.token_purge_hours)) * 3600;
+    if let Some(v) = cookies::token_cookie(&state.config, token, max_age) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PastedToken {
+    token: String,
+    #[serde(default)]
+    redir: String,
+}
+
+/// Accepts a token obtained with `powgate solve` and sets the cookie, so
+/// browsers without JavaScript can pass too.
+async fn paste_token(
+    State(state): State<AppState>,
+    client: ClientIp,
+    headers: HeaderMap,
+    Form(form): Form<PastedToken>,
+) -> Result<Response> {
+    let token = form.token.trim();
+    let decision = decide(&state, Some(token), &client).await?;
+    if decision != Decision::Valid {
+        let msg = match decision {
+            Decision::Expired { .. } => "That token has expired. Run powgate solve again.",
+            Decision::IpLimit => "That token is already used from too many addresses.",
+            Decision::Revoked => "That token was revoked.",
+            _ => "That is not a valid token. Run powgate solve and paste the line it prints.",
+        };
+        return Ok((
+            decision.status_code(),
+            Html(format!(
+                "<!doctype html><title>powgate</title><p>{msg}</p><p><a href=\"./\">Back</a></p>"
+            )),
+        )
+            .into_response());
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let target = safe_redirect(&form.redir, host, &state.config.redirect_domains)
+        .unwrap_or_else(|| "./".to_owned());
+    let mut resp = Redirect::to(&target).into_response();
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    set_cookie(&state, &mut resp, token, state.settings.get().token_hours);
+    Ok(resp)
+}

@@ -1,0 +1,103 @@
+//! Everything a request handler needs, built once at start-up.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::client_ip::ClientIpResolver;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{self, Db};
+use crate::settings::LiveSettings;
+use crate::token_store::TokenStore;
+use crate::verifier::Verifier;
+
+/// Shared application state; cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub struct Inner {
+    /// Validated start-up configuration.
+    pub config: Config,
+    /// The SQLite pool.
+    pub db: Db,
+    /// Time source; a manual clock in tests.
+    pub clock: Arc<dyn Clock>,
+    /// HMAC-SHA256 key for challenges: `POW_SECRET`, or generated once and
+    /// kept in the database so open challenges survive a restart.
+    pub challenge_key: Vec<u8>,
+    /// Settings an operator can change while running.
+    pub settings: LiveSettings,
+    /// Tokens, cached in front of the database.
+    pub tokens: TokenStore,
+    /// Bounded argon2 verification.
+    pub verifier: Verifier,
+    /// Believes forwarded-IP headers only from trusted proxies.
+    pub client_ip: ClientIpResolver,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// Name of the generated challenge key in the `secrets` table.
+const CHALLENGE_KEY: &str = "challenge_hmac_key";
+
+/// Enough cached tokens for a busy site, at about 200 bytes each.
+const TOKEN_CACHE_CAPACITY: usize = 200_000;
+
+impl AppState {
+    /// Opens the database and assembles the state.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or migrated.
+    pub fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        // Readers on the hot path plus writers; SQLite serialises writes itself.
+        let connections = u32::try_from(config.verify_permits * 2 + 8).unwrap_or(32);
+        let db = Db::open(&config.database, connections)?;
+        let now = clock.now();
+        let challenge_key = match &config.secret {
+            Some(s) => s.expose().as_bytes().to_vec(),
+            None => db
+                .call_blocking(|c| db::secrets::get_or_create(c, CHALLENGE_KEY, now, random_key))
+                .context("cannot read or store the challenge key")?,
+        };
+        let settings = LiveSettings::new(config.settings);
+        let tokens = TokenStore::new(db.clone(), TOKEN_CACHE_CAPACITY);
+        let verifier = Verifier::new(config.verify_permits, config.verify_queue);
+        let client_ip = ClientIpResolver::new(
+            config.trusted_proxies.clone(),
+            config.client_ip_header.clone(),
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                clock,
+                challenge_key,
+                settings,
+                tokens,
+                verifier,
+                client_ip,
+            }),
+        })
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// 32 bytes from the operating system's CSPRNG.
+pub fn random_key() -> Vec<u8> {
+    let mut k = vec![0u8; 32];
+    // The OS generator failing is unrecoverable for a security tool.
+    getrandom::fill(&mut k).expect("the operating system's random generator failed");
+    k
+}

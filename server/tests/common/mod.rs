@@ -1,0 +1,223 @@
+//! `TestApp`: a real powgate on a loopback socket and a real SQLite file in a
+//! temporary directory, with a manual clock and tiny argon2 parameters set
+//! through configuration.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pow::wire::{ChallengeResponse, SolveRequest};
+use pow::{Difficulty, Solver, Step};
+use powgate::clock::ManualClock;
+use powgate::config::{DifficultyValue, RawConfig};
+use powgate::state::AppState;
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    pub raw: RawConfig,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    // Kept last so the directory outlives the server.
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+/// Small enough that a test solves in milliseconds.
+pub fn test_config(db: PathBuf) -> RawConfig {
+    let mut c = RawConfig::default();
+    c.listen = "127.0.0.1:0".into();
+    c.database = db;
+    c.difficulty_level = DifficultyValue::Number(4);
+    c.argon2.time_cost = 1;
+    c.argon2.memory_kb = 64;
+    c
+}
+
+impl TestApp {
+    pub fn spawn() -> Self {
+        Self::spawn_with(|_| {})
+    }
+
+    pub fn spawn_with(f: impl FnOnce(&mut RawConfig)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut raw = test_config(dir.path().join("powgate.db"));
+        f(&mut raw);
+        Self::start(raw, dir, Arc::new(ManualClock::new()))
+    }
+
+    fn start(raw: RawConfig, dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) -> Self {
+        let config = raw.clone().validate().unwrap();
+        let state = AppState::new(config, clock.clone()).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                powgate::server::serve(st, listener, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        Self {
+            addr,
+            state,
+            clock,
+            raw,
+            shutdown: Some(tx),
+            thread: Some(thread),
+            dir,
+        }
+    }
+
+    /// Stops this server and starts a new one on the same database file,
+    /// as a process restart would, keeping the clock.
+    pub fn restart(mut self) -> Self {
+        self.stop();
+        let (raw, dir, clock) = (self.raw.clone(), self.dir.clone(), self.clock.clone());
+        drop(self);
+        Self::start(raw, dir, clock)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn agent(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    /// POST /api/challenge as client `ip` (via X-Real-IP from loopback, a trusted proxy).
+    pub fn challenge_as(&self, ip: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let mut r = self
+            .agent()
+            .post(&self.url("/api/challenge"))
+            .header("X-Real-IP", ip)
+            .send_json(body)
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_json().unwrap())
+    }
+
+    pub fn new_challenge(&self, ip: &str) -> ChallengeResponse {
+        let (status, v) = self.challenge_as(ip, serde_json::json!({}));
+        assert_eq!(status, 200, "{v}");
+        serde_json::from_value(v).unwrap()
+    }
+
+    pub fn submit(&self, ip: &str, req: &SolveRequest) -> (u16, serde_json::Value, Vec<String>) {
+        let mut r = self
+            .agent()
+            .post(&self.url("/api/solve"))
+            .header("X-Real-IP", ip)
+            .send_json(req)
+            .unwrap();
+        let status = r.status().as_u16();
+        let cookies = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        (status, r.body_mut().read_json().unwrap(), cookies)
+    }
+
+    /// Solves and submits; returns the token.
+    pub fn obtain_token(&self, ip: &str) -> String {
+        let ch = self.new_challenge(ip);
+        let req = SolveRequest {
+            challenge: ch.challenge.clone(),
+            nonce: solve(&ch),
+            refresh_token: None,
+            telemetry: None,
+        };
+        let (status, body, _) = self.submit(ip, &req);
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// GET /verify-token with a bearer token from `ip`; returns status and body.
+    pub fn verify(
+        &self,
+        token: Option<&str>,
+        ip: &str,
+    ) -> (u16, serde_json::Value, Option<String>) {
+        let mut req = self
+            .agent()
+            .get(&self.url("/verify-token"))
+            .header("X-Real-IP", ip);
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut r = req.call().unwrap();
+        let status = r.status().as_u16();
+        let refreshable = r
+            .headers()
+            .get("x-powgate-refreshable")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, r.body_mut().read_json().unwrap(), refreshable)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Finds a winning nonce for `ch` with the shared solver.
+pub fn solve(ch: &ChallengeResponse) -> u64 {
+    let salt: [u8; 16] = hex::decode(&ch.salt).unwrap().try_into().unwrap();
+    let mut s = Solver::new(
+        ch.argon2,
+        salt,
+        Difficulty::new(ch.difficulty).unwrap(),
+        0,
+        1,
+    )
+    .unwrap();
+    loop {
+        if let Step::Found { nonce, .. } = s.step(1000).unwrap() {
+            return nonce;
+        }
+    }
+}
+
+/// A nonce that does not solve `ch`.
+pub fn wrong_nonce(ch: &ChallengeResponse) -> u64 {
+    let salt: [u8; 16] = hex::decode(&ch.salt).unwrap().try_into().unwrap();
+    let mut h = pow::Hasher::new(ch.argon2).unwrap();
+    let target: [u8; 32] = hex::decode(&ch.target).unwrap().try_into().unwrap();
+    let mut out = vec![0u8; ch.argon2.hash_length() as usize];
+    (0..)
+        .find(|n| {
+            h.hash_into(&salt, *n, &mut out).unwrap();
+            !pow::meets_target(&out, &target)
+        })
+        .unwrap()
+}
