@@ -3,6 +3,7 @@
 pub mod challenge;
 pub mod extract;
 pub mod health;
+pub mod pages;
 pub mod solve;
 pub mod verify;
 
@@ -22,6 +23,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .merge(verify::router())
         .merge(health::router())
+        .merge(pages::router())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -28,10 +28,12 @@ pub struct TestApp {
 
 /// Small enough that a test solves in milliseconds.
 pub fn test_config(db: PathBuf) -> RawConfig {
-    let mut c = RawConfig::default();
-    c.listen = "127.0.0.1:0".into();
-    c.database = db;
-    c.difficulty_level = DifficultyValue::Number(4);
+    let mut c = RawConfig {
+        listen: "127.0.0.1:0".into(),
+        database: db,
+        difficulty_level: DifficultyValue::Number(4),
+        ..RawConfig::default()
+    };
     c.argon2.time_cost = 1;
     c.argon2.memory_kb = 64;
     c

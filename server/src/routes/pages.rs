@@ -1,0 +1,100 @@
+//! The challenge page, its scripts, the worker and the wasm solver, all
+//! embedded in the binary at build time (see `build.rs`), plus the small
+//! `api/config` document the page reads.
+//!
+//! Every file is served with `Cache-Control: no-cache` and a content-hash
+//! ETag: browsers revalidate on each load (a cheap 304), so an upgraded
+//! binary can never be paired with a stale cached wasm or script.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+}
+
+/// Only same-origin resources, plus compiling WebAssembly.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; worker-src 'self'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/config", get(page_config))
+        .route("/{*path}", get(asset))
+}
+
+/// An embedded file by its path below the served root.
+pub fn find(path: &str) -> Option<(&'static str, &'static str, &'static [u8])> {
+    embedded::ASSETS
+        .iter()
+        .find(|(p, ..)| *p == path)
+        .map(|(_, mime, etag, bytes)| (*mime, *etag, *bytes))
+}
+
+async fn index(headers: HeaderMap) -> Response {
+    serve("index.html", &headers)
+}
+
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    serve(&path, &headers)
+}
+
+/// Serves an embedded file, honouring `If-None-Match`.
+pub fn serve(path: &str, headers: &HeaderMap) -> Response {
+    let Some((mime, etag, bytes)) = find(path) else {
+        return ApiError::NotFound(format!("no such page: /{path}")).into_response();
+    };
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
+    let mut resp = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { bytes.into_response() };
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(header::ETAG, HeaderValue::from_static(etag));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if mime.starts_with("text/html") {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    }
+    resp
+}
+
+#[derive(Debug, Serialize)]
+struct PageConfig {
+    /// Hosts besides the page's own that `?redir=` may lead to.
+    redirect_domains: Vec<String>,
+    public_url: Option<String>,
+}
+
+async fn page_config(State(state): State<AppState>) -> Json<PageConfig> {
+    Json(PageConfig {
+        redirect_domains: state.config.redirect_domains.clone(),
+        public_url: state.config.public_url.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_and_the_solver_are_embedded() {
+        for p in ["index.html", "app.js", "worker.js", "pool.js", "solver/powgate_solver_wasm.js", "solver/powgate_solver_wasm_bg.wasm"] {
+            assert!(find(p).is_some(), "{p} is not embedded");
+        }
+        assert_eq!(find("solver/powgate_solver_wasm_bg.wasm").unwrap().0, "application/wasm");
+        assert!(find("tests/pool.test.mjs").is_none());
+        assert!(find("package.json").is_none());
+    }
+}
