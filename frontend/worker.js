@@ -70,7 +70,12 @@ async function search(job) {
   let wasm;
   try {
     wasm = await import('./solver/powgate_solver_wasm.js');
-    await wasm.default();
+    // The glue is generated without a default .wasm location (the
+    // wasm-bindgen library, unlike its CLI, omits it unless told otherwise),
+    // so name the file next to the glue explicitly.
+    await wasm.default({
+      module_or_path: new URL('./solver/powgate_solver_wasm_bg.wasm', import.meta.url),
+    });
   } catch (err) {
     finish({ type: 'error', message: `could not load the solver: ${describe(err)}` });
     return;

@@ -510,3 +510,22 @@ mod tests {
         });
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The shipped example must parse and must state the real defaults.
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn config_example_matches_the_defaults() {
+        let example = include_str!("../../config.toml.example");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("config.toml", example)?;
+            let from_example = Config::load(None).unwrap();
+            let defaults = RawConfig::default().validate().unwrap();
+            assert_eq!(format!("{from_example:?}"), format!("{defaults:?}"));
+            Ok(())
+        });
+    }
+}

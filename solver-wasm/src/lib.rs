@@ -15,11 +15,13 @@ use wasm_bindgen::prelude::*;
 const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 fn whole(name: &str, v: f64) -> Result<u64, JsError> {
-    if v.is_finite() && v >= 0.0 && v <= MAX_SAFE_INTEGER && v.fract() == 0.0 {
+    if v.is_finite() && (0.0..=MAX_SAFE_INTEGER).contains(&v) && v.fract() == 0.0 {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         Ok(v as u64)
     } else {
-        Err(JsError::new(&format!("{name} must be a whole number between 0 and 2^53-1, got {v}")))
+        Err(JsError::new(&format!(
+            "{name} must be a whole number between 0 and 2^53-1, got {v}"
+        )))
     }
 }
 
@@ -106,7 +108,13 @@ impl Solver {
         if stride == 0 {
             return Err(JsError::new("stride must be at least 1"));
         }
-        let inner = pow::Solver::new(params, salt_from_hex(salt_hex)?, difficulty, whole("start", start)?, stride)?;
+        let inner = pow::Solver::new(
+            params,
+            salt_from_hex(salt_hex)?,
+            difficulty,
+            whole("start", start)?,
+            stride,
+        )?;
         Ok(Self { inner })
     }
 
@@ -116,8 +124,16 @@ impl Solver {
     /// Only if argon2 refuses parameters it accepted before.
     pub fn step(&mut self, max_hashes: u32) -> Result<StepResult, JsError> {
         Ok(match self.inner.step(u64::from(max_hashes))? {
-            Step::Found { nonce, hashes } => StepResult { found: true, nonce: as_f64(nonce), hashes: as_f64(hashes) },
-            Step::Progress { hashes } | Step::Exhausted { hashes } => StepResult { found: false, nonce: 0.0, hashes: as_f64(hashes) },
+            Step::Found { nonce, hashes } => StepResult {
+                found: true,
+                nonce: as_f64(nonce),
+                hashes: as_f64(hashes),
+            },
+            Step::Progress { hashes } | Step::Exhausted { hashes } => StepResult {
+                found: false,
+                nonce: 0.0,
+                hashes: as_f64(hashes),
+            },
         })
     }
 

@@ -56,16 +56,32 @@ pub fn serve(path: &str, headers: &HeaderMap) -> Response {
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
-    let mut resp = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { bytes.into_response() };
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
+    let mut resp = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        bytes.into_response()
+    };
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
     h.insert(header::ETAG, HeaderValue::from_static(etag));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if mime.starts_with("text/html") {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        );
     }
     resp
 }
@@ -90,10 +106,20 @@ mod tests {
 
     #[test]
     fn the_page_and_the_solver_are_embedded() {
-        for p in ["index.html", "app.js", "worker.js", "pool.js", "solver/powgate_solver_wasm.js", "solver/powgate_solver_wasm_bg.wasm"] {
+        for p in [
+            "index.html",
+            "app.js",
+            "worker.js",
+            "pool.js",
+            "solver/powgate_solver_wasm.js",
+            "solver/powgate_solver_wasm_bg.wasm",
+        ] {
             assert!(find(p).is_some(), "{p} is not embedded");
         }
-        assert_eq!(find("solver/powgate_solver_wasm_bg.wasm").unwrap().0, "application/wasm");
+        assert_eq!(
+            find("solver/powgate_solver_wasm_bg.wasm").unwrap().0,
+            "application/wasm"
+        );
         assert!(find("tests/pool.test.mjs").is_none());
         assert!(find("package.json").is_none());
     }

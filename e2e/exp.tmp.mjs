@@ -1,0 +1,17 @@
+import { chromium } from 'playwright-core';
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless','--no-sandbox','--disable-gpu','--disable-background-networking','--disable-component-update','--disable-sync','--no-first-run'], timeout: 30000 });
+const ctx = await b.newContext();
+const page = await ctx.newPage();
+page.on('console', m => console.log('console', m.type(), m.text()));
+page.on('pageerror', e => console.log('pageerror', e.message));
+page.on('worker', w => console.log('worker', w.url()));
+page.on('request', r => console.log('req', r.method(), r.url()));
+ctx.on('request', r => console.log('ctxreq', r.method(), r.url()));
+await page.route('**/solver/powgate_solver_wasm_bg.wasm', async (r) => { console.log('ROUTED wasm'); await r.continue(); });
+await page.route('**/worker.js', async (r) => { console.log('ROUTED worker.js'); await r.continue(); });
+const t0 = Date.now();
+await page.goto('http://127.0.0.1:18232/');
+console.log(await page.evaluate(() => navigator.deviceMemory));
+await page.waitForFunction(() => ['solved','error'].includes(document.body.dataset.state), null, { timeout: 90000 });
+console.log(Date.now() - t0, await page.evaluate(() => JSON.stringify(window.powgateStatus)));
+await b.close();

@@ -1,0 +1,26 @@
+# powgate developer shortcuts. `just` lists them.
+
+default:
+    @just --list
+
+# Run the server with the embedded defaults (SQLite file, generated secrets)
+run *ARGS:
+    cargo run --release -- {{ARGS}}
+
+# Every test: Rust, the page's unit tests, and the browser end-to-end tests
+test:
+    scripts/test.sh
+
+# Only the browser end-to-end tests
+e2e:
+    cargo build -p powgate --locked
+    cd e2e && npm ci --no-audit --no-fund && npm test
+
+# Formatting and lints, as required before every commit
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Solver benchmark: wasm in headless Chromium vs native, default parameters
+bench-solver:
+    scripts/bench-solver.sh

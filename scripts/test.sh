@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit and integration tests, the page's JavaScript
+# unit tests, and the end-to-end tests in headless Chromium (and, where they
+# exist, behind real nginx and Caddy).
+#
+# On a fresh machine it first installs what the tests need: Debian packages
+# (when run as root and they are missing), the wasm32 target, and the e2e
+# test's npm packages. Safe to run again and again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+# System packages the end-to-end tests drive.
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+if ((${#need[@]})); then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing ${need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "missing ${need[*]}: install them (Debian: apt-get install ${need[*]}) and run again" >&2
+        exit 1
+    fi
+fi
+
+rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
+    || rustup target add wasm32-unknown-unknown
+
+say "Rust tests"
+cargo test --workspace --exclude powgate-solver-wasm --locked
+
+say "challenge page unit tests"
+node --test frontend/tests/
+
+say "end-to-end tests (headless Chromium)"
+cargo build -p powgate --locked
+(cd e2e && { [[ -d node_modules ]] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; } && npm test)
