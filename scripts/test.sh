@@ -31,8 +31,8 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
 say "Rust tests"
 cargo test --workspace --exclude powgate-solver-wasm --locked
 
-say "challenge page unit tests"
-node --test frontend/tests/
+say "page unit tests (challenge and admin)"
+node --test frontend/tests/ admin/tests/
 
 say "end-to-end tests (headless Chromium)"
 cargo build -p powgate --locked

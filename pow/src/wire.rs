@@ -87,6 +87,9 @@ pub struct SolveResponse {
 pub struct ErrorBody {
     pub error: String,
     pub message: String,
+    /// The request field at fault, for validation errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// `/verify-token` answer body.

@@ -16,6 +16,12 @@ pub enum ApiError {
     /// 400: the request cannot be understood.
     #[error("{0}")]
     BadRequest(String),
+    /// 400: one field of the request is out of range.
+    #[error("{field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
     /// 401: no usable credential.
     #[error("{0}")]
     Unauthorized(String),
@@ -57,7 +63,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidField { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::WrongAnswer | Self::WrongIp(_) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -74,7 +80,7 @@ impl ApiError {
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) => "bad_request",
+            Self::BadRequest(_) | Self::InvalidField { .. } => "bad_request",
             Self::Unauthorized(_) => "unauthorized",
             Self::WrongAnswer => "wrong_answer",
             Self::WrongIp(_) => "wrong_ip",
@@ -112,6 +118,10 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.code().to_owned(),
             message,
+            field: match &self {
+                Self::InvalidField { field, .. } => Some((*field).to_owned()),
+                _ => None,
+            },
         };
         let mut resp = (status, Json(body)).into_response();
         if let Some(secs) = retry {

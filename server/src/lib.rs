@@ -15,6 +15,7 @@
 //! - [`server`]: start-up, background jobs and graceful shutdown.
 //! - [`cli`]: the `powgate solve` client.
 
+pub mod admin_auth;
 pub mod cli;
 pub mod client_ip;
 pub mod clock;
@@ -22,12 +23,14 @@ pub mod config;
 pub mod cookies;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod redirect;
 pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod state;
+pub mod stats;
 pub mod token;
 pub mod token_store;
 pub mod verifier;

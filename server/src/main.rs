@@ -49,6 +49,18 @@ enum Command {
         #[arg(long, short = 'q')]
         quiet: bool,
     },
+    /// Manage the generated admin key (ignored when POW_ADMIN_KEY is set).
+    AdminKey {
+        #[command(subcommand)]
+        action: AdminKeyAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminKeyAction {
+    /// Generate a new admin key, store its hash in the database, and print
+    /// it. Restart powgate afterwards; the old key stops working then.
+    Reset,
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,6 +73,9 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config),
+        Command::AdminKey {
+            action: AdminKeyAction::Reset,
+        } => reset_admin_key(&cli.config),
         Command::Solve {
             url,
             threads,
@@ -86,6 +101,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn reset_admin_key(config_path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(Some(config_path))?;
+    if config.admin_key.is_some() {
+        anyhow::bail!(
+            "POW_ADMIN_KEY (admin_key in the config file) is set, so it is the admin key; change it there instead"
+        );
+    }
+    let db = powgate::db::Db::open(&config.database, 1)?;
+    let key = powgate::admin_auth::reset_key(&db, powgate::clock::Clock::now(&SystemClock))?;
+    eprintln!(
+        "new admin key stored in {}; restart powgate to use it",
+        config.database.display()
+    );
+    println!("{key}");
+    Ok(())
 }
 
 fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {

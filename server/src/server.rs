@@ -20,6 +20,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let purge = tokio::spawn(purge_loop(state.clone()));
+    let metrics = match state.config.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on POW_METRICS_LISTEN={addr}: {e}"))?;
+            tracing::info!(address = %addr, "metrics listening");
+            let app = crate::routes::metrics::router().with_state(state.clone());
+            Some(tokio::spawn(
+                async move { axum::serve(listener, app).await },
+            ))
+        }
+        None => None,
+    };
     let result = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -27,6 +40,9 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     purge.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     result.map_err(Into::into)
 }
 
@@ -46,6 +62,12 @@ pub async fn purge_once(state: &AppState) -> anyhow::Result<Purged> {
     let now = state.now();
     let window = i64::from(state.config.token_purge_hours) * 3600;
     let tokens = state.tokens.purge(now, window).await?;
+    state
+        .metrics
+        .tokens
+        .with_label_values(&["purged"])
+        .inc_by(tokens as u64);
+    state.admin.forget_idle();
     let challenges = state
         .db
         .call(move |c| db::challenges::purge_expired(c, now))

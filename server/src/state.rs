@@ -4,11 +4,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::admin_auth::AdminAuth;
 use crate::client_ip::ClientIpResolver;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, Db};
-use crate::settings::LiveSettings;
+use crate::metrics::Metrics;
+use crate::settings::{FIELDS, LiveSettings, Settings};
+use crate::stats::Stats;
 use crate::token_store::TokenStore;
 use crate::verifier::Verifier;
 
@@ -37,6 +40,12 @@ pub struct Inner {
     pub verifier: Verifier,
     /// Believes forwarded-IP headers only from trusted proxies.
     pub client_ip: ClientIpResolver,
+    /// Admin key, sessions and login rate limit.
+    pub admin: AdminAuth,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Recent activity for the admin page.
+    pub stats: Stats,
 }
 
 impl std::ops::Deref for AppState {
@@ -68,7 +77,8 @@ impl AppState {
                 .call_blocking(|c| db::secrets::get_or_create(c, CHALLENGE_KEY, now, random_key))
                 .context("cannot read or store the challenge key")?,
         };
-        let settings = LiveSettings::new(config.settings);
+        let settings = LiveSettings::new(stored_settings(&db, config.settings)?);
+        let admin = AdminAuth::load(&config, &db, now)?;
         let tokens = TokenStore::new(db.clone(), TOKEN_CACHE_CAPACITY);
         let verifier = Verifier::new(config.verify_permits, config.verify_queue);
         let client_ip = ClientIpResolver::new(
@@ -85,6 +95,9 @@ impl AppState {
                 tokens,
                 verifier,
                 client_ip,
+                admin,
+                metrics: Metrics::new(),
+                stats: Stats::default(),
             }),
         })
     }
@@ -92,6 +105,36 @@ impl AppState {
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
+}
+
+/// The configured settings with the admin API's stored overrides on top.
+/// Overrides win, because an operator who turned difficulty up during an
+/// attack must not have a restart silently undo it; each configured value
+/// that loses is logged.
+fn stored_settings(db: &Db, configured: Settings) -> anyhow::Result<Settings> {
+    let rows = db
+        .call_blocking(|c| db::settings::load(c))
+        .context("cannot read stored settings")?;
+    let mut s = configured;
+    for (name, value) in rows {
+        if !FIELDS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Err(e) = s.set_field(&name, value) {
+            tracing::warn!(setting = %name, value, error = %e, "ignoring invalid stored setting");
+            continue;
+        }
+        if configured.field(&name) != Some(value) {
+            tracing::warn!(
+                setting = %name,
+                configured = configured.field(&name),
+                stored = value,
+                "the value set on the admin page overrides the configured one; \
+                 revert it there (or DELETE /api/admin/settings) to use the configuration"
+            );
+        }
+    }
+    Ok(s)
 }
 
 /// 32 bytes from the operating system's CSPRNG.

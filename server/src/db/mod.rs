@@ -4,6 +4,7 @@
 
 pub mod challenges;
 pub mod secrets;
+pub mod settings;
 pub mod tokens;
 
 use std::path::Path;
@@ -27,9 +28,10 @@ pub enum DbError {
 
 /// The migrations, embedded in the binary and applied in order at start-up.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../../migrations/0001_init.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../../migrations/0001_init.sql")),
+        M::up(include_str!("../../../migrations/0002_settings.sql")),
+    ])
 }
 
 /// Per-connection settings.

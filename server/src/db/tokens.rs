@@ -243,3 +243,63 @@ pub fn count_active(c: &Connection, now: i64) -> rusqlite::Result<i64> {
         |r| r.get(0),
     )
 }
+
+/// One page of tokens, newest first, and the total count.
+///
+/// # Errors
+/// SQLite errors.
+pub fn list(c: &Connection, limit: u32, offset: u64) -> rusqlite::Result<(Vec<TokenRecord>, i64)> {
+    let total = c.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))?;
+    let mut stmt = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM tokens ORDER BY created_at DESC, id DESC LIMIT ?1 OFFSET ?2"
+    ))?;
+    let mut recs: Vec<TokenRecord> = stmt
+        .query_map(
+            params![limit, i64::try_from(offset).unwrap_or(i64::MAX)],
+            from_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    for r in &mut recs {
+        load_ips(c, r)?;
+    }
+    Ok((recs, total))
+}
+
+/// Revokes the tokens whose hash starts with `prefix` (6 bytes, as shown in
+/// the admin list). Returns the hashes revoked.
+///
+/// # Errors
+/// SQLite errors.
+pub fn revoke_by_prefix(
+    c: &Connection,
+    prefix: &[u8],
+    now: i64,
+) -> rusqlite::Result<Vec<HashedToken>> {
+    let mut stmt = c.prepare(
+        "UPDATE tokens SET revoked_at = ?2
+         WHERE substr(token_hash, 1, ?3) = ?1 AND revoked_at IS NULL
+         RETURNING token_hash",
+    )?;
+    let rows = stmt.query_map(
+        params![prefix, now, i64::try_from(prefix.len()).unwrap_or(0)],
+        |r| r.get::<_, Vec<u8>>(0),
+    )?;
+    let mut out = Vec::new();
+    for h in rows {
+        if let Ok(h) = <[u8; 32]>::try_from(h?) {
+            out.push(HashedToken(h));
+        }
+    }
+    Ok(out)
+}
+
+/// Expires every active token now; they stay refreshable.
+///
+/// # Errors
+/// SQLite errors.
+pub fn expire_all(c: &Connection, now: i64) -> rusqlite::Result<usize> {
+    c.execute(
+        "UPDATE tokens SET expires_at = ?1 WHERE expires_at > ?1 AND revoked_at IS NULL",
+        [now],
+    )
+}

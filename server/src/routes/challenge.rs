@@ -42,6 +42,16 @@ async fn issue(
         params: state.config.argon2,
         ip_key: client.key.to_bytes(),
     };
+    state.stats.record_issued(now);
+    state
+        .metrics
+        .challenges_issued
+        .with_label_values(&[if matches!(purpose, Purpose::New) {
+            "new"
+        } else {
+            "refresh"
+        }])
+        .inc();
     tracing::debug!(?purpose, difficulty = difficulty.get(), ip = %client.key.to_text(), "challenge issued");
     Ok(Json(ChallengeResponse {
         challenge: claims.sign(&state.challenge_key),

@@ -1,8 +1,10 @@
 //! HTTP routes, one module per resource; [`app`] merges them.
 
+pub mod admin;
 pub mod challenge;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod pages;
 pub mod solve;
 pub mod verify;
@@ -19,8 +21,11 @@ pub fn app(state: AppState) -> Router {
         .merge(challenge::router())
         .merge(solve::router())
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY));
-    Router::new()
-        .merge(api)
+    let mut router = Router::new().merge(api).merge(admin::router());
+    if state.config.metrics_listen.is_none() {
+        router = router.merge(metrics::router());
+    }
+    router
         .merge(verify::router())
         .merge(health::router())
         .merge(pages::router())

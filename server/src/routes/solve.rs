@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use pow::wire::{SolveRequest, SolveResponse};
+use pow::wire::{SolveRequest, SolveResponse, Telemetry};
 use pow::{ChallengeError, Purpose};
 use serde::Deserialize;
 
@@ -23,6 +23,7 @@ use crate::redirect::safe_redirect;
 use crate::routes::extract::{ClientIp, JsonBody};
 use crate::routes::verify::{Decision, decide};
 use crate::state::AppState;
+use crate::stats::DeviceClass;
 use crate::token::PlainToken;
 use crate::verifier::VerifyError;
 
@@ -32,11 +33,34 @@ pub fn router() -> Router<AppState> {
         .route("/api/token", post(paste_token))
 }
 
+/// Counts every outcome, including bodies that fail to parse, for the
+/// metrics and the admin page.
 async fn solve(
     State(state): State<AppState>,
     client: ClientIp,
     headers: HeaderMap,
-    JsonBody(req): JsonBody<SolveRequest>,
+    body: Result<JsonBody<SolveRequest>, ApiError>,
+) -> Result<Response> {
+    let result = match body {
+        Ok(JsonBody(req)) => check_and_issue(&state, client, &headers, req).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        state
+            .metrics
+            .solutions
+            .with_label_values(&["rejected", e.code()])
+            .inc();
+        state.stats.record_failed(state.now());
+    }
+    result
+}
+
+async fn check_and_issue(
+    state: &AppState,
+    client: ClientIp,
+    headers: &HeaderMap,
+    req: SolveRequest,
 ) -> Result<Response> {
     let now = state.now();
     let claims =
@@ -63,7 +87,7 @@ async fn solve(
             let presented = req
                 .refresh_token
                 .clone()
-                .or_else(|| cookies::cookie_value(&headers, cookies::TOKEN_COOKIE))
+                .or_else(|| cookies::cookie_value(headers, cookies::TOKEN_COOKIE))
                 .ok_or_else(|| ApiError::Forbidden("a refresh challenge needs the token being refreshed (refresh_token or the cookie)".into()))?;
             let token = PlainToken::parse(&presented)
                 .map_err(|e| ApiError::BadRequest(format!("refresh_token: {e}")))?;
@@ -91,12 +115,10 @@ async fn solve(
         Err(VerifyError::Busy) => return Err(ApiError::Busy(2)),
         Err(e) => return Err(ApiError::Internal(e.into())),
     };
+    state.metrics.argon2_seconds.observe(verdict.hash_seconds);
     if !verdict.valid {
         tracing::info!(ip = %client.key.to_text(), "wrong answer");
         return Err(ApiError::WrongAnswer);
-    }
-    if let Some(t) = req.telemetry {
-        tracing::debug!(hashes = ?t.hashes, elapsed_ms = ?t.elapsed_ms, workers = ?t.workers, "client telemetry");
     }
 
     let settings = state.settings.get();
@@ -136,6 +158,7 @@ async fn solve(
         }
     };
     tracing::info!(ip = %client.key.to_text(), refreshed, id = %token.hashed().short_id(), "token issued");
+    record_success(state, headers, req.telemetry, refreshed, now);
     let plain = token.expose();
     let mut resp = Json(SolveResponse {
         token: plain.clone(),
@@ -143,8 +166,33 @@ async fn solve(
         expires_at: token_expires,
     })
     .into_response();
-    set_cookie(&state, &mut resp, &plain, settings.token_hours);
+    set_cookie(state, &mut resp, &plain, settings.token_hours);
     Ok(resp)
+}
+
+fn record_success(
+    state: &AppState,
+    headers: &HeaderMap,
+    telemetry: Option<Telemetry>,
+    refreshed: bool,
+    now: i64,
+) {
+    let m = &state.metrics;
+    m.solutions.with_label_values(&["accepted", "ok"]).inc();
+    m.tokens
+        .with_label_values(&[if refreshed { "refreshed" } else { "issued" }])
+        .inc();
+    if let Some(ms) = telemetry.and_then(|t| t.elapsed_ms) {
+        #[allow(clippy::cast_precision_loss)]
+        m.client_solve_seconds.observe(ms as f64 / 1000.0);
+    }
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    state
+        .stats
+        .record_solved(now, DeviceClass::from_user_agent(ua), telemetry);
 }
 
 fn set_cookie(state: &AppState, resp: &mut Response, token: &str, token_hours: u32) {

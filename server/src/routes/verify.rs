@@ -107,10 +107,20 @@ async fn verify(
     client: ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let decision = match cookies::presented_token(&headers) {
         Ok(token) => decide(&state, token.as_deref(), &client).await?,
         Err(_) => Decision::Malformed,
     };
+    state
+        .metrics
+        .verify_decisions
+        .with_label_values(&[decision.label()])
+        .inc();
+    state
+        .metrics
+        .verify_latency
+        .observe(started.elapsed().as_secs_f64());
     Ok(respond(decision))
 }
 

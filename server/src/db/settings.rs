@@ -1,0 +1,37 @@
+//! Settings overrides stored by the admin API.
+
+use rusqlite::{Connection, params};
+
+/// All stored overrides as (name, value).
+///
+/// # Errors
+/// SQLite errors.
+pub fn load(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt = c.prepare("SELECT name, value FROM settings ORDER BY name")?;
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+/// Stores overrides in one transaction.
+///
+/// # Errors
+/// SQLite errors.
+pub fn store(c: &mut Connection, values: &[(&str, i64)], now: i64) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    for (name, value) in values {
+        tx.execute(
+            "INSERT INTO settings (name, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            params![name, value, now],
+        )?;
+    }
+    tx.commit()
+}
+
+/// Removes every override.
+///
+/// # Errors
+/// SQLite errors.
+pub fn clear(c: &Connection) -> rusqlite::Result<usize> {
+    c.execute("DELETE FROM settings", [])
+}

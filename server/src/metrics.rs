@@ -1,0 +1,168 @@
+//! Prometheus metrics, one registry per [`crate::state::AppState`] (no
+//! global recorder, so several instances in one test process stay apart).
+//! Every name carries the `powgate_` prefix.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Challenges issued, by `purpose` (new, refresh).
+    pub challenges_issued: IntCounterVec,
+    /// Solutions, by `result` (accepted, rejected) and `reason`.
+    pub solutions: IntCounterVec,
+    /// Token lifecycle events, by `event` (issued, refreshed, revoked, purged, expired).
+    pub tokens: IntCounterVec,
+    /// `/verify-token` answers, by `outcome`.
+    pub verify_decisions: IntCounterVec,
+    /// Requests let through by an allowlist rule, by `rule`.
+    pub allowlist_matches: IntCounterVec,
+    /// Requests refused by a limit, by `limit`.
+    pub limited: IntCounterVec,
+    pub verify_latency: Histogram,
+    pub argon2_seconds: Histogram,
+    pub client_solve_seconds: Histogram,
+    pub active_tokens: IntGauge,
+    pub verify_queue_depth: IntGauge,
+    pub difficulty: IntGauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+impl Metrics {
+    /// Registers every metric. The names are fixed and valid, so a failure
+    /// here is a programming error caught by the tests.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        Self {
+            challenges_issued: counter(
+                &r,
+                "powgate_challenges_issued_total",
+                "Challenges issued, by purpose.",
+                &["purpose"],
+            ),
+            solutions: counter(
+                &r,
+                "powgate_solutions_total",
+                "Submitted solutions, by result and reason.",
+                &["result", "reason"],
+            ),
+            tokens: counter(
+                &r,
+                "powgate_tokens_total",
+                "Token events: issued, refreshed, revoked, purged, expired.",
+                &["event"],
+            ),
+            verify_decisions: counter(
+                &r,
+                "powgate_verify_decisions_total",
+                "/verify-token answers, by outcome.",
+                &["outcome"],
+            ),
+            allowlist_matches: counter(
+                &r,
+                "powgate_allowlist_matches_total",
+                "Requests passed by an allowlist rule.",
+                &["rule"],
+            ),
+            limited: counter(
+                &r,
+                "powgate_limited_total",
+                "Requests refused by a limit, by limit.",
+                &["limit"],
+            ),
+            verify_latency: histogram(
+                &r,
+                "powgate_verify_token_duration_seconds",
+                "Time to answer /verify-token.",
+                vec![
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25,
+                ],
+            ),
+            argon2_seconds: histogram(
+                &r,
+                "powgate_argon2_verify_seconds",
+                "Server argon2id verification time per solution.",
+                vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            ),
+            client_solve_seconds: histogram(
+                &r,
+                "powgate_client_solve_seconds",
+                "Solve time reported by clients.",
+                vec![1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 900.0],
+            ),
+            active_tokens: gauge(&r, "powgate_active_tokens", "Unexpired, unrevoked tokens."),
+            verify_queue_depth: gauge(
+                &r,
+                "powgate_verify_queue_depth",
+                "argon2 verifications running or waiting.",
+            ),
+            difficulty: gauge(
+                &r,
+                "powgate_difficulty",
+                "Current difficulty (expected hashes) for new tokens.",
+            ),
+            registry: r,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_prefixed_and_rendered() {
+        let m = Metrics::new();
+        m.challenges_issued.with_label_values(&["new"]).inc();
+        m.solutions.with_label_values(&["accepted", "ok"]).inc();
+        m.tokens.with_label_values(&["issued"]).inc();
+        m.verify_decisions.with_label_values(&["valid"]).inc();
+        m.allowlist_matches.with_label_values(&["health"]).inc();
+        m.limited.with_label_values(&["challenge_rate"]).inc();
+        m.verify_latency.observe(0.001);
+        let text = m.render();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("powgate_"), "{line}");
+        }
+        assert!(text.contains("powgate_challenges_issued_total{purpose=\"new\"} 1"));
+        assert!(text.contains("# TYPE powgate_verify_token_duration_seconds histogram"));
+    }
+}

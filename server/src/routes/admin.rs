@@ -1,0 +1,474 @@
+//! The admin API under `/api/admin/` and the admin page at `/admin/`.
+//!
+//! Authentication is either `Authorization: Bearer <admin key>` (for
+//! scripts) or the session cookie set by `POST /api/admin/login` (for the
+//! page). Cookie-authenticated requests that change state must come from
+//! this origin: browsers always send `Origin` on such requests, so a
+//! missing or foreign `Origin` is refused (CSRF).
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cookie::{Cookie, SameSite};
+use pow::Difficulty;
+use serde::{Deserialize, Serialize};
+
+use crate::admin_auth::{SESSION_COOKIE, SESSION_SECS};
+use crate::cookies;
+use crate::db;
+use crate::error::{ApiError, Result};
+use crate::routes::extract::{ClientIp, JsonBody};
+use crate::routes::pages;
+use crate::settings::{FIELDS, Settings};
+use crate::state::AppState;
+use crate::stats::{ClassEstimate, Counts, SolveTimes, Timeline};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(|| async { Redirect::permanent("admin/") }))
+        .route(
+            "/admin/",
+            get(|headers: HeaderMap| async move { pages::serve("admin/index.html", &headers) }),
+        )
+        .route("/api/admin/login", post(login))
+        .route("/api/admin/logout", post(logout))
+        .route("/api/admin/session", get(session))
+        .route(
+            "/api/admin/settings",
+            get(get_settings)
+                .patch(patch_settings)
+                .delete(reset_settings),
+        )
+        .route("/api/admin/stats", get(stats))
+        .route("/api/admin/tokens", get(list_tokens))
+        .route("/api/admin/tokens/expire-all", post(expire_all))
+        .route("/api/admin/tokens/{id}/revoke", post(revoke))
+}
+
+/// Proof that the request is from an administrator.
+#[derive(Debug)]
+pub struct Admin;
+
+/// Whether `Origin` (or `Sec-Fetch-Site`) shows a same-origin request.
+fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && site != "same-origin"
+        && site != "none"
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let authority = origin.split_once("://").map_or("", |(_, a)| a);
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let forwarded = headers
+        .get("x-forwarded-host")
+        .and_then(|v| v.to_str().ok());
+    let public = public_url
+        .and_then(|u| u.split_once("://"))
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""));
+    [host, forwarded, public]
+        .into_iter()
+        .flatten()
+        .any(|h| h.eq_ignore_ascii_case(authority))
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let client = ClientIp::from_request_parts(parts, state).await?;
+        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
+            let key = auth
+                .to_str()
+                .ok()
+                .and_then(|a| {
+                    a.strip_prefix("Bearer ")
+                        .or_else(|| a.strip_prefix("bearer "))
+                })
+                .unwrap_or_default()
+                .trim();
+            if state.admin.key_matches(key) {
+                return Ok(Self);
+            }
+            state
+                .admin
+                .attempt(client.key)
+                .map_err(ApiError::RateLimited)?;
+            return Err(ApiError::Unauthorized("wrong admin key".into()));
+        }
+        let Some(session) = cookies::cookie_value(&parts.headers, SESSION_COOKIE) else {
+            return Err(ApiError::Unauthorized(
+                "log in at /admin/ or send Authorization: Bearer <admin key>".into(),
+            ));
+        };
+        if !state.admin.session_valid(&session, state.now()) {
+            return Err(ApiError::Unauthorized(
+                "session expired; log in again".into(),
+            ));
+        }
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe && !same_origin(&parts.headers, state.config.public_url.as_deref()) {
+            return Err(ApiError::Forbidden(
+                "cross-origin request refused (CSRF protection)".into(),
+            ));
+        }
+        Ok(Self)
+    }
+}
+
+fn session_cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
+    let c = Cookie::build((SESSION_COOKIE, value.to_owned()))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.config.is_https())
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .build();
+    HeaderValue::from_str(&c.to_string()).ok()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    key: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    client: ClientIp,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Login>,
+) -> Result<Response> {
+    // A login form posted from another site would log the victim into the
+    // attacker's session; browsers send Origin, scripts usually none.
+    if headers.contains_key(header::ORIGIN)
+        && !same_origin(&headers, state.config.public_url.as_deref())
+    {
+        return Err(ApiError::Forbidden("cross-origin login refused".into()));
+    }
+    state.admin.attempt(client.key).map_err(|wait| {
+        state
+            .metrics
+            .limited
+            .with_label_values(&["admin_login"])
+            .inc();
+        ApiError::RateLimited(wait)
+    })?;
+    if !state.admin.key_matches(&body.key) {
+        tracing::warn!(ip = %client.key.to_text(), "failed admin login");
+        return Err(ApiError::Unauthorized("wrong admin key".into()));
+    }
+    let id = state.admin.open_session(state.now());
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if let Some(v) = session_cookie(&state, &id, SESSION_SECS) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    tracing::info!(ip = %client.key.to_text(), "admin logged in");
+    Ok(resp)
+}
+
+async fn logout(State(state): State<AppState>, _admin: Admin, headers: HeaderMap) -> Response {
+    if let Some(id) = cookies::cookie_value(&headers, SESSION_COOKIE) {
+        state.admin.close_session(&id);
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if let Some(v) = session_cookie(&state, "", 0) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// Whether this browser holds a live admin session. Always 200, so the
+/// login page can ask without a failed request in the console.
+async fn session(State(state): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {
+    let authenticated = cookies::cookie_value(&headers, SESSION_COOKIE)
+        .is_some_and(|id| state.admin.session_valid(&id, state.now()))
+        || headers
+            .get(header::AUTHORIZATION)
+            .and_then(|a| a.to_str().ok())
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|k| state.admin.key_matches(k.trim()));
+    Json(serde_json::json!({ "authenticated": authenticated }))
+}
+
+#[derive(Debug, Serialize)]
+struct SettingsView {
+    settings: serde_json::Map<String, serde_json::Value>,
+    /// The values from configuration, which a revert restores.
+    configured: serde_json::Map<String, serde_json::Value>,
+    difficulty_preset: Option<&'static str>,
+    presets: serde_json::Map<String, serde_json::Value>,
+    ranges: serde_json::Map<String, serde_json::Value>,
+    /// Fields set through this API; they win over config and env at start-up.
+    overridden: Vec<String>,
+    argon2: pow::Argon2Params,
+    token_purge_hours: u32,
+}
+
+async fn settings_view(state: &AppState) -> Result<SettingsView> {
+    let s = state.settings.get();
+    let overridden = state
+        .db
+        .call(|c| db::settings::load(c))
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    Ok(SettingsView {
+        settings: FIELDS
+            .iter()
+            .filter_map(|f| s.field(f).map(|v| ((*f).to_owned(), v.into())))
+            .collect(),
+        configured: FIELDS
+            .iter()
+            .filter_map(|f| {
+                state
+                    .config
+                    .settings
+                    .field(f)
+                    .map(|v| ((*f).to_owned(), v.into()))
+            })
+            .collect(),
+        difficulty_preset: s.difficulty.preset_name(),
+        presets: Difficulty::PRESETS
+            .iter()
+            .map(|(n, d)| ((*n).to_owned(), d.get().into()))
+            .collect(),
+        ranges: FIELDS
+            .iter()
+            .filter_map(|f| {
+                Settings::range(f).map(|(a, b)| ((*f).to_owned(), serde_json::json!([a, b])))
+            })
+            .collect(),
+        overridden,
+        argon2: state.config.argon2,
+        token_purge_hours: state.config.token_purge_hours,
+    })
+}
+
+async fn get_settings(State(state): State<AppState>, _admin: Admin) -> Result<Json<SettingsView>> {
+    Ok(Json(settings_view(&state).await?))
+}
+
+/// Reads one PATCH value: an integer, or for `difficulty` also a preset name.
+fn patch_value(field: &'static str, v: &serde_json::Value) -> Result<i64> {
+    let invalid = |message: String| ApiError::InvalidField { field, message };
+    let (min, max) = Settings::range(field).unwrap_or((0, 0));
+    match v {
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| invalid(format!("{n} is not a whole number in {min}..={max}"))),
+        serde_json::Value::String(s) if field == "difficulty" => s
+            .parse::<Difficulty>()
+            .map(|d| i64::try_from(d.get()).unwrap_or(i64::MAX))
+            .map_err(|e| invalid(e.to_string())),
+        other => Err(invalid(format!(
+            "expected {} in {min}..={max}, got {other}",
+            if field == "difficulty" {
+                "low, medium, high, extreme or an integer"
+            } else {
+                "an integer"
+            }
+        ))),
+    }
+}
+
+async fn patch_settings(
+    State(state): State<AppState>,
+    _admin: Admin,
+    JsonBody(body): JsonBody<serde_json::Map<String, serde_json::Value>>,
+) -> Result<Json<SettingsView>> {
+    if body.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "send at least one of: {}",
+            FIELDS.join(", ")
+        )));
+    }
+    let mut next = *state.settings.get();
+    let mut changed: Vec<(&'static str, i64)> = Vec::new();
+    for (name, value) in &body {
+        let Some(field) = FIELDS.iter().find(|f| **f == name.as_str()) else {
+            return Err(ApiError::BadRequest(format!(
+                "unknown setting {name:?}; known: {}",
+                FIELDS.join(", ")
+            )));
+        };
+        let v = patch_value(field, value)?;
+        next.set_field(field, v)
+            .map_err(|message| ApiError::InvalidField { field, message })?;
+        changed.push((field, v));
+    }
+    let now = state.now();
+    state
+        .db
+        .call(move |c| db::settings::store(c, &changed, now))
+        .await?;
+    state.settings.set(next);
+    tracing::info!(settings = ?next, "settings changed by admin");
+    Ok(Json(settings_view(&state).await?))
+}
+
+async fn reset_settings(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<SettingsView>> {
+    state.db.call(|c| db::settings::clear(c)).await?;
+    state.settings.set(state.config.settings);
+    tracing::info!("settings reverted to configuration by admin");
+    Ok(Json(settings_view(&state).await?))
+}
+
+#[derive(Debug, Serialize)]
+struct StatsView {
+    difficulty: u64,
+    challenge_timeout_seconds: u64,
+    challenges: Counts,
+    active_tokens: i64,
+    solve_time: SolveTimes,
+    timeline: Timeline,
+    timeline_minutes: Timeline,
+    device_classes: Vec<ClassEstimate>,
+}
+
+async fn stats(State(state): State<AppState>, _admin: Admin) -> Result<Json<StatsView>> {
+    let now = state.now();
+    let s = state.settings.get();
+    let active_tokens = state
+        .db
+        .call(move |c| db::tokens::count_active(c, now))
+        .await?;
+    let timeout = u64::from(s.challenge_timeout_minutes) * 60;
+    #[allow(clippy::cast_precision_loss)]
+    let device_classes =
+        state
+            .stats
+            .estimates(now, s.difficulty, state.config.argon2, timeout as f64);
+    Ok(Json(StatsView {
+        difficulty: s.difficulty.get(),
+        challenge_timeout_seconds: timeout,
+        challenges: state.stats.counts(now),
+        active_tokens,
+        solve_time: state.stats.solve_times(now),
+        timeline: state.stats.timeline(now, 3600, 24),
+        timeline_minutes: state.stats.timeline(now, 60, 60),
+        device_classes,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default = "one")]
+    page: u64,
+    #[serde(default = "twenty_five")]
+    per_page: u32,
+}
+fn one() -> u64 {
+    1
+}
+fn twenty_five() -> u32 {
+    25
+}
+
+#[derive(Debug, Serialize)]
+struct TokenView {
+    id: String,
+    created_at: i64,
+    expires_at: i64,
+    ips: Vec<String>,
+    status: &'static str,
+    refresh_count: i64,
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(p): Query<Page>,
+) -> Result<Json<serde_json::Value>> {
+    if p.page == 0 || !(1..=500).contains(&p.per_page) {
+        return Err(ApiError::BadRequest(
+            "page starts at 1; per_page is 1..=500".into(),
+        ));
+    }
+    let (per_page, offset) = (
+        p.per_page,
+        (p.page - 1).saturating_mul(u64::from(p.per_page)),
+    );
+    let (rows, total) = state
+        .db
+        .call(move |c| db::tokens::list(c, per_page, offset))
+        .await?;
+    let now = state.now();
+    let tokens: Vec<TokenView> = rows
+        .into_iter()
+        .map(|r| TokenView {
+            id: r.hash.short_id(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            status: if r.revoked_at.is_some() {
+                "revoked"
+            } else if r.expires_at <= now {
+                "expired"
+            } else {
+                "active"
+            },
+            ips: r.ips,
+            refresh_count: r.refresh_count,
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "tokens": tokens, "page": p.page, "per_page": p.per_page, "total": total }),
+    ))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>> {
+    let prefix = hex::decode(&id)
+        .ok()
+        .filter(|b| b.len() == 6)
+        .ok_or_else(|| ApiError::BadRequest("token id is 12 hex digits, as listed".into()))?;
+    let now = state.now();
+    let revoked = state
+        .db
+        .call(move |c| db::tokens::revoke_by_prefix(c, &prefix, now))
+        .await?;
+    if revoked.is_empty() {
+        return Err(ApiError::NotFound(format!("no active token with id {id}")));
+    }
+    for h in &revoked {
+        state.tokens.invalidate(h);
+    }
+    state
+        .metrics
+        .tokens
+        .with_label_values(&["revoked"])
+        .inc_by(revoked.len() as u64);
+    tracing::info!(id, "token revoked by admin");
+    Ok(Json(serde_json::json!({ "revoked": revoked.len() })))
+}
+
+async fn expire_all(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<serde_json::Value>> {
+    let now = state.now();
+    let n = state
+        .db
+        .call(move |c| db::tokens::expire_all(c, now))
+        .await?;
+    state.tokens.invalidate_all();
+    state
+        .metrics
+        .tokens
+        .with_label_values(&["expired"])
+        .inc_by(n as u64);
+    tracing::info!(count = n, "all tokens expired by admin");
+    Ok(Json(serde_json::json!({ "expired": n })))
+}

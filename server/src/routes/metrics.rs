@@ -1,0 +1,37 @@
+//! `/metrics` for Prometheus, on the main listener or on
+//! `POW_METRICS_LISTEN`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::db;
+use crate::error::Result;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(render))
+}
+
+async fn render(State(state): State<AppState>) -> Result<Response> {
+    // Gauges are read at scrape time, so they are never stale.
+    let now = state.now();
+    let active = state
+        .db
+        .call(move |c| db::tokens::count_active(c, now))
+        .await?;
+    let m = &state.metrics;
+    m.active_tokens.set(active);
+    m.verify_queue_depth
+        .set(i64::try_from(state.verifier.queue_depth()).unwrap_or(i64::MAX));
+    m.difficulty
+        .set(i64::try_from(state.settings.get().difficulty.get()).unwrap_or(i64::MAX));
+    let mut resp = m.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(resp)
+}

@@ -1,0 +1,463 @@
+//! Admin API, sessions, CSRF and metrics through the real server.
+
+mod common;
+
+use common::TestApp;
+
+const KEY: &str = "test-admin-key-0123456789";
+const IP: &str = "198.51.100.20";
+
+fn app() -> TestApp {
+    TestApp::spawn_with(|c| c.admin_key = Some(KEY.into()))
+}
+
+fn bearer(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let agent = app.agent();
+    let url = app.url(path);
+    let auth = format!("Bearer {KEY}");
+    let mut resp = match (method, body) {
+        ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+        ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
+        ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
+        ("PATCH", Some(b)) => agent
+            .patch(&url)
+            .header("Authorization", &auth)
+            .send_json(b),
+        ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
+        other => panic!("{other:?}"),
+    }
+    .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.body_mut()
+            .read_json()
+            .unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Logs in and returns the session cookie pair `powgate_admin=…`.
+fn login(app: &TestApp) -> String {
+    let resp = app
+        .agent()
+        .post(&app.url("/api/admin/login"))
+        .header("Origin", &format!("http://{}", app.addr))
+        .send_json(serde_json::json!({ "key": KEY }))
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+#[test]
+fn admin_api_without_auth_or_with_a_wrong_key_is_401() {
+    let app = app();
+    for path in [
+        "/api/admin/settings",
+        "/api/admin/stats",
+        "/api/admin/tokens",
+        "/api/admin/session",
+    ] {
+        let r = app.agent().get(&app.url(path)).call().unwrap();
+        assert_eq!(r.status(), 401, "{path} without auth");
+        let r = app
+            .agent()
+            .get(&app.url(path))
+            .header("Authorization", "Bearer wrong-key-wrong-key")
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path} with a wrong key");
+    }
+    let r = app
+        .agent()
+        .patch(&app.url("/api/admin/settings"))
+        .send_json(serde_json::json!({"difficulty": 5}))
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .agent()
+        .get(&app.url("/api/admin/settings"))
+        .header("Cookie", "powgate_admin=forged-session-id")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (status, body) = bearer(&app, "GET", "/api/admin/session", None);
+    assert_eq!(
+        (status, &body["authenticated"]),
+        (200, &serde_json::json!(true))
+    );
+    let mut r = app
+        .agent()
+        .get(&app.url("/api/admin/session"))
+        .call()
+        .unwrap();
+    let body: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(body["authenticated"], false);
+}
+
+#[test]
+fn failed_logins_are_rate_limited_per_address() {
+    let app = app();
+    let attempt = |ip: &str, key: &str| {
+        app.agent()
+            .post(&app.url("/api/admin/login"))
+            .header("X-Real-IP", ip)
+            .send_json(serde_json::json!({ "key": key }))
+            .unwrap()
+    };
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| attempt(IP, "guess-guess-guess").status().as_u16())
+        .collect();
+    assert_eq!(&statuses[..5], &[401; 5]);
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    let r = attempt(IP, KEY);
+    assert_eq!(r.status(), 429, "even the right key waits out the limit");
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(
+        attempt("198.51.100.21", KEY).status(),
+        204,
+        "another address is unaffected"
+    );
+}
+
+#[test]
+fn cross_origin_state_changes_with_the_session_cookie_are_refused() {
+    let app = app();
+    let cookie = login(&app);
+    let own = format!("http://{}", app.addr);
+    let patch = |origin: Option<&str>, site: Option<&str>| {
+        let mut r = app
+            .agent()
+            .patch(&app.url("/api/admin/settings"))
+            .header("Cookie", &cookie);
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        if let Some(s) = site {
+            r = r.header("Sec-Fetch-Site", s);
+        }
+        r.send_json(serde_json::json!({ "difficulty": 7 }))
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(patch(Some("https://evil.example"), None), 403);
+    assert_eq!(patch(Some(&own), Some("cross-site")), 403);
+    assert_eq!(
+        patch(None, None),
+        403,
+        "no Origin on a cookie-authenticated change"
+    );
+    assert_eq!(patch(Some(&own), Some("same-origin")), 200);
+    // Reading with the cookie needs no Origin.
+    let r = app
+        .agent()
+        .get(&app.url("/api/admin/settings"))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A login form posted from another site is refused too.
+    let r = app
+        .agent()
+        .post(&app.url("/api/admin/login"))
+        .header("Origin", "https://evil.example")
+        .send_json(serde_json::json!({ "key": KEY }))
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[test]
+fn difficulty_change_applies_to_the_next_challenge_and_survives_restart() {
+    let app = app();
+    assert_eq!(app.new_challenge(IP).difficulty, 4);
+    let (status, body) = bearer(
+        &app,
+        "PATCH",
+        "/api/admin/settings",
+        Some(serde_json::json!({ "difficulty": "high" })),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["settings"]["difficulty"], 1900);
+    assert_eq!(body["difficulty_preset"], "high");
+    assert_eq!(body["overridden"], serde_json::json!(["difficulty"]));
+    assert_eq!(app.new_challenge(IP).difficulty, 1900);
+    let (status, _) = bearer(
+        &app,
+        "PATCH",
+        "/api/admin/settings",
+        Some(serde_json::json!({ "difficulty": 37, "token_hours": 5 })),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(app.new_challenge(IP).difficulty, 37);
+
+    let app = app.restart();
+    assert_eq!(
+        app.new_challenge(IP).difficulty,
+        37,
+        "the stored value wins over the configured 4"
+    );
+    let token = app.obtain_token(IP);
+    let (_, b, _) = app.verify(Some(&token), IP);
+    assert_eq!(b["status"], "valid");
+    let rec_expiry: i64 = app
+        .state
+        .db
+        .call_blocking(|c| {
+            c.query_row("SELECT expires_at - created_at FROM tokens", [], |r| {
+                r.get(0)
+            })
+        })
+        .unwrap();
+    assert_eq!(rec_expiry, 5 * 3600, "token_hours was changed live too");
+
+    let (status, body) = bearer(&app, "DELETE", "/api/admin/settings", None);
+    assert_eq!(status, 200);
+    assert_eq!(body["settings"]["difficulty"], 4);
+    assert_eq!(app.new_challenge(IP).difficulty, 4);
+}
+
+#[test]
+fn invalid_settings_get_400_naming_the_field_and_range() {
+    let app = app();
+    let cases = [
+        (
+            serde_json::json!({ "difficulty": 0 }),
+            "difficulty",
+            "1..=1000000000",
+        ),
+        (
+            serde_json::json!({ "difficulty": "insane" }),
+            "difficulty",
+            "low, medium",
+        ),
+        (
+            serde_json::json!({ "difficulty": -3 }),
+            "difficulty",
+            "1..=",
+        ),
+        (
+            serde_json::json!({ "difficulty": 2.5 }),
+            "difficulty",
+            "1..=",
+        ),
+        (
+            serde_json::json!({ "challenge_timeout": 0 }),
+            "challenge_timeout",
+            "1..=1440",
+        ),
+        (
+            serde_json::json!({ "token_max_ips": "two" }),
+            "token_max_ips",
+            "1..=1000",
+        ),
+        (
+            serde_json::json!({ "max_tokens_per_ip": 100_001 }),
+            "max_tokens_per_ip",
+            "0..=100000",
+        ),
+    ];
+    for (body, field, range) in cases {
+        let (status, resp) = bearer(&app, "PATCH", "/api/admin/settings", Some(body.clone()));
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(resp["field"], field, "{resp}");
+        assert!(resp["message"].as_str().unwrap().contains(range), "{resp}");
+    }
+    let (status, resp) = bearer(
+        &app,
+        "PATCH",
+        "/api/admin/settings",
+        Some(serde_json::json!({ "difficultee": 5 })),
+    );
+    assert_eq!(status, 400, "{resp}");
+    // Nothing was changed by the refused requests.
+    assert_eq!(app.new_challenge(IP).difficulty, 4);
+}
+
+#[test]
+fn tokens_are_listed_by_hash_prefix_and_can_be_revoked_or_expired() {
+    let app = app();
+    let first = app.obtain_token(IP);
+    let second = app.obtain_token("198.51.100.30");
+    assert_eq!(app.verify(Some(&first), IP).0, 200);
+    let (status, list) = bearer(&app, "GET", "/api/admin/tokens?page=1&per_page=1", None);
+    assert_eq!(status, 200);
+    assert_eq!(list["total"], 2);
+    assert_eq!(list["tokens"].as_array().unwrap().len(), 1);
+    let (_, list) = bearer(&app, "GET", "/api/admin/tokens", None);
+    let text = list.to_string();
+    assert!(
+        !text.contains(&first) && !text.contains(&second),
+        "the list never shows a token"
+    );
+    let row = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ips"] == serde_json::json!([IP]))
+        .unwrap();
+    assert_eq!(row["status"], "active");
+    let id = row["id"].as_str().unwrap();
+    assert_eq!(id.len(), 12);
+
+    let (status, body) = bearer(
+        &app,
+        "POST",
+        &format!("/api/admin/tokens/{id}/revoke"),
+        None,
+    );
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)));
+    let (s, b, _) = app.verify(Some(&first), IP);
+    assert_eq!(
+        (s, b["status"].as_str().unwrap()),
+        (403, "revoked"),
+        "revocation is immediate despite the cache"
+    );
+    assert_eq!(
+        bearer(&app, "POST", "/api/admin/tokens/000000000000/revoke", None).0,
+        404
+    );
+    assert_eq!(
+        bearer(&app, "POST", "/api/admin/tokens/nothex/revoke", None).0,
+        400
+    );
+
+    assert_eq!(app.verify(Some(&second), "198.51.100.30").0, 200);
+    let (status, body) = bearer(&app, "POST", "/api/admin/tokens/expire-all", None);
+    assert_eq!((status, body["expired"].as_u64()), (200, Some(1)));
+    let (s, b, _) = app.verify(Some(&second), "198.51.100.30");
+    assert_eq!(
+        (s, b["status"].as_str().unwrap(), b["refreshable"].as_bool()),
+        (401, "expired", Some(true))
+    );
+}
+
+#[test]
+fn stats_count_challenges_and_solves() {
+    let app = app();
+    app.obtain_token(IP);
+    app.new_challenge(IP);
+    let bad = serde_json::json!({"challenge": "x.y", "nonce": 1});
+    let r = app
+        .agent()
+        .post(&app.url("/api/solve"))
+        .send_json(bad)
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (status, s) = bearer(&app, "GET", "/api/admin/stats", None);
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["challenges"]["issued"]["hour"], 2);
+    assert_eq!(s["challenges"]["solved"]["day"], 1);
+    assert_eq!(s["challenges"]["failed"]["hour"], 1);
+    assert_eq!(s["active_tokens"], 1);
+    assert_eq!(s["timeline"]["buckets"].as_array().unwrap().len(), 24);
+    let classes = s["device_classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 3);
+    assert!(classes.iter().all(|c| c["source"] == "reference"));
+}
+
+fn metric(text: &str, line_prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[test]
+fn metrics_move_after_a_solve() {
+    let app = app();
+    let scrape = || {
+        app.agent()
+            .get(&app.url("/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    };
+    let before = scrape();
+    assert!(before.contains("# TYPE powgate_verify_token_duration_seconds histogram"));
+    let token = app.obtain_token(IP);
+    app.verify(Some(&token), IP);
+    app.verify(None, IP);
+    let after = scrape();
+    for (name, delta) in [
+        ("powgate_challenges_issued_total{purpose=\"new\"}", 1.0),
+        (
+            "powgate_solutions_total{reason=\"ok\",result=\"accepted\"}",
+            1.0,
+        ),
+        ("powgate_tokens_total{event=\"issued\"}", 1.0),
+        ("powgate_verify_decisions_total{outcome=\"valid\"}", 1.0),
+        ("powgate_verify_decisions_total{outcome=\"missing\"}", 1.0),
+        ("powgate_argon2_verify_seconds_count", 1.0),
+        ("powgate_verify_token_duration_seconds_count", 2.0),
+    ] {
+        assert_eq!(
+            metric(&after, name) - metric(&before, name),
+            delta,
+            "{name}\n{after}"
+        );
+    }
+    assert_eq!(metric(&after, "powgate_active_tokens "), 1.0);
+    assert_eq!(metric(&after, "powgate_difficulty "), 4.0);
+    assert!(
+        after
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .all(|l| l.starts_with("powgate_"))
+    );
+}
+
+#[test]
+fn metrics_can_move_to_their_own_listener() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = TestApp::spawn_with(|c| c.metrics_listen = Some(format!("127.0.0.1:{port}")));
+    assert_eq!(
+        app.agent()
+            .get(&app.url("/metrics"))
+            .call()
+            .unwrap()
+            .status(),
+        404
+    );
+    let mut r = None;
+    for _ in 0..50 {
+        if let Ok(resp) = app
+            .agent()
+            .get(&format!("http://127.0.0.1:{port}/metrics"))
+            .call()
+        {
+            r = Some(resp);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut r = r.expect("metrics listener answers");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("powgate_difficulty")
+    );
+}
