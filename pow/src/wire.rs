@@ -102,4 +102,7 @@ pub struct VerifyResponse {
     /// Where a client obtains a token, when it has none that works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge_url: Option<String>,
+    /// A sentence for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }

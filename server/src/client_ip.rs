@@ -19,7 +19,7 @@ impl ClientIpResolver {
         Self { trusted, header }
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.trusted.iter().any(|net| net.contains(&ip))
     }

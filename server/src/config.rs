@@ -98,6 +98,7 @@ pub struct RawConfig {
     pub client_ip_header: String,
     pub cookie_domain: Option<String>,
     pub redirect_domains: StringList,
+    pub allowlist: Vec<crate::allowlist::RawRule>,
     pub admin_key: Option<String>,
     pub metrics_listen: Option<String>,
     pub verify_permits: Option<u64>,
@@ -132,6 +133,7 @@ impl Default for RawConfig {
             client_ip_header: "X-Real-IP".into(),
             cookie_domain: None,
             redirect_domains: StringList::List(Vec::new()),
+            allowlist: crate::allowlist::RawRule::defaults(),
             admin_key: None,
             metrics_listen: None,
             verify_permits: None,
@@ -173,6 +175,8 @@ pub struct Config {
     /// Hosts besides the request's own that `?redir=` may point to; a
     /// leading dot allows subdomains.
     pub redirect_domains: Vec<String>,
+    /// Requests that pass `/verify-token` without a token.
+    pub allowlist: Vec<crate::allowlist::Rule>,
     /// Admin key; generated at first start (only its hash is stored) when unset.
     pub admin_key: Option<Secret>,
     /// Separate address for `/metrics`; on the main listener when unset.
@@ -408,6 +412,12 @@ impl RawConfig {
             trusted_proxies,
             client_ip_header,
             cookie_domain: self.cookie_domain.filter(|d| !d.is_empty()),
+            allowlist: self
+                .allowlist
+                .iter()
+                .map(crate::allowlist::Rule::compile)
+                .collect::<Result<_, _>>()
+                .map_err(|m| ConfigError::new("allowlist", m))?,
             redirect_domains: self
                 .redirect_domains
                 .items()

@@ -16,6 +16,7 @@
 //! - [`cli`]: the `powgate solve` client.
 
 pub mod admin_auth;
+pub mod allowlist;
 pub mod cli;
 pub mod client_ip;
 pub mod clock;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod cookies;
 pub mod db;
 pub mod error;
+pub mod forwarded;
 pub mod metrics;
 pub mod redirect;
 pub mod routes;

@@ -21,6 +21,8 @@ pub const MAX_JSON_BODY: usize = 8 * 1024;
 pub struct ClientIp {
     pub ip: IpAddr,
     pub key: IpKey,
+    /// Whether the TCP peer is a trusted proxy, whose forwarded headers count.
+    pub via_trusted_proxy: bool,
 }
 
 impl FromRequestParts<AppState> for ClientIp {
@@ -38,6 +40,7 @@ impl FromRequestParts<AppState> for ClientIp {
         Ok(Self {
             ip,
             key: IpKey::of(ip),
+            via_trusted_proxy: state.client_ip.is_trusted(peer),
         })
     }
 }

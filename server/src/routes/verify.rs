@@ -1,14 +1,24 @@
 //! `/verify-token`: the reverse proxy's question "may this request pass?",
 //! asked on every request. A token seen before is answered from memory.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// Everything but RFC 3986's unreserved characters is escaped in `redir`.
+const REDIR_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
 use pow::wire::VerifyResponse;
 
+use crate::allowlist;
 use crate::cookies;
 use crate::error::ApiError;
+use crate::forwarded::OriginalRequest;
 use crate::routes::extract::ClientIp;
 use crate::state::AppState;
 use crate::token::PlainToken;
@@ -22,15 +32,21 @@ pub fn router() -> Router<AppState> {
 
 pub const STATUS_HEADER: HeaderName = HeaderName::from_static("x-powgate-status");
 pub const REFRESHABLE_HEADER: HeaderName = HeaderName::from_static("x-powgate-refreshable");
+/// Where nginx should send a browser; see the nginx recipe.
+pub const LOCATION_HEADER: HeaderName = HeaderName::from_static("x-powgate-location");
 
 /// The decision about a presented token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Valid,
+    /// No token needed: an allowlist rule matched.
+    Allowlisted,
     Missing,
     Malformed,
     Unknown,
-    Expired { refreshable: bool },
+    Expired {
+        refreshable: bool,
+    },
     Revoked,
     IpLimit,
 }
@@ -38,7 +54,7 @@ pub enum Decision {
 impl Decision {
     pub fn status_code(self) -> StatusCode {
         match self {
-            Self::Valid => StatusCode::OK,
+            Self::Valid | Self::Allowlisted => StatusCode::OK,
             Self::Missing | Self::Malformed | Self::Unknown | Self::Expired { .. } => {
                 StatusCode::UNAUTHORIZED
             }
@@ -49,12 +65,39 @@ impl Decision {
     pub fn label(self) -> &'static str {
         match self {
             Self::Valid => "valid",
+            Self::Allowlisted => "allowlisted",
             Self::Missing => "missing",
             Self::Malformed => "malformed",
             Self::Unknown => "unknown",
             Self::Expired { .. } => "expired",
             Self::Revoked => "revoked",
             Self::IpLimit => "ip_limit",
+        }
+    }
+
+    /// What the client should do about it.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Valid | Self::Allowlisted => "ok",
+            Self::Missing => {
+                "a powgate token is required: solve the challenge at challenge_url, or run `powgate solve` with that URL and send the token as Authorization: Bearer"
+            }
+            Self::Malformed => {
+                "the token is not in a valid format; obtain a new one at challenge_url"
+            }
+            Self::Unknown => {
+                "the token is unknown or was purged; obtain a new one at challenge_url"
+            }
+            Self::Expired { refreshable: true } => {
+                "the token has expired; refresh it at half difficulty at challenge_url (or `powgate solve --refresh`)"
+            }
+            Self::Expired { refreshable: false } => {
+                "the token has expired; obtain a new one at challenge_url"
+            }
+            Self::Revoked => "the token was revoked; obtain a new one at challenge_url",
+            Self::IpLimit => {
+                "the token is already used from its maximum number of addresses; obtain a new one at challenge_url"
+            }
         }
     }
 
@@ -105,32 +148,80 @@ pub async fn decide(
 async fn verify(
     state: axum::extract::State<AppState>,
     client: ClientIp,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let decision = match cookies::presented_token(&headers) {
-        Ok(token) => decide(&state, token.as_deref(), &client).await?,
-        Err(_) => Decision::Malformed,
+    let original = OriginalRequest::from_headers(&headers, &method, client.via_trusted_proxy);
+    let subject = allowlist::Subject {
+        ip: client.ip,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        path: original.uri.as_deref(),
+    };
+    let decision = if let Some(rule) = allowlist::find(&state.config.allowlist, &subject) {
+        state
+            .metrics
+            .allowlist_matches
+            .with_label_values(&[&rule.name])
+            .inc();
+        Decision::Allowlisted
+    } else {
+        match cookies::presented_token(&headers) {
+            Ok(token) => decide(&state, token.as_deref(), &client).await?,
+            Err(_) => Decision::Malformed,
+        }
     };
     state
         .metrics
         .verify_decisions
         .with_label_values(&[decision.label()])
         .inc();
+    let resp = respond(&state, decision, &original, &headers);
     state
         .metrics
         .verify_latency
         .observe(started.elapsed().as_secs_f64());
-    Ok(respond(decision))
+    Ok(resp)
 }
 
-fn respond(decision: Decision) -> Response {
+/// The challenge page URL, with `redir` set to the original URL when known.
+fn challenge_location(state: &AppState, original: &OriginalRequest) -> String {
+    let base = state.config.public_url.as_deref().unwrap_or("");
+    match original.url() {
+        Some(url) => format!("{base}/?redir={}", utf8_percent_encode(&url, REDIR_ESCAPE)),
+        None => format!("{base}/"),
+    }
+}
+
+/// Builds the answer. A browser loading a page is sent to the challenge
+/// page: with a 302 for proxies that pass our answer through (Caddy,
+/// Traefik), or with `X-Powgate-Location` for nginx, whose `auth_request`
+/// only understands 2xx, 401 and 403. Everyone else gets the JSON.
+fn respond(
+    state: &AppState,
+    decision: Decision,
+    original: &OriginalRequest,
+    headers: &HeaderMap,
+) -> Response {
+    let passes = decision.status_code().is_success();
+    let location = (!passes).then(|| challenge_location(state, original));
     let body = VerifyResponse {
         status: decision.label().to_owned(),
         refreshable: decision.refreshable(),
-        challenge_url: (decision != Decision::Valid).then(|| "/".to_owned()),
+        challenge_url: location
+            .as_ref()
+            .map(|_| format!("{}/", state.config.public_url.as_deref().unwrap_or(""))),
+        message: (!passes).then(|| decision.message().to_owned()),
     };
-    let mut resp = (decision.status_code(), Json(body)).into_response();
+    let navigation = original.is_browser_navigation(headers);
+    let status = if !passes && navigation && !original.status_only {
+        StatusCode::FOUND
+    } else {
+        decision.status_code()
+    };
+    let mut resp = (status, Json(body)).into_response();
     let h = resp.headers_mut();
     h.insert(STATUS_HEADER, HeaderValue::from_static(decision.label()));
     h.insert(
@@ -141,5 +232,15 @@ fn respond(decision: Decision) -> Response {
             "false"
         }),
     );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(loc) = location
+        .filter(|_| navigation)
+        .and_then(|l| HeaderValue::from_str(&l).ok())
+    {
+        h.insert(LOCATION_HEADER, loc.clone());
+        if status == StatusCode::FOUND {
+            h.insert(header::LOCATION, loc);
+        }
+    }
     resp
 }
