@@ -104,6 +104,15 @@ pub struct RawConfig {
     pub verify_permits: Option<u64>,
     pub verify_queue: Option<u64>,
     pub purge_interval_secs: u64,
+    pub rate_challenges_per_minute: u64,
+    pub rate_solutions_per_minute: u64,
+    pub wrong_answer_backoff_secs: u64,
+    pub max_connections: u64,
+    pub max_connections_per_ip: u64,
+    pub max_body_bytes: u64,
+    pub header_read_timeout_secs: u64,
+    pub request_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
     pub argon2: RawArgon2,
 }
 
@@ -139,6 +148,15 @@ impl Default for RawConfig {
             verify_permits: None,
             verify_queue: None,
             purge_interval_secs: 60,
+            rate_challenges_per_minute: 60,
+            rate_solutions_per_minute: 30,
+            wrong_answer_backoff_secs: 5,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            max_body_bytes: 8192,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 10,
             argon2: RawArgon2 {
                 time_cost: Argon2Params::DEFAULT_TIME_COST.into(),
                 memory_kb: Argon2Params::DEFAULT_MEMORY_KIB.into(),
@@ -187,6 +205,32 @@ pub struct Config {
     pub verify_queue: usize,
     /// How often expired tokens and spent challenges are purged.
     pub purge_interval: Duration,
+    /// Limits against floods and slow clients.
+    pub limits: Limits,
+}
+
+/// Limits against floods, garbage and slow clients. A rate of 0 turns that
+/// limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Challenges per client address (IPv6 by /64) per minute.
+    pub challenges_per_minute: u32,
+    /// Solution submissions per client address per minute.
+    pub solutions_per_minute: u32,
+    /// Seconds an address may not submit after a wrong answer.
+    pub wrong_answer_backoff: Duration,
+    /// Open connections in total.
+    pub max_connections: usize,
+    /// Open connections per peer address; trusted proxies are exempt.
+    pub max_connections_per_ip: usize,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Time a request may take, body included.
+    pub request_timeout: Duration,
+    /// Time in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 fn ranged(key: &str, v: u64, min: u64, max: u64, unit: &str) -> Result<u64, ConfigError> {
@@ -429,6 +473,74 @@ impl RawConfig {
             verify_permits: usize::try_from(verify_permits).unwrap_or(1),
             verify_queue: usize::try_from(verify_queue).unwrap_or(0),
             purge_interval: Duration::from_secs(purge_interval_secs),
+            limits: Limits {
+                challenges_per_minute: ranged_u32(
+                    "rate_challenges_per_minute",
+                    self.rate_challenges_per_minute,
+                    0,
+                    1_000_000,
+                    " (0 = off)",
+                )?,
+                solutions_per_minute: ranged_u32(
+                    "rate_solutions_per_minute",
+                    self.rate_solutions_per_minute,
+                    0,
+                    1_000_000,
+                    " (0 = off)",
+                )?,
+                wrong_answer_backoff: Duration::from_secs(ranged(
+                    "wrong_answer_backoff_secs",
+                    self.wrong_answer_backoff_secs,
+                    0,
+                    3600,
+                    " seconds (0 = off)",
+                )?),
+                max_connections: usize::try_from(ranged(
+                    "max_connections",
+                    self.max_connections,
+                    1,
+                    1_000_000,
+                    "",
+                )?)
+                .unwrap_or(1),
+                max_connections_per_ip: usize::try_from(ranged(
+                    "max_connections_per_ip",
+                    self.max_connections_per_ip,
+                    1,
+                    1_000_000,
+                    "",
+                )?)
+                .unwrap_or(1),
+                max_body_bytes: usize::try_from(ranged(
+                    "max_body_bytes",
+                    self.max_body_bytes,
+                    1024,
+                    1 << 20,
+                    " bytes",
+                )?)
+                .unwrap_or(8192),
+                header_read_timeout: Duration::from_secs(ranged(
+                    "header_read_timeout_secs",
+                    self.header_read_timeout_secs,
+                    1,
+                    300,
+                    " seconds",
+                )?),
+                request_timeout: Duration::from_secs(ranged(
+                    "request_timeout_secs",
+                    self.request_timeout_secs,
+                    1,
+                    600,
+                    " seconds",
+                )?),
+                shutdown_grace: Duration::from_secs(ranged(
+                    "shutdown_grace_secs",
+                    self.shutdown_grace_secs,
+                    0,
+                    600,
+                    " seconds",
+                )?),
+            },
         })
     }
 }

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 410: the challenge or token ran out.
     #[error("{0}")]
     Expired(String),
+    /// 408: the request took longer than allowed.
+    #[error("the request took too long; retry")]
+    Timeout,
     /// 413
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
@@ -69,6 +72,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::AlreadySpent => StatusCode::CONFLICT,
             Self::Expired(_) => StatusCode::GONE,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -88,6 +92,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::AlreadySpent => "already_spent",
             Self::Expired(_) => "expired",
+            Self::Timeout => "timeout",
             Self::TooLarge(_) => "too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RateLimited(_) => "rate_limited",

@@ -25,6 +25,7 @@ pub mod cookies;
 pub mod db;
 pub mod error;
 pub mod forwarded;
+pub mod limits;
 pub mod metrics;
 pub mod redirect;
 pub mod routes;

@@ -1,19 +1,30 @@
 //! Start-up, the purge job, and graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+
+use crate::limits::{ConnLimits, ConnRefused};
 
 use crate::db;
 use crate::routes::app;
 use crate::state::AppState;
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains
-/// in-flight requests.
+/// Serves `state` on `listener` until `shutdown` resolves, then stops
+/// accepting and gives in-flight requests up to the configured grace period.
+///
+/// The accept loop is written out (rather than `axum::serve`) because it
+/// enforces what axum does not expose: the connection caps and hyper's
+/// header-read timeout against slowloris.
 ///
 /// # Errors
-/// I/O errors of the listener.
+/// When the metrics listener cannot bind.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -33,17 +44,82 @@ pub async fn serve(
         }
         None => None,
     };
-    let result = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let limits = state.config.limits;
+    let trusted = state.client_ip.clone();
+    let conns = ConnLimits::new(
+        limits.max_connections,
+        limits.max_connections_per_ip,
+        move |ip| trusted.is_trusted(ip),
+    );
+    let router = app(state.clone());
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Usually EMFILE; pausing lets connections close.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let guard = match conns.admit(peer.ip()) {
+            Ok(g) => g,
+            Err(refused) => {
+                let label = match refused {
+                    ConnRefused::Total => "connections_total",
+                    ConnRefused::PerIp => "connections_per_ip",
+                };
+                state.metrics.limited.with_label_values(&[label]).inc();
+                tokio::spawn(refuse(stream));
+                continue;
+            }
+        };
+        let svc = tower::ServiceBuilder::new()
+            .layer(axum::Extension(ConnectInfo(peer)))
+            .service(router.clone());
+        let conn = graceful
+            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc)));
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    let open = conns.open();
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!(connections = open, "drained; bye"),
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing the remaining connections");
+        }
+    }
     purge.abort();
     if let Some(m) = metrics {
         m.abort();
     }
-    result.map_err(Into::into)
+    Ok(())
+}
+
+/// Answers a connection over the caps with a bare 503 and closes it.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let body = r#"{"error":"busy","message":"too many connections; retry shortly"}"#;
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(resp.as_bytes())).await;
 }
 
 /// What one purge pass removed.
@@ -68,6 +144,7 @@ pub async fn purge_once(state: &AppState) -> anyhow::Result<Purged> {
         .with_label_values(&["purged"])
         .inc_by(tokens as u64);
     state.admin.forget_idle();
+    state.rate_limits.forget_idle();
     let challenges = state
         .db
         .call(move |c| db::challenges::purge_expired(c, now))

@@ -9,6 +9,7 @@ use crate::client_ip::ClientIpResolver;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, Db};
+use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::settings::{FIELDS, LiveSettings, Settings};
 use crate::stats::Stats;
@@ -46,6 +47,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Recent activity for the admin page.
     pub stats: Stats,
+    /// Per-address rate limits and the wrong-answer back-off.
+    pub rate_limits: RateLimits,
 }
 
 impl std::ops::Deref for AppState {
@@ -85,6 +88,7 @@ impl AppState {
             config.trusted_proxies.clone(),
             config.client_ip_header.clone(),
         );
+        let rate_limits = RateLimits::new(&config.limits);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -98,6 +102,7 @@ impl AppState {
                 admin,
                 metrics: Metrics::new(),
                 stats: Stats::default(),
+                rate_limits,
             }),
         })
     }

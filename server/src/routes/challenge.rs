@@ -22,6 +22,9 @@ async fn issue(
     headers: HeaderMap,
     JsonBody(req): JsonBody<ChallengeRequest>,
 ) -> Result<Json<ChallengeResponse>> {
+    state
+        .rate_limits
+        .check_challenge(client.key, &state.metrics)?;
     let settings = state.settings.get();
     let now = state.now();
 

@@ -13,9 +13,6 @@ use crate::client_ip::IpKey;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Largest JSON body any API endpoint accepts.
-pub const MAX_JSON_BODY: usize = 8 * 1024;
-
 /// The client's address after the trusted-proxy rules, and its counting key.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp {
@@ -55,13 +52,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge(MAX_JSON_BODY)
+                ApiError::TooLarge(state.config.limits.max_body_bytes)
             } else {
                 ApiError::BadRequest(format!("cannot read the request body: {e}"))
             }
         })?;
-        if bytes.len() > MAX_JSON_BODY {
-            return Err(ApiError::TooLarge(MAX_JSON_BODY));
+        if bytes.len() > state.config.limits.max_body_bytes {
+            return Err(ApiError::TooLarge(state.config.limits.max_body_bytes));
         }
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"

@@ -41,10 +41,16 @@ async fn solve(
     headers: HeaderMap,
     body: Result<JsonBody<SolveRequest>, ApiError>,
 ) -> Result<Response> {
-    let result = match body {
-        Ok(JsonBody(req)) => check_and_issue(&state, client, &headers, req).await,
-        Err(e) => Err(e),
+    let result = match (
+        state.rate_limits.check_solution(client.key, &state.metrics),
+        body,
+    ) {
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(JsonBody(req))) => check_and_issue(&state, client, &headers, req).await,
     };
+    if matches!(result, Err(ApiError::WrongAnswer)) {
+        state.rate_limits.penalise(client.key);
+    }
     if let Err(e) = &result {
         state
             .metrics

@@ -34,6 +34,11 @@ pub fn test_config(db: PathBuf) -> RawConfig {
         difficulty_level: DifficultyValue::Number(4),
         ..RawConfig::default()
     };
+    // Rate limits are tested on their own; elsewhere they would only make
+    // tests that solve many challenges from one address flaky.
+    c.rate_challenges_per_minute = 0;
+    c.rate_solutions_per_minute = 0;
+    c.wrong_answer_backoff_secs = 0;
     c.argon2.time_cost = 1;
     c.argon2.memory_kb = 64;
     c

@@ -1,0 +1,217 @@
+//! Limits against floods and slow clients, through the real server.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{TestApp, solve, wrong_nonce};
+use pow::wire::SolveRequest;
+
+const IP: &str = "198.51.100.40";
+
+#[test]
+fn challenge_rate_is_limited_per_address_with_retry_after() {
+    let app = TestApp::spawn_with(|c| c.rate_challenges_per_minute = 8);
+    // A burst of a quarter minute's worth (2) passes, then 429.
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| app.challenge_as(IP, serde_json::json!({})).0)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    let r = app
+        .agent()
+        .post(&app.url("/api/challenge"))
+        .header("X-Real-IP", IP)
+        .send_empty()
+        .unwrap();
+    let wait: u64 = r
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=8).contains(&wait), "{wait}");
+    // Another address, and another /64, have their own budget; the same /64 does not.
+    assert_eq!(
+        app.challenge_as("198.51.100.41", serde_json::json!({})).0,
+        200
+    );
+    assert_eq!(
+        app.challenge_as("2001:db8:0:1::1", serde_json::json!({})).0,
+        200
+    );
+    assert_eq!(
+        app.challenge_as("2001:db8:0:1::2", serde_json::json!({})).0,
+        200
+    );
+    assert_eq!(
+        app.challenge_as("2001:db8:0:1::3", serde_json::json!({})).0,
+        429
+    );
+}
+
+#[test]
+fn a_wrong_answer_puts_the_address_into_back_off() {
+    let app = TestApp::spawn_with(|c| c.wrong_answer_backoff_secs = 30);
+    let ch = app.new_challenge(IP);
+    let bad = SolveRequest {
+        challenge: ch.challenge.clone(),
+        nonce: wrong_nonce(&ch),
+        refresh_token: None,
+        telemetry: None,
+    };
+    assert_eq!(app.submit(IP, &bad).0, 403);
+    let ch2 = app.new_challenge(IP);
+    let good = SolveRequest {
+        challenge: ch2.challenge.clone(),
+        nonce: solve(&ch2),
+        refresh_token: None,
+        telemetry: None,
+    };
+    let mut r = app
+        .agent()
+        .post(&app.url("/api/solve"))
+        .header("X-Real-IP", IP)
+        .send_json(&good)
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((29..=30).contains(&wait), "{wait}");
+    let body: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    // The back-off did not spend the challenge, and other addresses are unaffected.
+    let ch3 = app.new_challenge("198.51.100.42");
+    let other = SolveRequest {
+        challenge: ch3.challenge.clone(),
+        nonce: solve(&ch3),
+        refresh_token: None,
+        telemetry: None,
+    };
+    assert_eq!(app.submit("198.51.100.42", &other).0, 200);
+}
+
+#[test]
+fn solution_rate_is_limited() {
+    let app = TestApp::spawn_with(|c| c.rate_solutions_per_minute = 4);
+    let bad = serde_json::json!({"challenge": "a.b", "nonce": 1});
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| {
+            app.agent()
+                .post(&app.url("/api/solve"))
+                .header("X-Real-IP", IP)
+                .send_json(&bad)
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(statuses, [400, 429, 429]);
+    let metrics = app
+        .agent()
+        .get(&app.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("powgate_limited_total{limit=\"solution_rate\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn body_size_limit_is_configurable() {
+    let app = TestApp::spawn_with(|c| c.max_body_bytes = 1024);
+    let body = format!("{{\"challenge\": \"{}\", \"nonce\": 1}}", "a".repeat(2000));
+    let mut r = app
+        .agent()
+        .post(&app.url("/api/solve"))
+        .send(body.as_str())
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert!(v["message"].as_str().unwrap().contains("1024"));
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Option<String> {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some(String::from_utf8_lossy(&out).into_owned())
+        }
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn slow_headers_are_cut_off() {
+    let app = TestApp::spawn_with(|c| c.header_read_timeout_secs = 1);
+    let mut s = TcpStream::connect(app.addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let started = Instant::now();
+    let got = read_until_closed(&mut s, Duration::from_secs(5));
+    assert!(got.is_some(), "the server kept a slowloris connection open");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server keeps serving.
+    assert_eq!(
+        app.agent()
+            .get(&app.url("/healthz"))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn connections_are_capped_per_address_and_in_total() {
+    // No trusted proxies here, so 127.0.0.1 is an ordinary client.
+    let app = TestApp::spawn_with(|c| {
+        c.trusted_proxies = powgate::config::StringList::List(vec![]);
+        c.max_connections_per_ip = 2;
+    });
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(app.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut third = TcpStream::connect(app.addr).unwrap();
+    let answer = read_until_closed(&mut third, Duration::from_secs(5)).expect("closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("Retry-After"), "{answer}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        app.agent()
+            .get(&app.url("/healthz"))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let app = TestApp::spawn_with(|c| c.max_connections = 1);
+    let _held = TcpStream::connect(app.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut second = TcpStream::connect(app.addr).unwrap();
+    let answer = read_until_closed(&mut second, Duration::from_secs(5)).expect("closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+}
