@@ -14,6 +14,9 @@ say() { printf '\n==> %s\n' "$*" >&2; }
 # System packages the end-to-end tests drive.
 need=()
 command -v chromium >/dev/null || need+=(chromium)
+# nginx lives in /usr/sbin, which is not on a normal user's PATH.
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
+command -v caddy >/dev/null || need+=(caddy)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         say "installing ${need[*]}"

@@ -58,6 +58,12 @@ pub enum ApiError {
     /// 503: the verification queue is full.
     #[error("the server is busy verifying other solutions; retry in {0} s")]
     Busy(u64),
+    /// 405
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+    /// Any other 4xx produced by the framework before a handler ran.
+    #[error("{}", if message.is_empty() { status.canonical_reason().unwrap_or("rejected") } else { message.as_str() })]
+    Rejected { status: StatusCode, message: String },
     /// 500: logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -77,6 +83,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Rejected { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,6 +105,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RateLimited(_) => "rate_limited",
             Self::Busy(_) => "busy",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Rejected { .. } => "bad_request",
             Self::Internal(_) => "internal",
         }
     }

@@ -30,6 +30,16 @@ fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The one value when only one style is present or both agree;
+/// `Some(None)` when they disagree; `None` when neither is present.
+fn either(nginx: Option<String>, forwarded: Option<String>) -> Option<Option<String>> {
+    match (nginx, forwarded) {
+        (Some(a), Some(b)) => Some((a == b).then_some(a)),
+        (Some(a), None) | (None, Some(a)) => Some(Some(a)),
+        (None, None) => None,
+    }
+}
+
 impl OriginalRequest {
     /// Reads the forwarded headers when `trusted`, else only the request's
     /// own method.
@@ -41,12 +51,19 @@ impl OriginalRequest {
             };
         }
         let nginx_uri = header_str(h, "x-original-uri");
+        let forwarded_uri = header_str(h, "x-forwarded-uri");
         let status_only = nginx_uri.is_some();
         Self {
-            method: header_str(h, "x-original-method")
-                .or_else(|| header_str(h, "x-forwarded-method"))
-                .or_else(|| Some(own_method.to_string())),
-            uri: nginx_uri.or_else(|| header_str(h, "x-forwarded-uri")),
+            method: either(
+                header_str(h, "x-original-method"),
+                header_str(h, "x-forwarded-method"),
+            )
+            .unwrap_or_else(|| Some(own_method.to_string())),
+            // A proxy sets one style and may pass the other through from the
+            // client (Caddy forwards a client's X-Original-URI untouched). When
+            // both are present and disagree, neither can be believed: the
+            // request gets no path, so no path rule can let it through.
+            uri: either(nginx_uri, forwarded_uri).flatten(),
             host: header_str(h, "x-forwarded-host")
                 .or_else(|| header_str(h, "x-original-host"))
                 .or_else(|| {
@@ -125,6 +142,29 @@ mod tests {
         assert_eq!(o.url().as_deref(), Some("http://app.example/x"));
         assert!(!o.status_only);
         assert!(o.is_browser_navigation(&h));
+    }
+
+    /// Regression: behind Caddy, a client's own `X-Original-URI:
+    /// /robots.txt` was preferred over Caddy's `X-Forwarded-Uri`, letting any
+    /// path through the allowlist.
+    #[test]
+    fn conflicting_uri_styles_yield_no_path() {
+        let h = headers(&[
+            ("x-forwarded-uri", "/admin/secret"),
+            ("x-original-uri", "/robots.txt"),
+            ("x-forwarded-method", "POST"),
+            ("x-original-method", "GET"),
+        ]);
+        let o = OriginalRequest::from_headers(&h, &Method::GET, true);
+        assert_eq!(o.uri, None);
+        assert_eq!(o.method, None, "a disagreeing method is no navigation");
+        let h = headers(&[("x-forwarded-uri", "/same"), ("x-original-uri", "/same")]);
+        assert_eq!(
+            OriginalRequest::from_headers(&h, &Method::GET, true)
+                .uri
+                .as_deref(),
+            Some("/same")
+        );
     }
 
     #[test]

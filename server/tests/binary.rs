@@ -24,6 +24,8 @@ impl Server {
             .env("ARGON2_MEMORY_KB", "256")
             .env("POW_DIFFICULTY_LEVEL", "20")
             .env("POW_TOKEN_MAX_IPS", "2")
+            .env("POW_RATE_CHALLENGES_PER_MINUTE", "0")
+            .env("POW_RATE_SOLUTIONS_PER_MINUTE", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in extra {
@@ -63,11 +65,21 @@ impl Server {
         r.call().unwrap().status().as_u16()
     }
 
+    fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
     /// SIGTERM, as systemd would send, then wait for a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
+    fn stop(self) {
+        self.stop_within(Duration::from_secs(10));
+    }
+
+    fn stop_within(mut self, limit: Duration) {
+        self.signal("-TERM");
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "powgate exited with {status} on SIGTERM");
@@ -75,7 +87,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("powgate did not stop within 10 s of SIGTERM");
+        panic!("powgate did not stop within {limit:?} of SIGTERM");
     }
 }
 
@@ -184,4 +196,221 @@ fn help_explains_the_commands() {
     for word in ["serve", "solve", "admin-key", "--config"] {
         assert!(text.contains(word), "{word} missing from --help:\n{text}");
     }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+/// Gets one token as `ip`, or `None` once the server is gone.
+fn obtain(server_url: &str, ip: &str) -> Option<String> {
+    let agent = agent();
+    let mut r = agent
+        .post(&format!("{server_url}/api/challenge"))
+        .header("X-Real-IP", ip)
+        .send_empty()
+        .ok()?;
+    let ch: pow::wire::ChallengeResponse = r.body_mut().read_json().ok()?;
+    let salt: [u8; 16] = hex::decode(&ch.salt).ok()?.try_into().ok()?;
+    let mut solver = pow::Solver::new(
+        ch.argon2,
+        salt,
+        pow::Difficulty::new(ch.difficulty).ok()?,
+        0,
+        1,
+    )
+    .ok()?;
+    let nonce = loop {
+        if let pow::Step::Found { nonce, .. } = solver.step(100).ok()? {
+            break nonce;
+        }
+    };
+    let req = pow::wire::SolveRequest {
+        challenge: ch.challenge,
+        nonce,
+        refresh_token: None,
+        telemetry: None,
+    };
+    let mut r = agent
+        .post(&format!("{server_url}/api/solve"))
+        .header("X-Real-IP", ip)
+        .send_json(&req)
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let body: pow::wire::SolveResponse = r.body_mut().read_json().ok()?;
+    Some(body.token)
+}
+
+#[test]
+fn every_token_answered_with_200_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Server::start(dir.path(), port, &[("POW_DIFFICULTY_LEVEL", "2")]);
+    let url = server.url("");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let issued: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (url, stop, issued) = (&url, &stop, &issued);
+            s.spawn(move || {
+                let ip = format!("198.51.100.{}", 10 + t);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(token) = obtain(url, &ip) {
+                        issued.lock().unwrap().push((token, ip.clone()));
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        // Killed mid-stream: some requests are in flight right now.
+        server.signal("-KILL");
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    drop(server);
+    let issued = issued.into_inner().unwrap();
+    assert!(
+        issued.len() >= 10,
+        "only {} tokens issued before the kill",
+        issued.len()
+    );
+
+    let server = Server::start(dir.path(), port, &[]);
+    let lost: Vec<_> = issued
+        .iter()
+        .filter(|(token, ip)| server.verify(Some(token), ip) != 200)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} tokens lost after SIGKILL",
+        lost.len(),
+        issued.len()
+    );
+    server.stop();
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // A verification that takes a noticeable time, so it is surely in flight.
+    let server = Server::start(
+        dir.path(),
+        port,
+        &[
+            ("ARGON2_TIME_COST", "4"),
+            ("ARGON2_MEMORY_KB", "131072"),
+            ("POW_DIFFICULTY_LEVEL", "1000000"),
+            ("POW_SHUTDOWN_GRACE_SECS", "20"),
+        ],
+    );
+    let url = server.url("");
+    let mut r = agent()
+        .post(&format!("{url}/api/challenge"))
+        .send_empty()
+        .unwrap();
+    let ch: pow::wire::ChallengeResponse = r.body_mut().read_json().unwrap();
+    let load_stop = std::sync::atomic::AtomicBool::new(false);
+    let (status, load) = std::thread::scope(|s| {
+        let slow = s.spawn(|| {
+            // Difficulty 10^6: nonce 0 is (almost surely) wrong, but the
+            // server must hash it to know.
+            let req = pow::wire::SolveRequest {
+                challenge: ch.challenge.clone(),
+                nonce: 0,
+                refresh_token: None,
+                telemetry: None,
+            };
+            agent()
+                .post(&format!("{url}/api/solve"))
+                .send_json(&req)
+                .map(|r| r.status().as_u16())
+        });
+        let load = s.spawn(|| {
+            let mut answered = 0u32;
+            while !load_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match agent().get(&format!("{url}/verify-token")).call() {
+                    Ok(r) => {
+                        assert_eq!(
+                            r.status(),
+                            401,
+                            "a request accepted before shutdown got a wrong answer"
+                        );
+                        answered += 1;
+                    }
+                    Err(_) => break, // listener closed: expected after SIGTERM
+                }
+            }
+            answered
+        });
+        // SIGTERM only once the verification is really running.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = agent()
+                .get(&format!("{url}/metrics"))
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap();
+            if text.lines().any(|l| l == "powgate_verify_queue_depth 1") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the slow verification never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let started = Instant::now();
+        server.stop_within(Duration::from_secs(20));
+        load_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        eprintln!("exited {:?} after SIGTERM", started.elapsed());
+        (slow.join().unwrap(), load.join().unwrap())
+    });
+    assert_eq!(
+        status.expect("the in-flight solve got an answer"),
+        403,
+        "the in-flight verification finished"
+    );
+    assert!(load > 0);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the port is closed after exit"
+    );
+}
+
+#[test]
+fn shutdown_does_not_wait_past_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = Server::start(
+        dir.path(),
+        port,
+        &[
+            ("POW_SHUTDOWN_GRACE_SECS", "1"),
+            ("POW_REQUEST_TIMEOUT_SECS", "120"),
+        ],
+    );
+    // A request whose body never arrives holds its connection open.
+    let mut hung = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(
+        &mut hung,
+        b"POST /api/solve HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    server.stop_within(Duration::from_secs(5));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
 }

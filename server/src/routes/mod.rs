@@ -13,6 +13,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tower_http::trace::TraceLayer;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Ends requests that take longer than the configured time, body reading
@@ -29,6 +30,35 @@ async fn request_timeout(
     }
 }
 
+/// Turns axum's plain-text rejections (a query string or form that does not
+/// parse, a wrong content type, an empty 405) into the JSON error shape every
+/// other refusal has. HTML and JSON answers pass untouched.
+async fn json_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let plain = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !status.is_client_error() || !plain {
+        return resp;
+    }
+    let retry_after = resp.headers().get(axum::http::header::RETRY_AFTER).cloned();
+    let body = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&body).trim().to_owned();
+    let mut out = ApiError::Rejected { status, message }.into_response();
+    if let Some(r) = retry_after {
+        out.headers_mut().insert(axum::http::header::RETRY_AFTER, r);
+    }
+    out
+}
+
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
@@ -43,6 +73,8 @@ pub fn app(state: AppState) -> Router {
         .merge(verify::router())
         .merge(health::router())
         .merge(pages::router())
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.config.limits.request_timeout,
             request_timeout,

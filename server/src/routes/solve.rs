@@ -235,14 +235,14 @@ async fn paste_token(
         return Ok((
             decision.status_code(),
             Html(format!(
-                "<!doctype html><title>powgate</title><p>{msg}</p><p><a href=\"./\">Back</a></p>"
+                "<!doctype html><title>powgate</title><p>{msg}</p><p><a href=\"../\">Back</a></p>"
             )),
         )
             .into_response());
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let target = safe_redirect(&form.redir, host, &state.config.redirect_domains)
-        .unwrap_or_else(|| "./".to_owned());
+        .unwrap_or_else(|| "../".to_owned());
     let mut resp = Redirect::to(&target).into_response();
     *resp.status_mut() = StatusCode::SEE_OTHER;
     set_cookie(&state, &mut resp, token, state.settings.get().token_hours);
