@@ -73,7 +73,9 @@ pub fn serve(path: &str, headers: &HeaderMap) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if mime.starts_with("text/html") {
+    // Workers follow their own script's policy, not the page's, so scripts
+    // carry one too: a worker may then load only same-origin code and wasm.
+    if mime.starts_with("text/html") || mime.starts_with("text/javascript") {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
