@@ -335,13 +335,8 @@ describe('the challenge page', () => {
     assert.equal(await server.verifyStatus(cookie?.value), 200);
   });
 
-  // Hook for a test to come, once the admin API can expire tokens on demand
-  // (POST /api/admin/tokens/expire-all is appearing; start the server with a
-  // known POW_ADMIN_KEY to log in): solve, expire the token, check that
-  // /verify-token says 401 with x-powgate-refreshable: true, reload /, then
-  // expect powgateStatus.purpose === 'refresh' at half of DIFFICULTY, an
-  // answer with refreshed: true, and the same token valid again.
-  test.todo('an expired, refreshable token leads to a half-difficulty challenge');
+  // The refresh path (an expired token leads to a half-difficulty challenge)
+  // is in admin.test.mjs, which expires tokens through the admin API.
 });
 
 describe('a slow challenge', () => {
