@@ -88,9 +88,13 @@ pub async fn serve(
             .service(router.clone());
         let conn = graceful
             .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc)));
+        let limited = state.metrics.limited.clone();
         tokio::spawn(async move {
             let _guard = guard;
             if let Err(e) = conn.await {
+                if e.is_timeout() {
+                    limited.with_label_values(&["header_read_timeout"]).inc();
+                }
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

@@ -171,7 +171,7 @@ fn slow_headers_are_cut_off() {
         "{:?}",
         started.elapsed()
     );
-    // The server keeps serving.
+    // The server keeps serving, and counted the cut.
     assert_eq!(
         app.agent()
             .get(&app.url("/healthz"))
@@ -179,6 +179,18 @@ fn slow_headers_are_cut_off() {
             .unwrap()
             .status(),
         200
+    );
+    let metrics = app
+        .agent()
+        .get(&app.url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("powgate_limited_total{limit=\"header_read_timeout\"} 1"),
+        "{metrics}"
     );
 }
 

@@ -52,12 +52,22 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                state
+                    .metrics
+                    .limited
+                    .with_label_values(&["body_size"])
+                    .inc();
                 ApiError::TooLarge(state.config.limits.max_body_bytes)
             } else {
                 ApiError::BadRequest(format!("cannot read the request body: {e}"))
             }
         })?;
         if bytes.len() > state.config.limits.max_body_bytes {
+            state
+                .metrics
+                .limited
+                .with_label_values(&["body_size"])
+                .inc();
             return Err(ApiError::TooLarge(state.config.limits.max_body_bytes));
         }
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -19,14 +19,21 @@ use crate::state::AppState;
 /// Ends requests that take longer than the configured time, body reading
 /// included, so slow clients cannot hold a connection and its memory.
 async fn request_timeout(
-    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    axum::extract::State(state): axum::extract::State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    match tokio::time::timeout(limit, next.run(req)).await {
+    match tokio::time::timeout(state.config.limits.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
-        Err(_) => crate::error::ApiError::Timeout.into_response(),
+        Err(_) => {
+            state
+                .metrics
+                .limited
+                .with_label_values(&["request_timeout"])
+                .inc();
+            crate::error::ApiError::Timeout.into_response()
+        }
     }
 }
 
@@ -76,7 +83,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(
-            state.config.limits.request_timeout,
+            state.clone(),
             request_timeout,
         ))
         .layer(TraceLayer::new_for_http())

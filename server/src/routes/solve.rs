@@ -107,7 +107,14 @@ async fn check_and_issue(
         }
     };
 
-    let reservation = state.verifier.reserve().map_err(|_| ApiError::Busy(2))?;
+    let reservation = state.verifier.reserve().map_err(|_| {
+        state
+            .metrics
+            .limited
+            .with_label_values(&["verify_queue"])
+            .inc();
+        ApiError::Busy(2)
+    })?;
     let (id, expires_at) = (claims.id, claims.expires_at);
     if !state
         .db
