@@ -7,8 +7,14 @@
 // Browser tests can watch document.body.dataset.state
 // ('loading' → 'solving' → 'solved' | 'error'), document.body.dataset.workers
 // and window.powgateStatus.
+//
+// `?solver=scalar` makes the workers load the scalar wasm solver even where
+// the browser has wasm SIMD (for comparing the two, or working around a
+// broken engine); powgateStatus.solver says which build is in use.
 
-import { describeCaps, etaSeconds, safeRedirect, successProbability, WorkerPool } from './pool.js';
+import {
+  chooseSolver, describeCaps, etaSeconds, safeRedirect, successProbability, WorkerPool,
+} from './pool.js';
 
 const STORAGE_KEY = 'powgate.challenge';
 /** A stored challenge is reused only while it has this long left to live. */
@@ -65,6 +71,8 @@ const status = {
   paused: false,
   error: null,
   redirect: null,
+  /** 'simd' or 'scalar': the wasm solver build the workers load. */
+  solver: null,
 };
 window.powgateStatus = status;
 
@@ -339,7 +347,7 @@ function solve(c) {
     const pool = new WorkerPool({
       createWorker: () => new Worker(new URL('worker.js', import.meta.url), { type: 'module' }),
       count: caps.workers,
-      job: { params: c.argon2, salt: c.salt, difficulty: c.difficulty },
+      job: { params: c.argon2, salt: c.salt, difficulty: c.difficulty, solver: status.solver },
       onProgress: ({ hashes, rate, workers }) => {
         status.hashes = hashes;
         status.rate = rate;
@@ -514,6 +522,7 @@ async function run(redir, configPromise) {
 
 function main() {
   const redir = new URLSearchParams(location.search).get('redir');
+  status.solver = chooseSolver({ wasm: globalThis.WebAssembly, search: location.search }).solver;
   ui.pasteRedir.value = redir || '';
   ui.paste.hidden = false;
   ui.solver.hidden = false;

@@ -2,7 +2,10 @@
 // with the wasm solver and reports back. The pool in pool.js drives it:
 //
 //   in   {cmd:'start', params:{t_cost, m_cost, parallelism, hash_length},
-//         salt, difficulty, start, stride}
+//         salt, difficulty, start, stride, solver}
+//        solver: 'simd' or 'scalar', the wasm build to load (the page
+//        decides, see chooseSolver in pool.js; without it the worker checks
+//        for wasm SIMD itself)
 //        {cmd:'pause'} | {cmd:'resume'}      (stopping is terminate())
 //   out  {type:'ready'}                      solver built, memory allocated
 //        {type:'progress', hashes}           after every step; running total
@@ -10,7 +13,7 @@
 //        {type:'alloc-failed', message}      Solver could not be built; closes
 //        {type:'error', message}             anything else; closes
 
-import { nextBatchSize } from './pool.js';
+import { chooseSolver, nextBatchSize, SOLVER_DIRS } from './pool.js';
 
 let started = false;
 let paused = false;
@@ -67,14 +70,15 @@ function yieldToEvents() {
 async function search(job) {
   // Loaded here rather than with a static import so that a missing or
   // blocked solver becomes a message the page can show.
+  const dir = SOLVER_DIRS[job.solver] || SOLVER_DIRS[chooseSolver().solver];
   let wasm;
   try {
-    wasm = await import('./solver/powgate_solver_wasm.js');
+    wasm = await import(`${dir}powgate_solver_wasm.js`);
     // The glue is generated without a default .wasm location (the
     // wasm-bindgen library, unlike its CLI, omits it unless told otherwise),
     // so name the file next to the glue explicitly.
     await wasm.default({
-      module_or_path: new URL('./solver/powgate_solver_wasm_bg.wasm', import.meta.url),
+      module_or_path: new URL(`${dir}powgate_solver_wasm_bg.wasm`, import.meta.url),
     });
   } catch (err) {
     finish({ type: 'error', message: `could not load the solver: ${describe(err)}` });

@@ -34,6 +34,9 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
 say "Rust tests"
 cargo test --workspace --exclude powgate-solver-wasm --locked
 
+say "argon2id in wasm32 (SIMD and scalar builds) against the argon2 crate"
+node --test pow/tests/wasm/
+
 say "page unit tests (challenge and admin)"
 node --test frontend/tests/ admin/tests/
 

@@ -3,18 +3,52 @@
 //!
 //! 1. Makes sure the `wasm32-unknown-unknown` target is installed (machines
 //!    with `RUSTUP_AUTO_INSTALL=0` do not add it from rust-toolchain.toml).
-//! 2. Compiles `solver-wasm` for wasm32 with a nested cargo, in its own
-//!    target directory so it never waits on the outer build's lock.
+//! 2. Compiles `solver-wasm` for wasm32 twice with nested cargos, each in
+//!    its own target directory so neither waits on the outer build's lock
+//!    nor invalidates the other's artefacts:
+//!    - the SIMD build (`-C target-feature=+simd128`, pow's hand-vectorised
+//!      argon2id compression), served at `/solver/`, which every current
+//!      browser gets;
+//!    - the scalar build, served at `/solver/scalar/`, for browsers without
+//!      wasm SIMD (Safari before 16.4). The page picks one at load time
+//!      (`frontend/pool.js`, `chooseSolver`).
 //! 3. Runs wasm-bindgen as a library (the same version as the `wasm-bindgen`
 //!    crate, pinned in the workspace), so no CLI needs installing.
-//! 4. Writes `assets.rs`: every file of `frontend/` and `admin/` plus the
-//!    solver, with its MIME type and a content hash for the ETag.
+//! 4. Writes `assets.rs`: every file of `frontend/` and `admin/` plus both
+//!    solvers, with their MIME types and a content hash for the ETag.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// The names wasm-bindgen gives the glue and the module.
+const SOLVER_FILES: [&str; 2] = ["powgate_solver_wasm.js", "powgate_solver_wasm_bg.wasm"];
+
+/// One build of the wasm solver.
+struct Variant {
+    /// Its directory below `solver/`, both where it is served and in the
+    /// output (or prebuilt) solver directory: "" or "scalar".
+    subdir: &'static str,
+    /// The nested cargo's own target directory, below `target/`.
+    target_dir: &'static str,
+    /// Its rustflags; they apply to the wasm32 artefacts only, as the nested
+    /// build names its `--target`.
+    rustflags: &'static [&'static str],
+}
+
+const VARIANTS: [Variant; 2] = [
+    Variant {
+        subdir: "",
+        target_dir: "wasm-solver-simd",
+        rustflags: &["-C", "target-feature=+simd128"],
+    },
+    Variant {
+        subdir: "scalar",
+        target_dir: "wasm-solver-scalar",
+        rustflags: &[],
+    },
+];
 
 fn main() {
     let manifest =
@@ -36,25 +70,66 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=POWGATE_SOLVER_DIR");
 
-    // A prebuilt solver can be supplied (for packagers); otherwise build it.
+    // Prebuilt solvers can be supplied (for packagers): the SIMD build's two
+    // files in that directory and the scalar build's in its `scalar/`.
+    // Otherwise build both.
     let solver_dir = match std::env::var_os("POWGATE_SOLVER_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => build_solver(&root, &out),
+        None => build_solvers(&root, &out),
     };
 
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     collect(&root.join("frontend"), "", &mut files);
     collect(&root.join("admin"), "admin/", &mut files);
-    for name in ["powgate_solver_wasm.js", "powgate_solver_wasm_bg.wasm"] {
-        files.push((format!("solver/{name}"), solver_dir.join(name)));
+    for variant in &VARIANTS {
+        let dir = solver_dir.join(variant.subdir);
+        for name in SOLVER_FILES {
+            let served = Path::new("solver").join(variant.subdir).join(name);
+            files.push((served.to_string_lossy().into_owned(), dir.join(name)));
+        }
     }
     write_assets(&out.join("assets.rs"), &files);
 }
 
-fn build_solver(root: &Path, out: &Path) -> PathBuf {
+/// Builds every variant (the two nested cargos run side by side, so one's
+/// single-threaded LTO overlaps the other's compiling) and returns the
+/// directory holding the SIMD build, with the scalar one in `scalar/`.
+fn build_solvers(root: &Path, out: &Path) -> PathBuf {
     ensure_wasm_target();
+    let mut running = Vec::new();
+    for variant in &VARIANTS {
+        let mut cmd = nested_cargo(root, variant);
+        let child = cmd
+            .spawn()
+            .expect("cannot run cargo to build the wasm solver");
+        running.push((variant, child));
+    }
+    for (variant, mut child) in running {
+        let status = child
+            .wait()
+            .expect("cannot wait for the nested cargo building the wasm solver");
+        assert!(
+            status.success(),
+            "building solver-wasm ({}) for {WASM_TARGET} failed (see above)",
+            variant.target_dir
+        );
+    }
+    for variant in &VARIANTS {
+        let wasm = root
+            .join("target")
+            .join(variant.target_dir)
+            .join(WASM_TARGET)
+            .join("release")
+            .join("powgate_solver_wasm.wasm");
+        bindgen(&wasm, &out.join("solver").join(variant.subdir));
+    }
+    out.join("solver")
+}
+
+/// `cargo build` of solver-wasm for wasm32 with the variant's flags, in its
+/// own target directory.
+fn nested_cargo(root: &Path, variant: &Variant) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target_dir = root.join("target").join("wasm-solver");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
         .args([
@@ -67,7 +142,7 @@ fn build_solver(root: &Path, out: &Path) -> PathBuf {
             WASM_TARGET,
         ])
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(root.join("target").join(variant.target_dir))
         // The solver is what users wait on: optimise it fully, without debug info.
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
@@ -88,31 +163,27 @@ fn build_solver(root: &Path, out: &Path) -> PathBuf {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd
-        .status()
-        .expect("cannot run cargo to build the wasm solver");
-    assert!(
-        status.success(),
-        "building solver-wasm for {WASM_TARGET} failed (see above)"
-    );
+    // Only the variant's own flags; CARGO_ENCODED_RUSTFLAGS separates them
+    // with 0x1f, so a flag could even hold a space.
+    if !variant.rustflags.is_empty() {
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", variant.rustflags.join("\x1f"));
+    }
+    cmd
+}
 
-    let wasm = target_dir
-        .join(WASM_TARGET)
-        .join("release")
-        .join("powgate_solver_wasm.wasm");
-    let dir = out.join("solver");
-    std::fs::create_dir_all(&dir).expect("cannot create the solver output directory");
+/// wasm-bindgen's `--target web` glue and module for `wasm`, into `dir`.
+fn bindgen(wasm: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).expect("cannot create the solver output directory");
     let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
     bindgen
-        .input_path(&wasm)
+        .input_path(wasm)
         .out_name("powgate_solver_wasm")
         .typescript(false)
         .keep_debug(false)
         .web(true)
         .expect("wasm-bindgen --target web is supported")
-        .generate(&dir)
+        .generate(dir)
         .expect("wasm-bindgen failed on the solver");
-    dir
 }
 
 /// Adds the wasm32 target with rustup when the active toolchain lacks it.

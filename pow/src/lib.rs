@@ -27,6 +27,7 @@
 //! Each nonce then wins with probability 1/D, so a client needs D hashes on
 //! average. L is at least 32 so the comparison always has 256 bits.
 
+pub mod argon2id;
 pub mod challenge;
 pub mod params;
 pub mod solve;

@@ -3,7 +3,39 @@
 //! N parallel workers use starts `0..N` with stride N and never overlap.
 
 use crate::params::{Argon2Params, Difficulty};
-use crate::verify::{HashError, Hasher, meets_target};
+use crate::verify::{HashError, meets_target};
+
+/// The argon2id the solver hashes with. In the browser (wasm32) it is this
+/// crate's own [`crate::argon2id`], whose compression is hand-vectorised
+/// for wasm SIMD in the SIMD build. Natively it is the `argon2` crate
+/// behind [`crate::verify::Hasher`]: the code the server verifies with, and
+/// what the native benchmark measures.
+#[cfg(target_arch = "wasm32")]
+type Engine = crate::argon2id::Argon2id;
+#[cfg(not(target_arch = "wasm32"))]
+type Engine = crate::verify::Hasher;
+
+/// argon2id(password = nonce as 8 big-endian bytes, salt) into `out`.
+#[cfg(target_arch = "wasm32")]
+fn hash_nonce(
+    engine: &mut Engine,
+    salt: &[u8; 16],
+    nonce: u64,
+    out: &mut [u8],
+) -> Result<(), HashError> {
+    engine.hash_into(&crate::challenge::password(nonce), salt, out)
+}
+
+/// argon2id(password = nonce as 8 big-endian bytes, salt) into `out`.
+#[cfg(not(target_arch = "wasm32"))]
+fn hash_nonce(
+    engine: &mut Engine,
+    salt: &[u8; 16],
+    nonce: u64,
+    out: &mut [u8],
+) -> Result<(), HashError> {
+    engine.hash_into(salt, nonce, out)
+}
 
 /// The result of one [`Solver::step`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +51,7 @@ pub enum Step {
 /// One worker's share of the search.
 #[derive(Debug)]
 pub struct Solver {
-    hasher: Hasher,
+    engine: Engine,
     salt: [u8; 16],
     target: [u8; 32],
     next_nonce: Option<u64>,
@@ -45,7 +77,7 @@ impl Solver {
             return Err(HashError::Params);
         }
         Ok(Self {
-            hasher: Hasher::new(params)?,
+            engine: Engine::new(params)?,
             salt,
             target: difficulty.target(),
             next_nonce: Some(start),
@@ -67,7 +99,7 @@ impl Solver {
                 });
             };
             self.next_nonce = nonce.checked_add(self.stride);
-            self.hasher.hash_into(&self.salt, nonce, &mut self.out)?;
+            hash_nonce(&mut self.engine, &self.salt, nonce, &mut self.out)?;
             self.hashes += 1;
             if meets_target(&self.out, &self.target) {
                 return Ok(Step::Found {

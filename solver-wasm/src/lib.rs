@@ -1,5 +1,9 @@
 //! The browser solver: a thin wasm-bindgen layer over [`pow::Solver`].
 //!
+//! server/build.rs compiles it twice: with `-C target-feature=+simd128`, so
+//! pow's argon2id uses its hand-vectorised compression, and without, for
+//! browsers that lack wasm SIMD.
+//!
 //! One [`Solver`] lives in each Web Worker. It allocates its argon2 memory
 //! block once, in the constructor, and reuses it for every hash. Nothing here
 //! panics: bad parameters and a failed allocation come back as `JsError`, so
@@ -41,6 +45,15 @@ fn salt_from_hex(s: &str) -> Result<[u8; 16], JsError> {
         *o = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Ok(out)
+}
+
+/// Which argon2id compression this build of the solver runs: `"simd128"`
+/// for the SIMD build, `"portable"` for the scalar fallback. The server
+/// embeds both builds and the page picks one at load time; this lets a
+/// test, a benchmark or someone at the console check which one loaded.
+#[wasm_bindgen]
+pub fn compression() -> String {
+    pow::argon2id::COMPRESSION.to_owned()
 }
 
 /// One worker's share of the nonce search.

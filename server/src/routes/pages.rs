@@ -115,6 +115,8 @@ mod tests {
             "pool.js",
             "solver/powgate_solver_wasm.js",
             "solver/powgate_solver_wasm_bg.wasm",
+            "solver/scalar/powgate_solver_wasm.js",
+            "solver/scalar/powgate_solver_wasm_bg.wasm",
         ] {
             assert!(find(p).is_some(), "{p} is not embedded");
         }

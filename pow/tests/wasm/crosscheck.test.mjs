@@ -1,0 +1,98 @@
+// The solver's argon2id checked against the `argon2` crate inside a real
+// wasm engine (Node's V8), once for each build the browser can get:
+//
+//   simd128  -C target-feature=+simd128: the hand-vectorised compression
+//   scalar   no SIMD: the portable compression, the fallback
+//
+// Builds pow/examples/wasm_crosscheck.rs for wasm32-unknown-unknown into
+// target/wasm-crosscheck/<build>/ (one target directory per build, so the
+// two sets of flags never invalidate each other), instantiates it with no
+// imports, and calls its exports. Run from anywhere:
+//
+//   node --test pow/tests/wasm/
+//
+// CROSSCHECK_SEED=<integer> draws other random cases (the seed is printed).
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const REPO = fileURLToPath(new URL('../../..', import.meta.url));
+const TARGET = 'wasm32-unknown-unknown';
+const CASES = 240;
+const SEED = BigInt(process.env.CROSSCHECK_SEED ?? '0x706f776761746521');
+/** The issue's bound on one worker's wasm memory: m plus 8 MiB. */
+const MEMORY_SLACK = 8 * 1024 * 1024;
+const BUILD_TIMEOUT_MS = 15 * 60 * 1000;
+
+const BUILDS = [
+  { name: 'simd', rustflags: ['-C', 'target-feature=+simd128'], simd: 1 },
+  { name: 'scalar', rustflags: [], simd: 0 },
+];
+
+/** Builds the example for one variant and returns the .wasm bytes. */
+function build({ name, rustflags }) {
+  const targetDir = join(REPO, 'target', 'wasm-crosscheck', name);
+  const env = { ...process.env };
+  // Only these flags, whatever the caller's shell has; CARGO_ENCODED_RUSTFLAGS
+  // wins over RUSTFLAGS, and applies to the wasm32 artefacts only.
+  delete env.RUSTFLAGS;
+  env.CARGO_ENCODED_RUSTFLAGS = rustflags.join('\x1f');
+  const r = spawnSync(process.env.CARGO || 'cargo', [
+    'build', '--release', '--locked', '-p', 'powgate-pow', '--example', 'wasm_crosscheck',
+    '--target', TARGET, '--target-dir', targetDir,
+  ], { cwd: REPO, env, stdio: ['ignore', 'inherit', 'inherit'], timeout: BUILD_TIMEOUT_MS });
+  assert.equal(r.status, 0, `building the ${name} wasm cross-check failed (${r.error ?? `exit ${r.status}`})`);
+  return readFileSync(join(targetDir, TARGET, 'release', 'examples', 'wasm_crosscheck.wasm'));
+}
+
+async function instantiate(bytes) {
+  const { instance } = await WebAssembly.instantiate(bytes, {});
+  const e = instance.exports;
+  const report = () => new TextDecoder().decode(
+    new Uint8Array(e.memory.buffer, e.report_ptr(), e.report_len()),
+  );
+  return { e, report };
+}
+
+for (const variant of BUILDS) {
+  describe(`argon2id in wasm32, ${variant.name} build`, () => {
+    let bytes;
+
+    test('builds', { timeout: BUILD_TIMEOUT_MS }, () => {
+      bytes = build(variant);
+      assert.ok(WebAssembly.validate(bytes), 'this engine accepts the module');
+    });
+
+    test(`compresses with ${variant.simd ? 'simd128' : 'the portable code'}`, async () => {
+      const { e } = await instantiate(bytes);
+      assert.equal(e.uses_simd128(), variant.simd);
+    });
+
+    test('matches RFC 9106 and the argon2 crate on the argon2id vector', async () => {
+      const { e, report } = await instantiate(bytes);
+      assert.equal(e.rfc9106(), 0, report());
+    });
+
+    test(`matches the argon2 crate on ${CASES} random inputs (seed ${SEED})`, async () => {
+      const { e, report } = await instantiate(bytes);
+      assert.equal(e.crosscheck(SEED, CASES), 0, report());
+    });
+
+    test('the stepped solver finds the nonces the verifier accepts', async () => {
+      const { e, report } = await instantiate(bytes);
+      assert.equal(e.solver_agrees_with_verifier(), 0, report());
+    });
+
+    test('a worker-sized instance stays within m + 8 MiB of wasm memory', async () => {
+      const { e, report } = await instantiate(bytes);
+      const mKiB = 65536;
+      assert.equal(e.hash_nonces(1, mKiB, 0, 2), 0, report());
+      const total = e.memory.buffer.byteLength;
+      assert.ok(total <= mKiB * 1024 + MEMORY_SLACK, `${total} bytes of wasm memory for m = ${mKiB} KiB`);
+    });
+  });
+}
