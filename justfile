@@ -24,3 +24,11 @@ lint:
 # Solver benchmark: wasm in headless Chromium vs native, default parameters
 bench-solver:
     scripts/bench-solver.sh
+
+# Load benchmarks: /verify-token throughput and p99 (alone and under a flood), peak memory, argon2 vs the C CLI
+bench:
+    scripts/bench.sh
+
+# Fuzz challenge and token decoding, FUZZ_SECONDS (default 60) per target; needs nightly, not run in CI
+fuzz *TARGETS:
+    scripts/fuzz.sh {{TARGETS}}

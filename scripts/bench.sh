@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# Load benchmarks (`just bench`). Every figure is a ratio of two measurements
+# taken in this one run, because the machine is shared and noisy.
+#
+#   (a) throughput of /verify-token for a valid cached token against the bare
+#       /healthz handler of the same binary (same connections and duration,
+#       runs interleaved), and /verify-token's p99 at half that throughput;
+#   (b) /verify-token's p99 at a constant moderate rate, without and then
+#       during a flood of wrong solutions to fresh challenges from many
+#       addresses (server/examples/flood.rs);
+#   (c) the server's peak RSS during all that, against
+#       verification permits x argon2 memory + 64 MiB;
+#   (d) one server-side argon2id verification with the default parameters
+#       against the C reference CLI (server/examples/verify_cost.rs).
+#
+# Installs what it needs when missing (oha with cargo, Debian's argon2 CLI,
+# jq), builds the release binaries, starts its own powgate on a temporary
+# database, and cleans up after itself. Safe to run again and again.
+# Writes bench-results/bench-*.json and bench-results/bench-summary.json and
+# prints a table with every figure, its target, and the command behind it.
+#
+# Settings (environment):
+#   BENCH_PORT=18089            loopback port for the server under test
+#   BENCH_SECONDS=10            seconds per throughput run in (a)
+#   BENCH_ROUNDS=3              healthz/verify pairs in (a)
+#   BENCH_CONNECTIONS=32        concurrent connections in (a)
+#   BENCH_LATENCY_SECONDS=15    seconds per constant-rate latency run
+#   BENCH_RATE=200              /verify-token requests/s in (b)
+#   BENCH_FLOOD_THREADS=32      flood client threads in (b)
+#   BENCH_VERIFY_PERMITS=nproc  POW_VERIFY_PERMITS of the server under test
+#   BENCH_VERIFY_RUNS=15        timed hashes per side in (d)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+port="${BENCH_PORT:-18089}"
+secs="${BENCH_SECONDS:-10}"
+rounds="${BENCH_ROUNDS:-3}"
+conns="${BENCH_CONNECTIONS:-32}"
+lat_secs="${BENCH_LATENCY_SECONDS:-15}"
+rate="${BENCH_RATE:-200}"
+flood_threads="${BENCH_FLOOD_THREADS:-32}"
+permits="${BENCH_VERIFY_PERMITS:-$(nproc)}"
+verify_runs="${BENCH_VERIFY_RUNS:-15}"
+base="http://127.0.0.1:$port"
+out="$root/bench-results"
+
+say() { printf '==> %s\n' "$*" >&2; }
+commands=()
+# Shell-quotes its arguments, readably: 'a b' rather than a\ b.
+quote() {
+    local a q=()
+    for a; do
+        if [[ $a =~ ^[][A-Za-z0-9_./:=,@%+-]+$ ]]; then q+=("$a"); else q+=("'${a//\'/\'\\\'\'}'"); fi
+    done
+    echo "${q[*]}"
+}
+
+# --- tools -------------------------------------------------------------------
+if ! command -v oha >/dev/null; then
+    say "installing oha"
+    # --locked: oha's own lock file; a fresh resolution picks dependencies
+    # that need a newer rustc than this machine's.
+    cargo install --locked oha
+fi
+apt_need=()
+command -v argon2 >/dev/null || apt_need+=(argon2)
+command -v jq >/dev/null || apt_need+=(jq)
+command -v curl >/dev/null || apt_need+=(curl)
+command -v objdump >/dev/null || apt_need+=(binutils)
+if ((${#apt_need[@]})); then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        say "installing ${apt_need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_need[@]}" >/dev/null
+    else
+        echo "missing ${apt_need[*]}: install them (Debian: apt-get install ${apt_need[*]}) and run again" >&2
+        exit 1
+    fi
+fi
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+say "building powgate and the benchmark examples (release)"
+cargo build --release --locked -p powgate --bin powgate --example flood --example verify_cost
+bin="$root/target/release/powgate"
+flood="$root/target/release/examples/flood"
+verify_cost="$root/target/release/examples/verify_cost"
+
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use; set BENCH_PORT" >&2
+    exit 1
+fi
+
+# --- server management ---------------------------------------------------------
+tmp=$(mktemp -d)
+server_pid=""
+bg_pids=()
+cleanup() {
+    for p in "${bg_pids[@]}" $server_pid; do
+        kill "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# Starts powgate with the environment given as arguments, in the temporary
+# directory (so no config.toml of the developer's is read), and waits for it.
+start_server() {
+    (cd "$tmp" && exec env POW_LISTEN="127.0.0.1:$port" POW_DATABASE="$tmp/bench.db" \
+        POW_VERIFY_PERMITS="$permits" RUST_LOG=warn "$@" "$bin" serve) 2>>"$tmp/server.log" &
+    server_pid=$!
+    for _ in $(seq 200); do
+        curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && return 0
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "powgate did not start; its log:" >&2
+    cat "$tmp/server.log" >&2
+    exit 1
+}
+stop_server() {
+    kill -TERM "$server_pid"
+    wait "$server_pid" || true
+    server_pid=""
+}
+
+mkdir -p "$out"
+rm -f "$out"/bench-*.json
+
+# oha with JSON output; the figures are picked out with jq below.
+oha_json() {
+    local name=$1
+    shift
+    commands+=("oha --no-tui --output-format json $(quote "$@") > bench-results/bench-$name.json")
+    oha --no-tui --output-format json "$@" >"$out/bench-$name.json"
+}
+# Successful (200) answers per second of a finished oha run.
+ok_rps() { jq '(.statusCodeDistribution["200"] // 0) / .summary.total | round' "$out/bench-$1.json"; }
+# A latency percentile (p50, p99, ...) in milliseconds, to the microsecond.
+pct_ms() { jq --arg p "$2" '.latencyPercentiles[$p] * 1e6 | round / 1000' "$out/bench-$1.json"; }
+p99_ms() { pct_ms "$1" p99; }
+# Answers other than 200, and transport errors (bar requests cut off by the
+# end of the run), of a finished oha run.
+non200() { jq '[.statusCodeDistribution | to_entries[] | select(.key != "200") | .value] | add // 0' "$out/bench-$1.json"; }
+errors() { jq '[.errorDistribution | to_entries[] | select(.key | test("deadline") | not) | .value] | add // 0' "$out/bench-$1.json"; }
+calc() { python3 -c "print(round($1, 3))"; }
+
+# --- a token ----------------------------------------------------------------------
+# Minted on a throw-away configuration (argon2 t=1, m=64 KiB, difficulty 1) so
+# that solving is instant; the server measured below opens the same database,
+# which holds the token and the challenge key.
+say "minting a token (tiny argon2 parameters, difficulty 1)"
+start_server ARGON2_TIME_COST=1 ARGON2_MEMORY_KB=64 POW_DIFFICULTY_LEVEL=1
+commands+=("(server) POW_LISTEN=127.0.0.1:$port ARGON2_TIME_COST=1 ARGON2_MEMORY_KB=64 POW_DIFFICULTY_LEVEL=1 POW_DATABASE=<tmp> target/release/powgate serve")
+commands+=("TOKEN=\$(target/release/powgate solve --quiet $base)")
+token=$("$bin" solve --quiet "$base")
+stop_server
+
+# The server under test: default argon2 parameters (t=8, m=64 MiB, p=1), so
+# that the flood's verifications cost what they cost in production. The
+# difficulty is the largest allowed so that no random nonce of the flood is
+# ever right (it does not change the cost of a verification).
+server_env=(POW_DIFFICULTY_LEVEL=1000000000)
+say "starting powgate: default argon2 parameters, POW_VERIFY_PERMITS=$permits"
+commands+=("(server) POW_LISTEN=127.0.0.1:$port POW_VERIFY_PERMITS=$permits ${server_env[*]} POW_DATABASE=<tmp> target/release/powgate serve")
+start_server "${server_env[@]}"
+auth="Authorization: Bearer $token"
+status=$(curl -s -o /dev/null -w '%{http_code}' -H "$auth" "$base/verify-token")
+if [[ $status != 200 ]]; then
+    echo "the minted token is not valid on the server under test (HTTP $status)" >&2
+    exit 1
+fi
+
+# --- (a) throughput ---------------------------------------------------------------
+say "(a) throughput: /healthz and /verify-token, $rounds rounds of ${secs} s each, $conns connections"
+oha --no-tui -z 2s -c "$conns" "$base/healthz" >/dev/null
+oha --no-tui -z 2s -c "$conns" -H "$auth" "$base/verify-token" >/dev/null
+health_rps=()
+verify_rps=()
+for r in $(seq "$rounds"); do
+    oha_json "a-healthz-$r" -z "${secs}s" -c "$conns" "$base/healthz"
+    health_rps+=("$(ok_rps "a-healthz-$r")")
+    oha_json "a-verify-$r" -z "${secs}s" -c "$conns" -H "$auth" "$base/verify-token"
+    verify_rps+=("$(ok_rps "a-verify-$r")")
+    say "  round $r: healthz ${health_rps[-1]} req/s, verify-token ${verify_rps[-1]} req/s"
+done
+mean() { python3 -c "import sys; v=[float(x) for x in sys.argv[1:]]; print(round(sum(v)/len(v)))" "$@"; }
+health_mean=$(mean "${health_rps[@]}")
+verify_mean=$(mean "${verify_rps[@]}")
+ratio_a=$(calc "$verify_mean / $health_mean")
+half_rate=$(python3 -c "print(max(1, int($verify_mean / 2)))")
+
+say "(a) /verify-token p99 at half the measured maximum: $half_rate req/s for ${lat_secs} s"
+oha_json a-half-rate -z "${lat_secs}s" -c "$conns" -q "$half_rate" --latency-correction -H "$auth" "$base/verify-token"
+p99_half=$(p99_ms a-half-rate)
+p50_half=$(pct_ms a-half-rate p50)
+rps_half=$(ok_rps a-half-rate)
+
+# --- (b) and (c): latency and memory under flood -----------------------------
+# Peak RSS: VmHWM is the kernel's own high-water mark of the server process,
+# over its whole life (so it includes (a)); VmRSS is also sampled during the
+# flood, as a cross-check.
+rss_samples="$tmp/rss"
+sample_rss() {
+    while kill -0 "$server_pid" 2>/dev/null; do
+        awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || true
+        sleep 0.2
+    done >"$rss_samples"
+}
+
+say "(b) unloaded: /verify-token at $rate req/s for ${lat_secs} s"
+oha_json b-unloaded -z "${lat_secs}s" -c 8 -q "$rate" --latency-correction -H "$auth" "$base/verify-token"
+
+flood_secs=$((lat_secs + 6))
+say "(b) flood: $flood_threads threads for ${flood_secs} s, /verify-token at $rate req/s measured from the 3rd second"
+sample_rss &
+bg_pids+=($!)
+commands+=("$flood --url $base --threads $flood_threads --seconds $flood_secs > bench-results/bench-b-flood.json")
+"$flood" --url "$base" --threads "$flood_threads" --seconds "$flood_secs" >"$out/bench-b-flood.json" &
+flood_pid=$!
+bg_pids+=("$flood_pid")
+sleep 3
+oha_json b-flood-verify -z "${lat_secs}s" -c 8 -q "$rate" --latency-correction -H "$auth" "$base/verify-token"
+wait "$flood_pid"
+hwm_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
+stop_server
+peak_sample_kib=$(sort -n "$rss_samples" | tail -n 1)
+
+p99_unloaded=$(p99_ms b-unloaded)
+p99_flood=$(p99_ms b-flood-verify)
+p50_unloaded=$(pct_ms b-unloaded p50)
+p50_flood=$(pct_ms b-flood-verify p50)
+ratio_b=$(calc "$p99_flood / $p99_unloaded")
+rps_flood_verify=$(ok_rps b-flood-verify)
+non200_flood=$(non200 b-flood-verify)
+errors_flood=$(errors b-flood-verify)
+flood_json="$out/bench-b-flood.json"
+flood_rps=$(jq '.requests_per_second | . * 10 | round / 10' "$flood_json")
+flood_status=$(jq -r '.by_status | to_entries | map("\(.key) \(.value.count) (\(.value.per_second * 10 | round / 10)/s)") | join(", ")' "$flood_json")
+verifications=$(jq '[.by_status | to_entries[] | select(.key | test("^solve (200|403)$")) | .value.count] | add // 0' "$flood_json")
+
+m_kib=65536
+bound_mib=$((permits * m_kib / 1024 + 64))
+peak_mib=$(calc "$hwm_kib / 1024")
+sample_mib=$(calc "${peak_sample_kib:-0} / 1024")
+
+# --- (d) verification cost -------------------------------------------------------
+say "(d) one verification (t=8, m=64 MiB, p=1): Rust (reused block) vs the C reference CLI, $verify_runs runs each, interleaved"
+commands+=("$verify_cost --runs $verify_runs --c-cli argon2 > bench-results/bench-d-verify-cost.json   # C side per run: echo -n password | argon2 somesalt16bytes! -id -t 8 -k 65536 -p 1 -l 32 -r")
+"$verify_cost" --runs "$verify_runs" --c-cli argon2 >"$out/bench-d-verify-cost.json"
+d="$out/bench-d-verify-cost.json"
+rust_wall=$(jq '.rust_reused_block.wall_median_ms | . * 10 | round / 10' "$d")
+rust_cpu=$(jq '.rust_reused_block.cpu_median_ms | . * 10 | round / 10' "$d")
+c_wall=$(jq '.c_cli.wall_median_ms | . * 10 | round / 10' "$d")
+c_cpu=$(jq '.c_cli.cpu_median_ms | . * 10 | round / 10' "$d")
+ratio_d_wall=$(jq '.ratio_rust_over_c_wall * 1000 | round / 1000' "$d")
+ratio_d_cpu=$(jq '.ratio_rust_over_c_cpu * 1000 | round / 1000' "$d")
+c_startup=$(jq '.c_startup_ms | . * 10 | round / 10' "$d")
+rust_fresh=$(jq '.rust_fresh_block_median_ms | . * 10 | round / 10' "$d")
+# opt.c, the SSE2 build, multiplies with pmuludq (_mm_mul_epu32) in every
+# BlaMka step; the portable ref.c has none.
+argon2_bin=$(command -v argon2)
+sse_ops=$(objdump -d "$argon2_bin" | grep -c pmuludq || true)
+if ((sse_ops > 0)); then c_build="SSE-optimised (opt.c, $sse_ops pmuludq)"; else c_build="portable reference (ref.c: no pmuludq in $argon2_bin)"; fi
+
+# --- summary ---------------------------------------------------------------------------
+verdict() { python3 -c "print('met' if $1 else 'MISSED')"; }
+v_a=$(verdict "$ratio_a >= 0.8")
+v_half=$(verdict "$p99_half <= 1.0")
+v_b=$(verdict "$ratio_b <= 2.0")
+v_c=$(verdict "$peak_mib <= $bound_mib")
+v_d=$(verdict "$ratio_d_wall <= 0.7")
+
+# As shown: the token replaced by $TOKEN, paths relative to the repository.
+shown=()
+for c in "${commands[@]}"; do
+    c=${c//$token/\$TOKEN}
+    shown+=("${c//$root\//}")
+done
+
+jq -n \
+    --argjson health "$health_mean" --argjson verify "$verify_mean" --argjson ratio_a "$ratio_a" \
+    --argjson half_rate "$half_rate" --argjson p99_half "$p99_half" \
+    --argjson rate "$rate" --argjson p99_unloaded "$p99_unloaded" --argjson p99_flood "$p99_flood" \
+    --argjson ratio_b "$ratio_b" --argjson flood_rps "$flood_rps" --argjson verifications "$verifications" \
+    --argjson peak_mib "$peak_mib" --argjson sample_mib "$sample_mib" --argjson bound_mib "$bound_mib" \
+    --argjson permits "$permits" \
+    --argjson rust_wall "$rust_wall" --argjson c_wall "$c_wall" --argjson ratio_d_wall "$ratio_d_wall" \
+    --argjson rust_cpu "$rust_cpu" --argjson c_cpu "$c_cpu" --argjson ratio_d_cpu "$ratio_d_cpu" \
+    --arg c_build "$c_build" \
+    --args '{
+        a: {healthz_rps: $health, verify_rps: $verify, ratio: $ratio_a, target: ">= 0.8",
+            half_rate: $half_rate, p99_ms_at_half_rate: $p99_half, p99_target_ms: 1.0},
+        b: {rate: $rate, p99_ms_unloaded: $p99_unloaded, p99_ms_flood: $p99_flood, ratio: $ratio_b,
+            target: "<= 2.0", flood_requests_per_second: $flood_rps, flood_verifications: $verifications},
+        c: {peak_rss_mib: $peak_mib, sampled_rss_mib: $sample_mib, bound_mib: $bound_mib, permits: $permits},
+        d: {rust_wall_ms: $rust_wall, c_wall_ms: $c_wall, ratio_wall: $ratio_d_wall,
+            rust_cpu_ms: $rust_cpu, c_cpu_ms: $c_cpu, ratio_cpu: $ratio_d_cpu, target: "<= 0.7",
+            c_build: $c_build},
+        commands: $ARGS.positional
+    }' "${shown[@]}" >"$out/bench-summary.json"
+
+cat <<EOF
+
+powgate load benchmarks ($(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ); JSON in bench-results/)
+load average (1/5/15 min) before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)
+
+| figure | value | target | |
+|---|---|---|---|
+| (a) /verify-token vs /healthz throughput | $verify_mean / $health_mean req/s = **${ratio_a}x** | >= 0.8x | $v_a |
+| (a) /verify-token p99 at half max ($half_rate req/s offered, $rps_half served; p50 $p50_half ms) | **$p99_half ms** | <= 1 ms | $v_half |
+| (b) /verify-token p99 at $rate req/s: unloaded / under flood (p50: $p50_unloaded / $p50_flood ms) | $p99_unloaded / $p99_flood ms = **${ratio_b}x** | <= 2x | $v_b |
+| (b) flood | $flood_rps req/s ($flood_status); $verifications argon2 verifications; /verify-token during it: $rps_flood_verify req/s served, $non200_flood not 200, $errors_flood errors | | |
+| (c) server peak RSS (VmHWM; VmRSS sampled in flood: $sample_mib MiB) | **$peak_mib MiB** | <= $permits x 64 + 64 = $bound_mib MiB | $v_c |
+| (d) one verification, Rust (reused block) / C reference, wall median | $rust_wall / $c_wall ms = **${ratio_d_wall}x** | <= 0.7x | $v_d |
+| (d) same, CPU time median (noise check) | $rust_cpu / $c_cpu ms = ${ratio_d_cpu}x | | |
+| (d) C CLI startup (t=1, m=8 KiB) / Rust with a fresh block per hash | $c_startup ms / $rust_fresh ms | | |
+| (d) C build | $c_build | | |
+
+Commands (TOKEN = a token minted with \`powgate solve\` on the same database):
+EOF
+printf '  %s\n' "${shown[@]}"
