@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert_eq!(data.len(), CLAIMS_LEN);
-    assert_eq!(claims.to_bytes().as_slice(), data, "to_bytes(from_bytes(b)) != b");
+    assert_eq!(
+        claims.to_bytes().as_slice(),
+        data,
+        "to_bytes(from_bytes(b)) != b"
+    );
     let signed = claims.sign(KEY);
     assert_eq!(verify(KEY, &signed), Ok(claims));
     // Whatever parses also passes the constructors' validation again.

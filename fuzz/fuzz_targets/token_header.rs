@@ -19,7 +19,10 @@ fn check_token(s: &str) {
     if let Ok(t) = PlainToken::parse(s) {
         let exposed = t.expose();
         assert_eq!(exposed.len(), 36);
-        assert!(s.eq_ignore_ascii_case(&exposed), "parse accepted a non-canonical form");
+        assert!(
+            s.eq_ignore_ascii_case(&exposed),
+            "parse accepted a non-canonical form"
+        );
         let again = PlainToken::parse(&exposed).expect("an exposed token parses");
         assert_eq!(again.hashed(), t.hashed());
         // Debug never shows the token.
