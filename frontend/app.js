@@ -364,6 +364,8 @@ function solve(c) {
         resolve({ nonce, hashes, workers, elapsedMs: pool.activeMs });
       },
       onFatal: (err) => {
+        // The last worker's drop comes with the fatal error, not onWorkerDropped.
+        status.dropped = pool.dropped;
         setWorkers(0);
         reject(new UserFacingError(
           `${err.message} You can use the command line tool instead (see below).`,
