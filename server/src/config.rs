@@ -554,6 +554,11 @@ impl Config {
         RawConfig::load(file)?.validate()
     }
 
+    /// Seconds after expiry during which a token can still be refreshed.
+    pub fn refresh_window_secs(&self) -> i64 {
+        i64::from(self.token_purge_hours) * 3600
+    }
+
     /// Whether the public URL is https, so cookies must be `Secure`.
     pub fn is_https(&self) -> bool {
         self.public_url

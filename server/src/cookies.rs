@@ -33,15 +33,27 @@ pub struct BadAuthorization;
 /// # Errors
 /// [`BadAuthorization`] when an `Authorization` header is present but unusable.
 pub fn presented_token(headers: &HeaderMap) -> Result<Option<String>, BadAuthorization> {
-    if let Some(auth) = headers.get(header::AUTHORIZATION) {
-        let auth = auth.to_str().map_err(|_| BadAuthorization)?;
-        let (scheme, rest) = auth.trim().split_once(' ').ok_or(BadAuthorization)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(BadAuthorization);
-        }
-        return Ok(Some(rest.trim().to_owned()));
+    match bearer(headers)? {
+        Some(token) => Ok(Some(token.to_owned())),
+        None => Ok(cookie_value(headers, TOKEN_COOKIE)),
     }
-    Ok(cookie_value(headers, TOKEN_COOKIE))
+}
+
+/// The credential of an `Authorization: Bearer …` header, if one was sent.
+/// The scheme is matched case-insensitively, as HTTP requires.
+///
+/// # Errors
+/// [`BadAuthorization`] when the header is present but is not `Bearer <credential>`.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, BadAuthorization> {
+    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let auth = auth.to_str().map_err(|_| BadAuthorization)?;
+    let (scheme, rest) = auth.trim().split_once(' ').ok_or(BadAuthorization)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BadAuthorization);
+    }
+    Ok(Some(rest.trim()))
 }
 
 /// The first cookie named `name`, ignoring unparseable pairs.

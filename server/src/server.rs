@@ -140,7 +140,7 @@ pub struct Purged {
 /// Database errors.
 pub async fn purge_once(state: &AppState) -> anyhow::Result<Purged> {
     let now = state.now();
-    let window = i64::from(state.config.token_purge_hours) * 3600;
+    let window = state.config.refresh_window_secs();
     let tokens = state.tokens.purge(now, window).await?;
     state
         .metrics

@@ -380,15 +380,7 @@ fn metric(text: &str, line_prefix: &str) -> f64 {
 #[test]
 fn metrics_move_after_a_solve() {
     let app = app();
-    let scrape = || {
-        app.agent()
-            .get(&app.url("/metrics"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap()
-    };
+    let scrape = || app.metrics();
     let before = scrape();
     assert!(before.contains("# TYPE powgate_verify_token_duration_seconds histogram"));
     let token = app.obtain_token(IP);

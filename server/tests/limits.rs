@@ -116,14 +116,7 @@ fn solution_rate_is_limited() {
         })
         .collect();
     assert_eq!(statuses, [400, 429, 429]);
-    let metrics = app
-        .agent()
-        .get(&app.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = app.metrics();
     assert!(
         metrics.contains("powgate_limited_total{limit=\"solution_rate\"} 2"),
         "{metrics}"
@@ -180,14 +173,7 @@ fn slow_headers_are_cut_off() {
             .status(),
         200
     );
-    let metrics = app
-        .agent()
-        .get(&app.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = app.metrics();
     assert!(
         metrics.contains("powgate_limited_total{limit=\"header_read_timeout\"} 1"),
         "{metrics}"

@@ -140,14 +140,7 @@ fn allowlisted_paths_pass_only_when_a_trusted_proxy_says_so() {
     assert_eq!(status, 200);
     let (status, _, _, _) = ask(&app, &[("X-Forwarded-Uri", "/.well-known/../secret")]);
     assert_eq!(status, 401);
-    let metrics = app
-        .agent()
-        .get(&app.url("/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = app.metrics();
     assert!(
         metrics.contains("powgate_allowlist_matches_total{rule=\"well-known\"} 1"),
         "{metrics}"

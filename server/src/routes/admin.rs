@@ -82,16 +82,12 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let client = ClientIp::from_request_parts(parts, state).await?;
-        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
-            let key = auth
-                .to_str()
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            // A malformed header is simply a wrong key.
+            let key = cookies::bearer(&parts.headers)
                 .ok()
-                .and_then(|a| {
-                    a.strip_prefix("Bearer ")
-                        .or_else(|| a.strip_prefix("bearer "))
-                })
-                .unwrap_or_default()
-                .trim();
+                .flatten()
+                .unwrap_or_default();
             if state.admin.key_matches(key) {
                 return Ok(Self);
             }
@@ -188,11 +184,10 @@ async fn logout(State(state): State<AppState>, _admin: Admin, headers: HeaderMap
 async fn session(State(state): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {
     let authenticated = cookies::cookie_value(&headers, SESSION_COOKIE)
         .is_some_and(|id| state.admin.session_valid(&id, state.now()))
-        || headers
-            .get(header::AUTHORIZATION)
-            .and_then(|a| a.to_str().ok())
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|k| state.admin.key_matches(k.trim()));
+        || cookies::bearer(&headers)
+            .ok()
+            .flatten()
+            .is_some_and(|k| state.admin.key_matches(k));
     Json(serde_json::json!({ "authenticated": authenticated }))
 }
 

@@ -115,7 +115,7 @@ pub async fn refreshable_token_id(state: &AppState, client: &ClientIp, token: &s
             "this token has not expired yet; there is nothing to refresh".into(),
         ));
     }
-    if now >= rec.expires_at + i64::from(state.config.token_purge_hours) * 3600 {
+    if now >= rec.expires_at + state.config.refresh_window_secs() {
         return Err(ApiError::Expired(
             "this token is past its refresh window; solve a new challenge".into(),
         ));

@@ -209,7 +209,7 @@ fn record_success(
 }
 
 fn set_cookie(state: &AppState, resp: &mut Response, token: &str, token_hours: u32) {
-    let max_age = (i64::from(token_hours) + i64::from(state.config.token_purge_hours)) * 3600;
+    let max_age = i64::from(token_hours) * 3600 + state.config.refresh_window_secs();
     if let Some(v) = cookies::token_cookie(&state.config, token, max_age) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -129,7 +129,7 @@ pub async fn decide(
     }
     let now = state.now();
     if rec.expires_at <= now {
-        let window = i64::from(state.config.token_purge_hours) * 3600;
+        let window = state.config.refresh_window_secs();
         return Ok(Decision::Expired {
             refreshable: now < rec.expires_at + window,
         });

@@ -168,6 +168,17 @@ impl TestApp {
         body["token"].as_str().unwrap().to_owned()
     }
 
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        self.agent()
+            .get(&self.url("/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+
     /// GET /verify-token with a bearer token from `ip`; returns status and body.
     pub fn verify(
         &self,
