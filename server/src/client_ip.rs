@@ -3,7 +3,7 @@
 //! A forwarded-IP header is believed only when the TCP peer is one of the
 //! configured trusted proxies; otherwise anyone could claim any address.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use axum::http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
@@ -72,7 +72,7 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
         .ok()
         .or_else(|| {
             s.rsplit_once(':')
-                .and_then(|(h, _)| h.parse::<std::net::Ipv4Addr>().ok())
+                .and_then(|(h, _)| h.parse::<Ipv4Addr>().ok())
                 .map(IpAddr::V4)
         })
         .map(canonical)
@@ -112,9 +112,28 @@ impl IpKey {
 
     /// Text form stored in the database: `203.0.113.7` or `2001:db8::/64`.
     pub fn to_text(self) -> String {
+        self.to_string()
+    }
+
+    /// Whether `text`, a stored [`to_text`](Self::to_text), is this key.
+    /// Parses instead of formatting, so `/verify-token` compares a token's
+    /// addresses without allocating.
+    pub fn is_text(self, text: &str) -> bool {
         match self.0 {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("{v6}/64"),
+            IpAddr::V4(v4) => text.parse::<Ipv4Addr>().is_ok_and(|t| t == v4),
+            IpAddr::V6(v6) => text
+                .strip_suffix("/64")
+                .and_then(|t| t.parse::<Ipv6Addr>().ok())
+                .is_some_and(|t| t == v6),
+        }
+    }
+}
+
+impl std::fmt::Display for IpKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => v4.fmt(f),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
         }
     }
 }
@@ -172,6 +191,14 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.to_text(), "2001:db8:1:2::/64");
+        assert!(a.is_text("2001:db8:1:2::/64"));
+        assert!(!a.is_text("2001:db8:1:2::"));
+        assert!(!c.is_text("2001:db8:1:2::/64"));
+        let v4 = IpKey::of("192.0.2.1".parse().unwrap());
+        assert_eq!(v4.to_text(), "192.0.2.1");
+        assert!(v4.is_text("192.0.2.1"));
+        assert!(!v4.is_text("192.0.2.10"));
+        assert!(!v4.is_text("::ffff:192.0.2.1/64"));
         assert_ne!(
             IpKey::of("1.2.3.4".parse().unwrap()),
             IpKey::of("1.2.3.5".parse().unwrap())

@@ -103,6 +103,7 @@ pub struct RawConfig {
     pub metrics_listen: Option<String>,
     pub verify_permits: Option<u64>,
     pub verify_queue: Option<u64>,
+    pub verify_nice: u64,
     pub purge_interval_secs: u64,
     pub rate_challenges_per_minute: u64,
     pub rate_solutions_per_minute: u64,
@@ -147,6 +148,7 @@ impl Default for RawConfig {
             metrics_listen: None,
             verify_permits: None,
             verify_queue: None,
+            verify_nice: 10,
             purge_interval_secs: 60,
             rate_challenges_per_minute: 60,
             rate_solutions_per_minute: 30,
@@ -203,6 +205,9 @@ pub struct Config {
     pub verify_permits: usize,
     /// Verifications allowed to wait for a permit before new ones get 503.
     pub verify_queue: usize,
+    /// Nice value of the argon2 threads, so that a flood of solutions takes
+    /// CPU from nothing but itself.
+    pub verify_nice: i32,
     /// How often expired tokens and spent challenges are purged.
     pub purge_interval: Duration,
     /// Limits against floods and slow clients.
@@ -431,6 +436,7 @@ impl RawConfig {
             65536,
             "",
         )?;
+        let verify_nice = ranged("verify_nice", self.verify_nice, 0, 19, "")?;
         let purge_interval_secs = ranged(
             "purge_interval_secs",
             self.purge_interval_secs,
@@ -472,6 +478,7 @@ impl RawConfig {
             metrics_listen,
             verify_permits: usize::try_from(verify_permits).unwrap_or(1),
             verify_queue: usize::try_from(verify_queue).unwrap_or(0),
+            verify_nice: i32::try_from(verify_nice).unwrap_or(19),
             purge_interval: Duration::from_secs(purge_interval_secs),
             limits: Limits {
                 challenges_per_minute: ranged_u32(

@@ -32,10 +32,10 @@ pub struct BadAuthorization;
 ///
 /// # Errors
 /// [`BadAuthorization`] when an `Authorization` header is present but unusable.
-pub fn presented_token(headers: &HeaderMap) -> Result<Option<String>, BadAuthorization> {
+pub fn presented_token(headers: &HeaderMap) -> Result<Option<&str>, BadAuthorization> {
     match bearer(headers)? {
-        Some(token) => Ok(Some(token.to_owned())),
-        None => Ok(cookie_value(headers, TOKEN_COOKIE)),
+        Some(token) => Ok(Some(token)),
+        None => Ok(cookie_str(headers, TOKEN_COOKIE)),
     }
 }
 
@@ -58,14 +58,26 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, BadAuthorization> {
 
 /// The first cookie named `name`, ignoring unparseable pairs.
 pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
+    cookie_str(headers, name).map(str::to_owned)
+}
+
+/// [`cookie_value`], borrowed from the header: `/verify-token` reads the
+/// token cookie on every request. Surrounding double quotes are dropped,
+/// as `Cookie::value` does.
+pub fn cookie_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let raw = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| Cookie::split_parse(v.to_owned()))
+        .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .map(|c| c.value().to_owned())
+        .find(|c| c.name() == name)?
+        .value_raw()?;
+    Some(
+        raw.strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(raw),
+    )
 }
 
 #[cfg(test)]
@@ -79,15 +91,29 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=b; powgate_token=xyz"),
         );
-        assert_eq!(presented_token(&h), Ok(Some("xyz".into())));
+        assert_eq!(presented_token(&h), Ok(Some("xyz")));
         h.insert(
             header::AUTHORIZATION,
             HeaderValue::from_static("Bearer abc"),
         );
-        assert_eq!(presented_token(&h), Ok(Some("abc".into())));
+        assert_eq!(presented_token(&h), Ok(Some("abc")));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(presented_token(&h), Err(BadAuthorization));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer"));
         assert_eq!(presented_token(&h), Err(BadAuthorization));
+    }
+
+    #[test]
+    fn cookie_values_are_borrowed_unquoted_and_found_in_any_header() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=b; junk; c=d"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("powgate_token=\"q1\"; powgate_token=second"),
+        );
+        assert_eq!(cookie_str(&h, "c"), Some("d"));
+        assert_eq!(cookie_str(&h, TOKEN_COOKIE), Some("q1"));
+        assert_eq!(cookie_value(&h, "a").as_deref(), Some("b"));
+        assert_eq!(cookie_str(&h, "missing"), None);
     }
 }

@@ -9,30 +9,42 @@
 //! They are read only from trusted proxies: from anyone else they are a
 //! client's claim about itself.
 
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, HeaderName, Method, header};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OriginalRequest {
-    pub method: Option<String>,
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-original-host");
+const X_ORIGINAL_PROTO: HeaderName = HeaderName::from_static("x-original-proto");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+
+/// Borrowed from the request's headers: `/verify-token` runs on every
+/// request the proxy sees, so nothing here allocates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OriginalRequest<'a> {
+    pub method: Option<&'a str>,
     /// Path and query, as the client sent them.
-    pub uri: Option<String>,
-    pub host: Option<String>,
-    pub proto: Option<String>,
+    pub uri: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub proto: Option<&'a str>,
     /// nginx's `auth_request` accepts only 2xx, 401 and 403 from us, so it
     /// must get the redirect target in a header instead of a 302.
     pub status_only: bool,
 }
 
-fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(',').next().unwrap_or(v).trim().to_owned())
-        .filter(|v| !v.is_empty())
+/// The first value of a header, trimmed; `None` when absent or empty.
+fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    let v = h.get(name)?.to_str().ok()?;
+    let first = v.split(',').next().unwrap_or(v).trim();
+    (!first.is_empty()).then_some(first)
 }
 
 /// The one value when only one style is present or both agree;
 /// `Some(None)` when they disagree; `None` when neither is present.
-fn either(nginx: Option<String>, forwarded: Option<String>) -> Option<Option<String>> {
+fn either<'a>(nginx: Option<&'a str>, forwarded: Option<&'a str>) -> Option<Option<&'a str>> {
     match (nginx, forwarded) {
         (Some(a), Some(b)) => Some((a == b).then_some(a)),
         (Some(a), None) | (None, Some(a)) => Some(Some(a)),
@@ -40,41 +52,49 @@ fn either(nginx: Option<String>, forwarded: Option<String>) -> Option<Option<Str
     }
 }
 
-impl OriginalRequest {
+/// The original request's path and query, from a trusted proxy's headers:
+/// all the allowlist needs, so `/verify-token` reads only this much before
+/// it knows whether it will refuse.
+pub fn original_uri(h: &HeaderMap, trusted: bool) -> Option<&str> {
+    if !trusted {
+        return None;
+    }
+    // A proxy sets one style and may pass the other through from the client
+    // (Caddy forwards a client's X-Original-URI untouched). When both are
+    // present and disagree, neither can be believed: the request gets no
+    // path, so no path rule can let it through.
+    either(
+        header_str(h, &X_ORIGINAL_URI),
+        header_str(h, &X_FORWARDED_URI),
+    )
+    .flatten()
+}
+
+impl<'a> OriginalRequest<'a> {
     /// Reads the forwarded headers when `trusted`, else only the request's
     /// own method.
-    pub fn from_headers(h: &HeaderMap, own_method: &Method, trusted: bool) -> Self {
+    pub fn from_headers(h: &'a HeaderMap, own_method: &'a Method, trusted: bool) -> Self {
         if !trusted {
             return Self {
-                method: Some(own_method.to_string()),
+                method: Some(own_method.as_str()),
                 ..Self::default()
             };
         }
-        let nginx_uri = header_str(h, "x-original-uri");
-        let forwarded_uri = header_str(h, "x-forwarded-uri");
-        let status_only = nginx_uri.is_some();
+        let nginx_uri = header_str(h, &X_ORIGINAL_URI);
         Self {
             method: either(
-                header_str(h, "x-original-method"),
-                header_str(h, "x-forwarded-method"),
+                header_str(h, &X_ORIGINAL_METHOD),
+                header_str(h, &X_FORWARDED_METHOD),
             )
-            .unwrap_or_else(|| Some(own_method.to_string())),
-            // A proxy sets one style and may pass the other through from the
-            // client (Caddy forwards a client's X-Original-URI untouched). When
-            // both are present and disagree, neither can be believed: the
-            // request gets no path, so no path rule can let it through.
-            uri: either(nginx_uri, forwarded_uri).flatten(),
-            host: header_str(h, "x-forwarded-host")
-                .or_else(|| header_str(h, "x-original-host"))
-                .or_else(|| {
-                    h.get(header::HOST)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                }),
-            proto: header_str(h, "x-forwarded-proto")
-                .or_else(|| header_str(h, "x-original-proto"))
-                .filter(|p| p == "http" || p == "https"),
-            status_only,
+            .unwrap_or(Some(own_method.as_str())),
+            uri: original_uri(h, true),
+            host: header_str(h, &X_FORWARDED_HOST)
+                .or_else(|| header_str(h, &X_ORIGINAL_HOST))
+                .or_else(|| h.get(header::HOST).and_then(|v| v.to_str().ok())),
+            proto: header_str(h, &X_FORWARDED_PROTO)
+                .or_else(|| header_str(h, &X_ORIGINAL_PROTO))
+                .filter(|p| *p == "http" || *p == "https"),
+            status_only: nginx_uri.is_some(),
         }
     }
 
@@ -83,9 +103,8 @@ impl OriginalRequest {
     pub fn url(&self) -> Option<String> {
         let uri = self
             .uri
-            .as_deref()
             .filter(|u| u.starts_with('/') && !u.starts_with("//"))?;
-        Some(match (&self.proto, &self.host) {
+        Some(match (self.proto, self.host) {
             (Some(proto), Some(host)) => format!("{proto}://{host}{uri}"),
             _ => uri.to_owned(),
         })
@@ -96,12 +115,12 @@ impl OriginalRequest {
     /// post with a body) gets a 401 JSON answer, so no request body is ever
     /// lost to a redirect.
     pub fn is_browser_navigation(&self, h: &HeaderMap) -> bool {
-        let method_ok = matches!(self.method.as_deref(), Some("GET" | "HEAD"));
+        let method_ok = matches!(self.method, Some("GET" | "HEAD"));
         let accept = h
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let xhr = h.get("x-requested-with").is_some();
+        let xhr = h.contains_key(X_REQUESTED_WITH);
         method_ok && !xhr && accept.contains("text/html")
     }
 }
@@ -129,7 +148,7 @@ mod tests {
         ]);
         let o = OriginalRequest::from_headers(&h, &Method::GET, true);
         assert_eq!(o.url().as_deref(), Some("https://site.example/a?b=1"));
-        assert_eq!(o.method.as_deref(), Some("POST"));
+        assert_eq!(o.method, Some("POST"));
         assert!(o.status_only);
         let h = headers(&[
             ("x-forwarded-uri", "/x"),
@@ -160,9 +179,7 @@ mod tests {
         assert_eq!(o.method, None, "a disagreeing method is no navigation");
         let h = headers(&[("x-forwarded-uri", "/same"), ("x-original-uri", "/same")]);
         assert_eq!(
-            OriginalRequest::from_headers(&h, &Method::GET, true)
-                .uri
-                .as_deref(),
+            OriginalRequest::from_headers(&h, &Method::GET, true).uri,
             Some("/same")
         );
     }
@@ -175,7 +192,7 @@ mod tests {
         ]);
         let o = OriginalRequest::from_headers(&h, &Method::POST, false);
         assert_eq!(o.uri, None);
-        assert_eq!(o.method.as_deref(), Some("POST"));
+        assert_eq!(o.method, Some("POST"));
     }
 
     #[test]
@@ -183,11 +200,11 @@ mod tests {
         let html = headers(&[("accept", "text/html")]);
         let json = headers(&[("accept", "application/json")]);
         let get = OriginalRequest {
-            method: Some("GET".into()),
+            method: Some("GET"),
             ..OriginalRequest::default()
         };
         let post = OriginalRequest {
-            method: Some("POST".into()),
+            method: Some("POST"),
             ..OriginalRequest::default()
         };
         assert!(get.is_browser_navigation(&html));

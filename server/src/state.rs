@@ -83,7 +83,12 @@ impl AppState {
         let settings = LiveSettings::new(stored_settings(&db, config.settings)?);
         let admin = AdminAuth::load(&config, &db, now)?;
         let tokens = TokenStore::new(db.clone(), TOKEN_CACHE_CAPACITY);
-        let verifier = Verifier::new(config.verify_permits, config.verify_queue);
+        let verifier = Verifier::new(
+            config.verify_permits,
+            config.verify_queue,
+            config.verify_nice,
+        )
+        .context("cannot start the argon2 verification threads")?;
         let client_ip = ClientIpResolver::new(
             config.trusted_proxies.clone(),
             config.client_ip_header.clone(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use quick_cache::sync::Cache;
 
+use crate::client_ip::IpKey;
 use crate::db::tokens::{self as rows, AddIp, Issued, TokenRecord};
 use crate::db::{Db, DbError};
 use crate::token::HashedToken;
@@ -57,17 +58,17 @@ impl TokenStore {
     pub async fn check_ip(
         &self,
         rec: &TokenRecord,
-        ip: &str,
+        ip: IpKey,
         now: i64,
         max: u32,
     ) -> Result<IpCheck, DbError> {
-        if rec.ips.iter().any(|i| i == ip) {
+        if rec.ips.iter().any(|i| ip.is_text(i)) {
             return Ok(IpCheck::Allowed);
         }
         if rec.ips.len() >= max as usize {
             return Ok(IpCheck::LimitReached);
         }
-        let (id, ip_owned) = (rec.id, ip.to_owned());
+        let (id, ip_owned) = (rec.id, ip.to_text());
         let res = self
             .db
             .call(move |c| rows::add_ip(c, id, &ip_owned, now, max))
