@@ -29,6 +29,7 @@
 
 pub mod argon2id;
 pub mod challenge;
+mod huge_pages;
 pub mod params;
 pub mod solve;
 pub mod verify;

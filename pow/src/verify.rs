@@ -50,6 +50,8 @@ impl Hasher {
         blocks
             .try_reserve_exact(n)
             .map_err(|_| HashError::OutOfMemory(n))?;
+        // Before the first write, which is when the kernel picks the pages.
+        crate::huge_pages::advise(blocks.spare_capacity_mut());
         blocks.resize(n, Block::default());
         Ok(Self {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, p),
