@@ -253,14 +253,14 @@ rps_flood_verify=$(ok_rps b-flood-verify)
 non200_flood=$(non200 b-flood-verify)
 errors_flood=$(errors b-flood-verify)
 # Requests per second, answers by status, and argon2 verifications of a flood.
-flood_rps() { jq '.requests_per_second | . * 10 | round / 10' "$out/bench-$1.json"; }
-flood_status() { jq -r '.by_status | to_entries | map("\(.key) \(.value.count) (\(.value.per_second * 10 | round / 10)/s)") | join(", ")' "$out/bench-$1.json"; }
-flood_verifications() { jq '[.by_status | to_entries[] | select(.key | test("^solve (200|403)$")) | .value.count] | add // 0' "$out/bench-$1.json"; }
-flood_rps=$(flood_rps b-flood)
-flood_status=$(flood_status b-flood)
-verifications=$(flood_verifications b-flood)
-flood0_rps=$(flood_rps b-flood-nice0)
-verifications0=$(flood_verifications b-flood-nice0)
+flood_rate() { jq '.requests_per_second | . * 10 | round / 10' "$out/bench-$1.json"; }
+flood_answers() { jq -r '.by_status | to_entries | map("\(.key) \(.value.count) (\(.value.per_second * 10 | round / 10)/s)") | join(", ")' "$out/bench-$1.json"; }
+flood_verified() { jq '[.by_status | to_entries[] | select(.key | test("^solve (200|403)$")) | .value.count] | add // 0' "$out/bench-$1.json"; }
+flood_rps=$(flood_rate b-flood)
+flood_status=$(flood_answers b-flood)
+verifications=$(flood_verified b-flood)
+flood0_rps=$(flood_rate b-flood-nice0)
+verifications0=$(flood_verified b-flood-nice0)
 
 m_kib=65536
 bound_mib=$((permits * m_kib / 1024 + 64))

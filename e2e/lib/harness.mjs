@@ -102,7 +102,7 @@ function childEnv(extra) {
 }
 
 /** Resolves with the exit code (or signal name) once `child` has exited, or null after `ms`. */
-function exited(child, ms) {
+export function exited(child, ms) {
   if (child.exitCode !== null || child.signalCode !== null) {
     return Promise.resolve(child.exitCode ?? child.signalCode);
   }
@@ -174,21 +174,26 @@ export class Powgate {
 
   /** Runs `powgate solve` against this server and returns the token it prints. */
   solveWithCli() {
-    return new Promise((resolve, reject) => {
-      execFile(
-        POWGATE_BIN,
-        ['solve', '--quiet', `${this.url}/`],
-        { env: childEnv({}), timeout: CLI_MS, killSignal: 'SIGKILL' },
-        (err, stdout, stderr) => {
-          if (err) {
-            reject(new Error(`powgate solve failed: ${err.message}\n${stderr}`));
-            return;
-          }
-          resolve(stdout.trim());
-        },
-      );
-    });
+    return solveAt(`${this.url}/`);
   }
+}
+
+/** Runs `powgate solve --quiet URL` (URL: a powgate base, e.g. through a proxy) and returns the token. */
+export function solveAt(url) {
+  return new Promise((resolve, reject) => {
+    execFile(
+      POWGATE_BIN,
+      ['solve', '--quiet', url],
+      { env: childEnv({}), timeout: CLI_MS, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        if (err) {
+          reject(new Error(`powgate solve ${url} failed: ${err.message}\n${stderr}`));
+          return;
+        }
+        resolve(stdout.trim());
+      },
+    );
+  });
 }
 
 /** Polls /healthz until it answers 200; throws with the log if the server dies or the deadline passes. */
@@ -405,17 +410,18 @@ export async function holdRequests(page, pattern) {
 }
 
 /**
- * Runs `fn` and, if it throws, appends the end of the server's log to the
- * error message, so a failing assertion also shows what powgate said.
+ * Runs `fn` and, if it throws, appends the end of each process's log to the
+ * error message, so a failing assertion also shows what they said.
+ * `getProcs` returns `[label, process]` pairs; each process has `logTail()`.
  */
-export function withServerLog(getServers, fn) {
+export function withLogs(getProcs, fn) {
   return async (t) => {
     try {
       await fn(t);
     } catch (err) {
-      const logs = getServers()
+      const logs = getProcs()
         .filter(Boolean)
-        .map((s) => `--- powgate on ${s.url} (last lines) ---\n${s.logTail()}`)
+        .map(([label, p]) => `--- ${label} (last lines) ---\n${p.logTail()}`)
         .join('\n');
       if (err && typeof err === 'object' && logs) {
         try {
@@ -427,4 +433,9 @@ export function withServerLog(getServers, fn) {
       throw err;
     }
   };
+}
+
+/** {@link withLogs} for powgate servers alone. */
+export function withServerLog(getServers, fn) {
+  return withLogs(() => getServers().filter(Boolean).map((s) => [`powgate on ${s.url}`, s]), fn);
 }

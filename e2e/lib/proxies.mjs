@@ -7,7 +7,7 @@
 // Every process started here is stopped by the caller's after() hooks, with
 // a process 'exit' handler as the last resort if a hook never runs.
 
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { freePort, POWGATE_BIN, REPO, WAIT_MS } from './harness.mjs';
+import { exited, freePort, POWGATE_BIN, REPO, WAIT_MS } from './harness.mjs';
 
 export const DEPLOY = join(REPO, 'deploy');
 
@@ -39,7 +39,6 @@ const RECIPE_UPSTREAM = '127.0.0.1:3000';
 
 const READY_MS = 20_000;
 const STOP_MS = 5_000;
-const CLI_MS = 60_000;
 const LOG_KEEP_CHARS = 64 * 1024;
 
 /**
@@ -60,20 +59,6 @@ const live = new Set();
 process.on('exit', () => {
   for (const child of live) signalGroup(child, 'SIGKILL');
 });
-
-/** Resolves with the exit code (or signal) once `child` has exited, or null after `ms`. */
-function exited(child, ms) {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    return Promise.resolve(child.exitCode ?? child.signalCode);
-  }
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(null), ms);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve(code ?? signal);
-    });
-  });
-}
 
 /**
  * Replaces `from` by `to` in the recipe's directives (comments are left
@@ -366,33 +351,5 @@ export function http(url, { method = 'GET', headers = {}, body, localAddress, ti
     req.on('error', reject);
     if (body !== undefined) req.write(body);
     req.end();
-  });
-}
-
-/** The environment for the powgate CLI: ours without any POW_* / ARGON2_* settings. */
-function cliEnv() {
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (!k.startsWith('POW_') && !k.startsWith('ARGON2_')) env[k] = v;
-  }
-  env.NO_COLOR = '1';
-  return env;
-}
-
-/** Runs `powgate solve --quiet URL` (URL: a powgate base, e.g. through a proxy) and returns the token. */
-export function solveAt(url) {
-  return new Promise((resolve, reject) => {
-    execFile(
-      POWGATE_BIN,
-      ['solve', '--quiet', url],
-      { env: cliEnv(), timeout: CLI_MS, killSignal: 'SIGKILL' },
-      (err, stdout, stderr) => {
-        if (err) {
-          reject(new Error(`powgate solve ${url} failed: ${err.message}\n${stderr}`));
-          return;
-        }
-        resolve(stdout.trim());
-      },
-    );
   });
 }

@@ -13,8 +13,8 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { launchBrowser, openPage, startPowgate, freePort, waitForState } from '../lib/harness.mjs';
-import { CADDY_BIN, NGINX_BIN, http, solveAt, startCaddy, startNginx, startUpstream } from '../lib/proxies.mjs';
+import { launchBrowser, openPage, solveAt, startPowgate, freePort, waitForState, withLogs } from '../lib/harness.mjs';
+import { CADDY_BIN, NGINX_BIN, http, startCaddy, startNginx, startUpstream } from '../lib/proxies.mjs';
 
 /** Expected hashes per solve: with tiny argon2 a fraction of a second. */
 const DIFFICULTY = '60';
@@ -50,28 +50,6 @@ before(async () => {
 after(async () => {
   await browser?.close();
 }, { timeout: HOOK_TIMEOUT_MS });
-
-/** Runs `fn`; a failure also shows what powgate and the proxy logged. */
-function withLogs(getProcs, fn) {
-  return async (t) => {
-    try {
-      await fn(t);
-    } catch (err) {
-      const logs = getProcs()
-        .filter(Boolean)
-        .map(([label, p]) => `--- ${label} (last lines) ---\n${p.logTail()}`)
-        .join('\n');
-      if (err && typeof err === 'object' && logs) {
-        try {
-          err.message = `${err.message}\n${logs}`;
-        } catch {
-          // Frozen error object: report it unchanged.
-        }
-      }
-      throw err;
-    }
-  };
-}
 
 for (const kind of PROXIES) {
   describe(`behind ${kind.name} (deploy/${kind.name === 'nginx' ? 'nginx.conf' : 'Caddyfile'})`, () => {

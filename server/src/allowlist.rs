@@ -71,11 +71,9 @@ impl Rule {
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .map(|c| {
-                c.parse::<IpNet>()
-                    .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        format!("rule {:?}: cidr {c:?} is not an address or CIDR", raw.name)
-                    })
+                crate::client_ip::parse_net(c).ok_or_else(|| {
+                    format!("rule {:?}: cidr {c:?} is not an address or CIDR", raw.name)
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let user_agent = raw

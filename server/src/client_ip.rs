@@ -31,34 +31,46 @@ impl ClientIpResolver {
     /// right-most address that is not itself a trusted proxy is taken: the
     /// addresses left of it were written by the client and prove nothing.
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let peer = canonical(peer);
-        if !self.is_trusted(peer) {
-            return peer;
+        if self.is_trusted(peer) {
+            self.forwarded_client(peer, headers)
+        } else {
+            canonical(peer)
         }
+    }
+
+    /// [`resolve`](Self::resolve) for a `peer` already known to be a trusted
+    /// proxy. Walks the header's hops from the right without collecting
+    /// them: this runs on every proxied request.
+    pub fn forwarded_client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut found = None;
-        // Several header lines are one list, in order.
+        // Several header lines are one list, in order; read from the end.
         let values = headers
             .get_all(&self.header)
             .iter()
+            .rev()
             .filter_map(|v| v.to_str().ok());
-        let mut hops: Vec<IpAddr> = Vec::new();
-        for v in values {
-            for part in v.split(',') {
-                match parse_ip(part) {
-                    Some(ip) => hops.push(ip),
-                    // A garbled hop makes everything left of it unknowable.
-                    None => hops.clear(),
+        'hops: for v in values {
+            for part in v.rsplit(',') {
+                // A garbled hop makes everything left of it unknowable.
+                let Some(ip) = parse_ip(part) else {
+                    break 'hops;
+                };
+                found = Some(ip);
+                if !self.is_trusted(ip) {
+                    break 'hops;
                 }
             }
         }
-        for ip in hops.iter().rev() {
-            found = Some(*ip);
-            if !self.is_trusted(*ip) {
-                break;
-            }
-        }
-        found.unwrap_or(peer)
+        found.unwrap_or_else(|| canonical(peer))
     }
+}
+
+/// A network as configured: a CIDR such as `10.0.0.0/8`, or a single
+/// address, which stands for itself.
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 fn parse_ip(s: &str) -> Option<IpAddr> {

@@ -364,14 +364,12 @@ impl RawConfig {
             .items()
             .iter()
             .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        ConfigError::new(
-                            "trusted_proxies",
-                            format!("{s:?} is not an IP address or CIDR such as 10.0.0.0/8"),
-                        )
-                    })
+                crate::client_ip::parse_net(s).ok_or_else(|| {
+                    ConfigError::new(
+                        "trusted_proxies",
+                        format!("{s:?} is not an IP address or CIDR such as 10.0.0.0/8"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let client_ip_header =

@@ -49,9 +49,6 @@ pub enum ApiError {
     /// 413
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
-    /// 415
-    #[error("{0}")]
-    UnsupportedMediaType(String),
     /// 429
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
@@ -80,7 +77,6 @@ impl ApiError {
             Self::Expired(_) => StatusCode::GONE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -102,7 +98,6 @@ impl ApiError {
             Self::Expired(_) => "expired",
             Self::Timeout => "timeout",
             Self::TooLarge(_) => "too_large",
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RateLimited(_) => "rate_limited",
             Self::Busy(_) => "busy",
             Self::MethodNotAllowed => "method_not_allowed",

@@ -59,15 +59,17 @@ pub fn original_uri(h: &HeaderMap, trusted: bool) -> Option<&str> {
     if !trusted {
         return None;
     }
-    // A proxy sets one style and may pass the other through from the client
-    // (Caddy forwards a client's X-Original-URI untouched). When both are
-    // present and disagree, neither can be believed: the request gets no
-    // path, so no path rule can let it through.
-    either(
-        header_str(h, &X_ORIGINAL_URI),
-        header_str(h, &X_FORWARDED_URI),
-    )
-    .flatten()
+    uri_of(h, header_str(h, &X_ORIGINAL_URI))
+}
+
+/// The original path from nginx's `X-Original-URI` (already read, as
+/// `nginx_uri`) and the Caddy/Traefik `X-Forwarded-Uri`. A proxy sets one
+/// style and may pass the other through from the client (Caddy forwards a
+/// client's X-Original-URI untouched). When both are present and disagree,
+/// neither can be believed: the request gets no path, so no path rule can
+/// let it through.
+fn uri_of<'a>(h: &'a HeaderMap, nginx_uri: Option<&'a str>) -> Option<&'a str> {
+    either(nginx_uri, header_str(h, &X_FORWARDED_URI)).flatten()
 }
 
 impl<'a> OriginalRequest<'a> {
@@ -87,7 +89,7 @@ impl<'a> OriginalRequest<'a> {
                 header_str(h, &X_FORWARDED_METHOD),
             )
             .unwrap_or(Some(own_method.as_str())),
-            uri: original_uri(h, true),
+            uri: uri_of(h, nginx_uri),
             host: header_str(h, &X_FORWARDED_HOST)
                 .or_else(|| header_str(h, &X_ORIGINAL_HOST))
                 .or_else(|| h.get(header::HOST).and_then(|v| v.to_str().ok())),

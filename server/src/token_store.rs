@@ -62,7 +62,7 @@ impl TokenStore {
         now: i64,
         max: u32,
     ) -> Result<IpCheck, DbError> {
-        if rec.ips.iter().any(|i| ip.is_text(i)) {
+        if rec.has_ip(ip) {
             return Ok(IpCheck::Allowed);
         }
         if rec.ips.len() >= max as usize {

@@ -3,17 +3,8 @@
 
 mod common;
 
-use common::{TestApp, solve, wrong_nonce};
-use pow::wire::{ChallengeResponse, SolveRequest};
-
-fn answer(ch: &ChallengeResponse) -> SolveRequest {
-    SolveRequest {
-        challenge: ch.challenge.clone(),
-        nonce: solve(ch),
-        refresh_token: None,
-        telemetry: None,
-    }
-}
+use common::{TestApp, answer, wrong_nonce};
+use pow::wire::ChallengeResponse;
 
 const IP: &str = "198.51.100.7";
 

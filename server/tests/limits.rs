@@ -6,8 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, solve, wrong_nonce};
-use pow::wire::SolveRequest;
+use common::{TestApp, answer, wrong_nonce};
 
 const IP: &str = "198.51.100.40";
 
@@ -57,20 +56,11 @@ fn challenge_rate_is_limited_per_address_with_retry_after() {
 fn a_wrong_answer_puts_the_address_into_back_off() {
     let app = TestApp::spawn_with(|c| c.wrong_answer_backoff_secs = 30);
     let ch = app.new_challenge(IP);
-    let bad = SolveRequest {
-        challenge: ch.challenge.clone(),
-        nonce: wrong_nonce(&ch),
-        refresh_token: None,
-        telemetry: None,
-    };
+    let mut bad = answer(&ch);
+    bad.nonce = wrong_nonce(&ch);
     assert_eq!(app.submit(IP, &bad).0, 403);
     let ch2 = app.new_challenge(IP);
-    let good = SolveRequest {
-        challenge: ch2.challenge.clone(),
-        nonce: solve(&ch2),
-        refresh_token: None,
-        telemetry: None,
-    };
+    let good = answer(&ch2);
     let mut r = app
         .agent()
         .post(&app.url("/api/solve"))
@@ -91,12 +81,7 @@ fn a_wrong_answer_puts_the_address_into_back_off() {
     assert_eq!(body["error"], "rate_limited");
     // The back-off did not spend the challenge, and other addresses are unaffected.
     let ch3 = app.new_challenge("198.51.100.42");
-    let other = SolveRequest {
-        challenge: ch3.challenge.clone(),
-        nonce: solve(&ch3),
-        refresh_token: None,
-        telemetry: None,
-    };
+    let other = answer(&ch3);
     assert_eq!(app.submit("198.51.100.42", &other).0, 200);
 }
 

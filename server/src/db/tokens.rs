@@ -2,6 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use crate::client_ip::IpKey;
 use crate::token::HashedToken;
 
 /// A token as stored, with its addresses.
@@ -16,6 +17,13 @@ pub struct TokenRecord {
     pub refresh_count: i64,
     /// Address keys, oldest first.
     pub ips: Vec<String>,
+}
+
+impl TokenRecord {
+    /// Whether the token is already used from `ip`.
+    pub fn has_ip(&self, ip: IpKey) -> bool {
+        self.ips.iter().any(|i| ip.is_text(i))
+    }
 }
 
 const COLUMNS: &str =

@@ -156,7 +156,7 @@ async fn login(
         ApiError::RateLimited(wait)
     })?;
     if !state.admin.key_matches(&body.key) {
-        tracing::warn!(ip = %client.key.to_text(), "failed admin login");
+        tracing::warn!(ip = %client.key, "failed admin login");
         return Err(ApiError::Unauthorized("wrong admin key".into()));
     }
     let id = state.admin.open_session(state.now());
@@ -164,7 +164,7 @@ async fn login(
     if let Some(v) = session_cookie(&state, &id, SESSION_SECS) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
-    tracing::info!(ip = %client.key.to_text(), "admin logged in");
+    tracing::info!(ip = %client.key, "admin logged in");
     Ok(resp)
 }
 

@@ -55,7 +55,7 @@ async fn issue(
             "refresh"
         }])
         .inc();
-    tracing::debug!(?purpose, difficulty = difficulty.get(), ip = %client.key.to_text(), "challenge issued");
+    tracing::debug!(?purpose, difficulty = difficulty.get(), ip = %client.key, "challenge issued");
     Ok(Json(ChallengeResponse {
         challenge: claims.sign(&state.challenge_key),
         purpose: match purpose {
@@ -120,8 +120,7 @@ pub async fn refreshable_token_id(state: &AppState, client: &ClientIp, token: &s
             "this token is past its refresh window; solve a new challenge".into(),
         ));
     }
-    let ip = client.key.to_text();
-    if !rec.ips.contains(&ip) && rec.ips.len() >= settings.token_max_ips as usize {
+    if !rec.has_ip(client.key) && rec.ips.len() >= settings.token_max_ips as usize {
         return Err(ApiError::WrongIp(
             "this token is already used from its maximum number of addresses".into(),
         ));

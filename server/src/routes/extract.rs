@@ -33,11 +33,16 @@ impl FromRequestParts<AppState> for ClientIp {
             .ok_or_else(|| {
                 ApiError::Internal(anyhow::anyhow!("no peer address: serve with connect info"))
             })?;
-        let ip = state.client_ip.resolve(peer, &parts.headers);
+        let via_trusted_proxy = state.client_ip.is_trusted(peer);
+        let ip = if via_trusted_proxy {
+            state.client_ip.forwarded_client(peer, &parts.headers)
+        } else {
+            crate::client_ip::canonical(peer)
+        };
         Ok(Self {
             ip,
             key: IpKey::of(ip),
-            via_trusted_proxy: state.client_ip.is_trusted(peer),
+            via_trusted_proxy,
         })
     }
 }

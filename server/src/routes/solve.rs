@@ -25,7 +25,6 @@ use crate::routes::verify::{Decision, decide};
 use crate::state::AppState;
 use crate::stats::DeviceClass;
 use crate::token::PlainToken;
-use crate::verifier::VerifyError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -125,12 +124,11 @@ async fn check_and_issue(
     }
     let verdict = match reservation.verify(claims, req.nonce).await {
         Ok(v) => v,
-        Err(VerifyError::Busy) => return Err(ApiError::Busy(2)),
         Err(e) => return Err(ApiError::Internal(e.into())),
     };
     state.metrics.argon2_seconds.observe(verdict.hash_seconds);
     if !verdict.valid {
-        tracing::info!(ip = %client.key.to_text(), "wrong answer");
+        tracing::info!(ip = %client.key, "wrong answer");
         return Err(ApiError::WrongAnswer);
     }
 
@@ -170,7 +168,7 @@ async fn check_and_issue(
             (token, false)
         }
     };
-    tracing::info!(ip = %client.key.to_text(), refreshed, id = %token.hashed().short_id(), "token issued");
+    tracing::info!(ip = %client.key, refreshed, id = %token.hashed().short_id(), "token issued");
     record_success(state, headers, req.telemetry, refreshed, now);
     let plain = token.expose();
     let mut resp = Json(SolveResponse {

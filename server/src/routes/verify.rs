@@ -1,21 +1,14 @@
 //! `/verify-token`: the reverse proxy's question "may this request pass?",
 //! asked on every request. A token seen before is answered from memory.
 
-use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-
-/// Everything but RFC 3986's unreserved characters is escaped in `redir`.
-const REDIR_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use pow::wire::VerifyResponse;
 
 use crate::allowlist;
@@ -26,6 +19,13 @@ use crate::routes::extract::ClientIp;
 use crate::state::AppState;
 use crate::token::PlainToken;
 use crate::token_store::IpCheck;
+
+/// Everything but RFC 3986's unreserved characters is escaped in `redir`.
+const REDIR_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 pub fn router() -> Router<AppState> {
     // Proxies use GET (nginx auth_request) or the original method
@@ -137,6 +137,10 @@ pub async fn decide(
             refreshable: now < rec.expires_at + window,
         });
     }
+    if rec.has_ip(client.key) {
+        return Ok(Decision::Valid);
+    }
+    // A new address: only now are the live settings needed.
     let max_ips = state.settings.get().token_max_ips;
     match state
         .tokens
@@ -193,12 +197,12 @@ async fn verify(
     Ok(resp)
 }
 
-/// The challenge page URL, with `redir` set to the original URL when known.
-fn challenge_location(state: &AppState, original: &OriginalRequest<'_>) -> String {
-    let base = state.config.public_url.as_deref().unwrap_or("");
+/// The challenge page's URL (`page`), with `redir` set to the original URL
+/// when known.
+fn challenge_location(page: &str, original: &OriginalRequest<'_>) -> String {
     match original.url() {
-        Some(url) => format!("{base}/?redir={}", utf8_percent_encode(&url, REDIR_ESCAPE)),
-        None => format!("{base}/"),
+        Some(url) => format!("{page}?redir={}", utf8_percent_encode(&url, REDIR_ESCAPE)),
+        None => page.to_owned(),
     }
 }
 
@@ -249,24 +253,24 @@ fn passing_body(decision: Decision) -> &'static str {
 fn refusal(state: &AppState, decision: Decision, request: &Parts, via_proxy: bool) -> Response {
     let headers = &request.headers;
     let original = OriginalRequest::from_headers(headers, &request.method, via_proxy);
-    let location = challenge_location(state, &original);
+    let page = format!("{}/", state.config.public_url.as_deref().unwrap_or(""));
+    let navigation = original.is_browser_navigation(headers);
+    let location = navigation
+        .then(|| HeaderValue::from_str(&challenge_location(&page, &original)).ok())
+        .flatten();
     let body = VerifyResponse {
         status: decision.label().to_owned(),
         refreshable: decision.refreshable(),
-        challenge_url: Some(format!(
-            "{}/",
-            state.config.public_url.as_deref().unwrap_or("")
-        )),
+        challenge_url: Some(page),
         message: Some(decision.message().to_owned()),
     };
-    let navigation = original.is_browser_navigation(headers);
     let status = if navigation && !original.status_only {
         StatusCode::FOUND
     } else {
         decision.status_code()
     };
     let mut resp = (status, Json(body)).into_response();
-    if let Some(loc) = HeaderValue::from_str(&location).ok().filter(|_| navigation) {
+    if let Some(loc) = location {
         let h = resp.headers_mut();
         h.insert(LOCATION_HEADER, loc.clone());
         if status == StatusCode::FOUND {

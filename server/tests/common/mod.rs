@@ -157,13 +157,7 @@ impl TestApp {
     /// Solves and submits; returns the token.
     pub fn obtain_token(&self, ip: &str) -> String {
         let ch = self.new_challenge(ip);
-        let req = SolveRequest {
-            challenge: ch.challenge.clone(),
-            nonce: solve(&ch),
-            refresh_token: None,
-            telemetry: None,
-        };
-        let (status, body, _) = self.submit(ip, &req);
+        let (status, body, _) = self.submit(ip, &answer(&ch));
         assert_eq!(status, 200, "{body}");
         body["token"].as_str().unwrap().to_owned()
     }
@@ -205,6 +199,16 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A correct submission for `ch`.
+pub fn answer(ch: &ChallengeResponse) -> SolveRequest {
+    SolveRequest {
+        challenge: ch.challenge.clone(),
+        nonce: solve(ch),
+        refresh_token: None,
+        telemetry: None,
     }
 }
 
