@@ -42,6 +42,13 @@ fn header_str<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     (!first.is_empty()).then_some(first)
 }
 
+/// A header's whole value, trimmed; `None` when absent or empty. For the
+/// original URI, where a comma is part of the path or query, not a list.
+fn header_whole<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    let v = h.get(name)?.to_str().ok()?.trim();
+    (!v.is_empty()).then_some(v)
+}
+
 /// The one value when only one style is present or both agree;
 /// `Some(None)` when they disagree; `None` when neither is present.
 fn either<'a>(nginx: Option<&'a str>, forwarded: Option<&'a str>) -> Option<Option<&'a str>> {
@@ -59,7 +66,7 @@ pub fn original_uri(h: &HeaderMap, trusted: bool) -> Option<&str> {
     if !trusted {
         return None;
     }
-    uri_of(h, header_str(h, &X_ORIGINAL_URI))
+    uri_of(h, header_whole(h, &X_ORIGINAL_URI))
 }
 
 /// The original path from nginx's `X-Original-URI` (already read, as
@@ -69,7 +76,7 @@ pub fn original_uri(h: &HeaderMap, trusted: bool) -> Option<&str> {
 /// neither can be believed: the request gets no path, so no path rule can
 /// let it through.
 fn uri_of<'a>(h: &'a HeaderMap, nginx_uri: Option<&'a str>) -> Option<&'a str> {
-    either(nginx_uri, header_str(h, &X_FORWARDED_URI)).flatten()
+    either(nginx_uri, header_whole(h, &X_FORWARDED_URI)).flatten()
 }
 
 impl<'a> OriginalRequest<'a> {
@@ -82,7 +89,7 @@ impl<'a> OriginalRequest<'a> {
                 ..Self::default()
             };
         }
-        let nginx_uri = header_str(h, &X_ORIGINAL_URI);
+        let nginx_uri = header_whole(h, &X_ORIGINAL_URI);
         Self {
             method: either(
                 header_str(h, &X_ORIGINAL_METHOD),
@@ -184,6 +191,22 @@ mod tests {
             OriginalRequest::from_headers(&h, &Method::GET, true).uri,
             Some("/same")
         );
+    }
+
+    /// Regression: the original URI was cut at its first comma, as if it
+    /// were a list, so `/.well-known/x,/../../admin` reached the allowlist
+    /// as `/.well-known/x` and passed, while nginx served `/admin`.
+    #[test]
+    fn a_comma_in_the_original_uri_is_part_of_it() {
+        for name in ["x-original-uri", "x-forwarded-uri"] {
+            let h = headers(&[(name, "/.well-known/x,/../../admin")]);
+            assert_eq!(original_uri(&h, true), Some("/.well-known/x,/../../admin"));
+            let h = headers(&[(name, "/a?x=1,2")]);
+            assert_eq!(
+                OriginalRequest::from_headers(&h, &Method::GET, true).uri,
+                Some("/a?x=1,2")
+            );
+        }
     }
 
     #[test]
