@@ -2,8 +2,15 @@
 //! in-memory cache, so `/verify-token` answers for a known token without
 //! touching SQLite. Every change goes through here, which keeps the cache
 //! exact: writes hit the database first, then replace the cached entry.
+//!
+//! A record read from the database may be stale by the time it reaches the
+//! cache: an admin revocation can commit while the read is in flight. Every
+//! removal therefore bumps a generation counter, and a record read before a
+//! bump is not cached (or is taken out again at once), so a revoked token can
+//! never come back from the cache.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use quick_cache::sync::Cache;
 
@@ -16,6 +23,8 @@ use crate::token::HashedToken;
 pub struct TokenStore {
     db: Db,
     cache: Cache<HashedToken, Arc<TokenRecord>>,
+    /// Bumped by every removal; see the module comment.
+    generation: AtomicU64,
 }
 
 /// Outcome of presenting a known, valid token from an address.
@@ -30,6 +39,34 @@ impl TokenStore {
         Self {
             db,
             cache: Cache::new(capacity),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Caches `rec`, read from the database after `seen` was taken, unless
+    /// an entry was removed since: the read may predate that removal's write.
+    /// The second check covers a removal that lands between the first one
+    /// and the insert; dropping a fresh entry there only costs a miss.
+    fn cache_if_current(&self, seen: u64, rec: Arc<TokenRecord>) {
+        if self.generation() != seen {
+            return;
+        }
+        let hash = rec.hash;
+        self.cache.insert(hash, rec);
+        if self.generation() != seen {
+            self.cache.remove(&hash);
+        }
+    }
+
+    /// Removes entries after their rows changed; callers write first.
+    fn forget<'a>(&self, hashes: impl IntoIterator<Item = &'a HashedToken>) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for h in hashes {
+            self.cache.remove(h);
         }
     }
 
@@ -41,10 +78,11 @@ impl TokenStore {
         if let Some(rec) = self.cache.get(&hash) {
             return Ok(Some(rec));
         }
+        let seen = self.generation();
         let rec = self.db.call(move |c| rows::find_by_hash(c, &hash)).await?;
         Ok(rec.map(|r| {
             let r = Arc::new(r);
-            self.cache.insert(hash, r.clone());
+            self.cache_if_current(seen, r.clone());
             r
         }))
     }
@@ -69,6 +107,7 @@ impl TokenStore {
             return Ok(IpCheck::LimitReached);
         }
         let (id, ip_owned) = (rec.id, ip.to_text());
+        let seen = self.generation();
         let res = self
             .db
             .call(move |c| rows::add_ip(c, id, &ip_owned, now, max))
@@ -77,11 +116,11 @@ impl TokenStore {
             AddIp::Added(ips) | AddIp::Known(ips) => {
                 let mut updated = rec.clone();
                 updated.ips = ips;
-                self.cache.insert(rec.hash, Arc::new(updated));
+                self.cache_if_current(seen, Arc::new(updated));
                 Ok(IpCheck::Allowed)
             }
             AddIp::LimitReached => {
-                self.cache.remove(&rec.hash);
+                self.forget([&rec.hash]);
                 Ok(IpCheck::LimitReached)
             }
         }
@@ -104,9 +143,7 @@ impl TokenStore {
             .db
             .call(move |c| rows::insert(c, &hash, now, expires_at, &ip, difficulty, max_per_ip))
             .await?;
-        for h in &issued.evicted {
-            self.cache.remove(h);
-        }
+        self.forget(&issued.evicted);
         Ok(issued)
     }
 
@@ -122,13 +159,14 @@ impl TokenStore {
         expires_at: i64,
         max_ips: u32,
     ) -> Result<Option<Arc<TokenRecord>>, DbError> {
+        let seen = self.generation();
         let rec = self
             .db
             .call(move |c| rows::extend(c, token_id, &ip, now, expires_at, max_ips))
             .await?;
         Ok(rec.map(|r| {
             let r = Arc::new(r);
-            self.cache.insert(r.hash, r.clone());
+            self.cache_if_current(seen, r.clone());
             r
         }))
     }
@@ -142,19 +180,70 @@ impl TokenStore {
             .db
             .call(move |c| rows::purge(c, now, purge_after_secs))
             .await?;
-        for h in &gone {
-            self.cache.remove(h);
-        }
+        self.forget(&gone);
         Ok(gone.len())
     }
 
     /// Drops one entry, after a change made elsewhere (admin revocation).
     pub fn invalidate(&self, hash: &HashedToken) {
-        self.cache.remove(hash);
+        self.forget([hash]);
     }
 
     /// Drops every entry, after a bulk change.
     pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::PlainToken;
+
+    /// A store on a fresh database file, holding one token valid until 2 000.
+    async fn store_with_a_token() -> (tempfile::TempDir, TokenStore, HashedToken) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(Db::open(&dir.path().join("t.db"), 2).unwrap(), 16);
+        let hash = PlainToken::generate().hashed();
+        store
+            .issue(hash, 1_000, 2_000, "192.0.2.1".into(), 1, 10)
+            .await
+            .unwrap();
+        (dir, store, hash)
+    }
+
+    /// The steps of `lookup` with an admin revocation committed while the
+    /// database read is in flight: the stale, unrevoked record must not
+    /// reach the cache, or the revoked token would keep passing.
+    #[tokio::test]
+    async fn a_revocation_during_a_read_keeps_the_stale_record_out() {
+        let (_dir, store, hash) = store_with_a_token().await;
+
+        let seen = store.generation();
+        let stale = store
+            .db
+            .call(move |c| rows::find_by_hash(c, &hash))
+            .await
+            .unwrap()
+            .unwrap();
+        let revoked = store
+            .db
+            .call(move |c| rows::revoke_by_prefix(c, &hash.0[..6], 1_500))
+            .await
+            .unwrap();
+        assert_eq!(revoked, vec![hash]);
+        store.invalidate(&hash);
+        store.cache_if_current(seen, Arc::new(stale));
+
+        let rec = store.lookup(hash).await.unwrap().unwrap();
+        assert_eq!(rec.revoked_at, Some(1_500));
+    }
+
+    #[tokio::test]
+    async fn a_read_with_no_removal_meanwhile_is_cached() {
+        let (_dir, store, hash) = store_with_a_token().await;
+        assert!(store.lookup(hash).await.unwrap().is_some());
+        assert!(store.cache.get(&hash).is_some());
     }
 }

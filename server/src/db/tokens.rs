@@ -13,7 +13,6 @@ pub struct TokenRecord {
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
-    pub issuer_ip: String,
     pub refresh_count: i64,
     /// Address keys, oldest first.
     pub ips: Vec<String>,
@@ -26,8 +25,7 @@ impl TokenRecord {
     }
 }
 
-const COLUMNS: &str =
-    "id, token_hash, created_at, expires_at, revoked_at, issuer_ip, refresh_count";
+const COLUMNS: &str = "id, token_hash, created_at, expires_at, revoked_at, refresh_count";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     let hash: Vec<u8> = r.get(1)?;
@@ -44,25 +42,41 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
         created_at: r.get(2)?,
         expires_at: r.get(3)?,
         revoked_at: r.get(4)?,
-        issuer_ip: r.get(5)?,
-        refresh_count: r.get(6)?,
+        refresh_count: r.get(5)?,
         ips: Vec::new(),
     })
 }
 
+/// A token's address keys, oldest first.
+fn ips_of(c: &Connection, token_id: i64) -> rusqlite::Result<Vec<String>> {
+    c.prepare_cached("SELECT ip FROM token_ips WHERE token_id = ?1 ORDER BY first_seen, ip")?
+        .query_map([token_id], |r| r.get(0))?
+        .collect()
+}
+
 fn load_ips(c: &Connection, rec: &mut TokenRecord) -> rusqlite::Result<()> {
-    let mut stmt =
-        c.prepare_cached("SELECT ip FROM token_ips WHERE token_id = ?1 ORDER BY first_seen, ip")?;
-    rec.ips = stmt
-        .query_map([rec.id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    rec.ips = ips_of(c, rec.id)?;
     Ok(())
+}
+
+/// The token hashes a `… RETURNING token_hash` statement gives back;
+/// a blob of another length (never written by powgate) is skipped.
+fn returned_hashes<P: rusqlite::Params>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: P,
+) -> rusqlite::Result<Vec<HashedToken>> {
+    let mut out = Vec::new();
+    for h in stmt.query_map(params, |r| r.get::<_, Vec<u8>>(0))? {
+        if let Ok(h) = <[u8; 32]>::try_from(h?) {
+            out.push(HashedToken(h));
+        }
+    }
+    Ok(out)
 }
 
 /// What issuing a token did.
 #[derive(Debug)]
 pub struct Issued {
-    pub id: i64,
     /// Tokens of the same address that were expired to make room
     /// (`POW_MAX_TOKENS_PER_IP`); the caller drops them from its cache.
     pub evicted: Vec<HashedToken>,
@@ -99,8 +113,7 @@ pub fn insert(
         "INSERT INTO token_ips (token_id, ip, first_seen) VALUES (?1, ?2, ?3)",
         params![id, issuer_ip, now],
     )?;
-    let mut evicted = Vec::new();
-    if max_tokens_per_ip > 0 {
+    let evicted = if max_tokens_per_ip > 0 {
         // Everything beyond the newest `max` active tokens of this address
         // is expired now; it stays refreshable like any expired token.
         let mut stmt = tx.prepare(
@@ -112,18 +125,12 @@ pub fn insert(
                  LIMIT -1 OFFSET ?3)
              RETURNING token_hash",
         )?;
-        let rows = stmt.query_map(params![now, issuer_ip, max_tokens_per_ip], |r| {
-            r.get::<_, Vec<u8>>(0)
-        })?;
-        for h in rows {
-            if let Ok(h) = <[u8; 32]>::try_from(h?) {
-                evicted.push(HashedToken(h));
-            }
-        }
-        drop(stmt);
-    }
+        returned_hashes(&mut stmt, params![now, issuer_ip, max_tokens_per_ip])?
+    } else {
+        Vec::new()
+    };
     tx.commit()?;
-    Ok(Issued { id, evicted })
+    Ok(Issued { evicted })
 }
 
 /// # Errors
@@ -173,10 +180,7 @@ pub fn add_ip(
     max: u32,
 ) -> rusqlite::Result<AddIp> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let ips: Vec<String> = tx
-        .prepare_cached("SELECT ip FROM token_ips WHERE token_id = ?1 ORDER BY first_seen, ip")?
-        .query_map([token_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let ips = ips_of(&tx, token_id)?;
     if ips.iter().any(|i| i == ip) {
         return Ok(AddIp::Known(ips));
     }
@@ -230,14 +234,7 @@ pub fn purge(
 ) -> rusqlite::Result<Vec<HashedToken>> {
     let mut stmt =
         c.prepare_cached("DELETE FROM tokens WHERE expires_at + ?2 <= ?1 RETURNING token_hash")?;
-    let rows = stmt.query_map(params![now, purge_after_secs], |r| r.get::<_, Vec<u8>>(0))?;
-    let mut out = Vec::new();
-    for h in rows {
-        if let Ok(h) = <[u8; 32]>::try_from(h?) {
-            out.push(HashedToken(h));
-        }
-    }
-    Ok(out)
+    returned_hashes(&mut stmt, params![now, purge_after_secs])
 }
 
 /// Active (unexpired, unrevoked) tokens.
@@ -288,17 +285,10 @@ pub fn revoke_by_prefix(
          WHERE substr(token_hash, 1, ?3) = ?1 AND revoked_at IS NULL
          RETURNING token_hash",
     )?;
-    let rows = stmt.query_map(
+    returned_hashes(
+        &mut stmt,
         params![prefix, now, i64::try_from(prefix.len()).unwrap_or(0)],
-        |r| r.get::<_, Vec<u8>>(0),
-    )?;
-    let mut out = Vec::new();
-    for h in rows {
-        if let Ok(h) = <[u8; 32]>::try_from(h?) {
-            out.push(HashedToken(h));
-        }
-    }
-    Ok(out)
+    )
 }
 
 /// Expires every active token now; they stay refreshable.
