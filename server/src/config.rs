@@ -20,18 +20,28 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Secret;
 use crate::settings::Settings;
 
-/// A configuration value that was refused, with the key that carried it.
+/// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {env} (`{toml}` in config.toml): {message}")]
-pub struct ConfigError {
-    pub env: String,
-    pub toml: String,
-    pub message: String,
+pub enum ConfigError {
+    /// A value that was refused, with the key that carried it.
+    #[error("invalid {env} (`{toml}` in config.toml): {message}")]
+    Value {
+        env: String,
+        toml: String,
+        message: String,
+    },
+    /// The file named by `--config` / `POW_CONFIG` is not there: running on
+    /// the defaults instead would silently use another database.
+    #[error(
+        "configuration file {} does not exist; create it (see config.toml.example) or leave out --config / POW_CONFIG",
+        .0.display()
+    )]
+    MissingFile(PathBuf),
 }
 
 impl ConfigError {
     fn new(toml: &str, message: impl Into<String>) -> Self {
-        Self {
+        Self::Value {
             env: env_name(toml),
             toml: toml.to_owned(),
             message: message.into(),
@@ -254,12 +264,17 @@ fn ranged_u32(key: &str, v: u64, min: u32, max: u32, unit: &str) -> Result<u32, 
 }
 
 impl RawConfig {
-    /// Reads the layers. `file` is the `config.toml` path; a missing file is
-    /// an error only when the path was given explicitly.
+    /// Reads the layers. `file` is the path given with `--config` /
+    /// `POW_CONFIG`, which must exist; without one, `config.toml` in the
+    /// working directory is read if it is there.
     ///
     /// # Errors
-    /// A [`ConfigError`] naming the key whose value has the wrong type.
+    /// [`ConfigError::MissingFile`], or a [`ConfigError`] naming the key
+    /// whose value has the wrong type.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        if let Some(path) = file.filter(|p| !p.exists()) {
+            return Err(ConfigError::MissingFile(path.to_path_buf()));
+        }
         Self::figment(file).extract().map_err(|e| {
             let key = e.path.join(".");
             ConfigError::new(if key.is_empty() { "config" } else { &key }, e.to_string())
@@ -629,6 +644,19 @@ mod tests {
             jail.set_env("POW_CHALLENGE_TIMEOUT", "soon");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("POW_CHALLENGE_TIMEOUT"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_named_file_must_exist_and_the_default_one_need_not() {
+        Jail::expect_with(|jail| {
+            let e = Config::load(Some(Path::new("other.toml"))).unwrap_err();
+            assert!(matches!(e, ConfigError::MissingFile(_)), "{e}");
+            assert!(Config::load(None).is_ok());
+            jail.create_file("other.toml", "token_hours = 5\n")?;
+            let c = Config::load(Some(Path::new("other.toml"))).unwrap();
+            assert_eq!(c.settings.token_hours, 5);
             Ok(())
         });
     }

@@ -18,10 +18,11 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// Path of the TOML configuration file (settings there are overridden by
-    /// POW_* and ARGON2_* environment variables).
-    #[arg(long, global = true, env = "POW_CONFIG", default_value = "config.toml")]
-    config: PathBuf,
+    /// TOML configuration file of `serve` and `admin-key`; it must exist.
+    /// Without this option, ./config.toml is read if it is there. POW_* and
+    /// ARGON2_* environment variables override its settings.
+    #[arg(long, global = true, env = "POW_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -72,10 +73,10 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&cli.config),
+        Command::Serve => serve(cli.config.as_deref()),
         Command::AdminKey {
             action: AdminKeyAction::Reset,
-        } => reset_admin_key(&cli.config),
+        } => reset_admin_key(cli.config.as_deref()),
         Command::Solve {
             url,
             threads,
@@ -103,8 +104,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn reset_admin_key(config_path: &std::path::Path) -> anyhow::Result<()> {
-    let config = Config::load(Some(config_path))?;
+fn reset_admin_key(config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
     if config.admin_key.is_some() {
         anyhow::bail!(
             "POW_ADMIN_KEY (admin_key in the config file) is set, so it is the admin key; change it there instead"
@@ -120,15 +121,8 @@ fn reset_admin_key(config_path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(config_path: &std::path::Path) -> anyhow::Result<()> {
-    let explicit = config_path != std::path::Path::new("config.toml");
-    if explicit && !config_path.exists() {
-        anyhow::bail!(
-            "configuration file {} does not exist",
-            config_path.display()
-        );
-    }
-    let config = Config::load(Some(config_path))?;
+fn serve(config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.listen;

@@ -189,6 +189,33 @@ fn invalid_configuration_stops_start_up_naming_the_key() {
     );
 }
 
+/// A named configuration file that is missing must stop every command that
+/// reads one, before it touches a database: the defaults would put the key
+/// or the tokens into ./powgate.db, which is not where the operator looks.
+#[test]
+fn a_missing_config_file_stops_serve_and_admin_key_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    for args in [&["serve"][..], &["admin-key", "reset"][..]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&missing)
+            .current_dir(dir.path())
+            .env_clear()
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {err}");
+        assert!(
+            err.contains("missing.toml") && err.contains("does not exist"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?} printed a key");
+        assert!(!dir.path().join("powgate.db").exists(), "{args:?}");
+    }
+}
+
 #[test]
 fn help_explains_the_commands() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
