@@ -14,7 +14,6 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -23,7 +22,6 @@ use crate::client_ip::IpKey;
 use crate::config::Config;
 use crate::db::{self, Db};
 
-pub const SESSION_COOKIE: &str = "powgate_admin";
 /// How long an admin session lasts.
 pub const SESSION_SECS: i64 = 12 * 3600;
 /// Name of the stored key hash in the `secrets` table.
@@ -105,12 +103,9 @@ impl AdminAuth {
     /// # Errors
     /// The seconds to wait when the address has used up its attempts.
     pub fn attempt(&self, ip: IpKey) -> Result<(), u64> {
-        self.attempts.check_key(&ip).map_err(|not_until| {
-            not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                .max(1)
-        })
+        self.attempts
+            .check_key(&ip)
+            .map_err(|not_until| crate::limits::wait_secs(&not_until))
     }
 
     /// Opens a session and returns its id for the cookie.

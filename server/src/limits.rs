@@ -42,12 +42,15 @@ impl std::fmt::Debug for RateLimits {
     }
 }
 
-fn wait_secs(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
-    not_until
-        .wait_time_from(DefaultClock::default().now())
-        .as_secs_f64()
-        .ceil()
-        .max(1.0) as u64
+/// A `Retry-After` in whole seconds: rounded up, so a client that waits
+/// that long is let through, and at least 1.
+pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0 || wait.is_zero())
+}
+
+/// The `Retry-After` for a governor refusal.
+pub(crate) fn wait_secs(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
+    retry_after_secs(not_until.wait_time_from(DefaultClock::default().now()))
 }
 
 impl RateLimits {
@@ -83,9 +86,7 @@ impl RateLimits {
                     .limited
                     .with_label_values(&["wrong_answer_backoff"])
                     .inc();
-                return Err(ApiError::RateLimited(
-                    (until - now).as_secs_f64().ceil().max(1.0) as u64,
-                ));
+                return Err(ApiError::RateLimited(retry_after_secs(until - now)));
             }
             self.backoff.remove(&ip);
         }
@@ -215,6 +216,16 @@ impl Drop for ConnGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(retry_after_secs(ms(11_900)), 12);
+        assert_eq!(retry_after_secs(ms(11_001)), 12);
+        assert_eq!(retry_after_secs(ms(3_000)), 3);
+        assert_eq!(retry_after_secs(ms(1)), 1);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
 
     #[test]
     fn connection_caps_and_exemption() {
