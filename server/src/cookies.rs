@@ -1,25 +1,48 @@
-//! The `powgate_token` cookie: how it is written and read.
+//! powgate's cookies, the user token's and the admin session's: how they
+//! are written and read.
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use cookie::{Cookie, SameSite};
+use cookie::{Cookie, CookieBuilder, SameSite};
 
 use crate::config::Config;
 
 pub const TOKEN_COOKIE: &str = "powgate_token";
+pub const SESSION_COOKIE: &str = "powgate_admin";
+
+/// What both cookies share: the whole site, out of scripts' reach, and
+/// `Secure` when the public URL is https.
+fn base(
+    config: &Config,
+    name: &'static str,
+    value: &str,
+    max_age_secs: i64,
+) -> CookieBuilder<'static> {
+    Cookie::build((name, value.to_owned()))
+        .path("/")
+        .http_only(true)
+        .secure(config.is_https())
+        .max_age(cookie::time::Duration::seconds(max_age_secs))
+}
+
+fn header_value(c: CookieBuilder<'_>) -> Option<HeaderValue> {
+    HeaderValue::from_str(&c.build().to_string()).ok()
+}
 
 /// The `Set-Cookie` value for `token`. It lives until the token's refresh
 /// window closes, so an expired token can still be presented for a refresh.
+/// `Lax`, so that following a link to the protected site sends it.
 pub fn token_cookie(config: &Config, token: &str, max_age_secs: i64) -> Option<HeaderValue> {
-    let mut c = Cookie::build((TOKEN_COOKIE, token.to_owned()))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(config.is_https())
-        .max_age(cookie::time::Duration::seconds(max_age_secs));
+    let mut c = base(config, TOKEN_COOKIE, token, max_age_secs).same_site(SameSite::Lax);
     if let Some(domain) = &config.cookie_domain {
         c = c.domain(domain.clone());
     }
-    HeaderValue::from_str(&c.build().to_string()).ok()
+    header_value(c)
+}
+
+/// The `Set-Cookie` value for an admin session: `Strict` and host-only, so
+/// no other site and no sibling subdomain ever gets it sent along.
+pub fn session_cookie(config: &Config, session: &str, max_age_secs: i64) -> Option<HeaderValue> {
+    header_value(base(config, SESSION_COOKIE, session, max_age_secs).same_site(SameSite::Strict))
 }
 
 /// An `Authorization` header that is not `Bearer <token>`.
@@ -56,14 +79,9 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, BadAuthorization> {
     Ok(Some(rest.trim()))
 }
 
-/// The first cookie named `name`, ignoring unparseable pairs.
-pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    cookie_str(headers, name).map(str::to_owned)
-}
-
-/// [`cookie_value`], borrowed from the header: `/verify-token` reads the
-/// token cookie on every request. Surrounding double quotes are dropped,
-/// as `Cookie::value` does.
+/// The first cookie named `name`, ignoring unparseable pairs, borrowed from
+/// the header. Surrounding double quotes are dropped, as `Cookie::value`
+/// does.
 pub fn cookie_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let raw = headers
         .get_all(header::COOKIE)
@@ -83,6 +101,25 @@ pub fn cookie_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_cookie_is_strict_and_host_only_the_token_cookie_lax_and_shared() {
+        let mut config = crate::config::RawConfig::default().validate().unwrap();
+        config.cookie_domain = Some("example.com".into());
+        config.public_url = Some("https://example.com/.powgate/".into());
+        let token = token_cookie(&config, "t", 60).unwrap();
+        let session = session_cookie(&config, "s", 60).unwrap();
+        let (token, session) = (token.to_str().unwrap(), session.to_str().unwrap());
+        for c in [token, session] {
+            for attr in ["HttpOnly", "Secure", "Path=/", "Max-Age=60"] {
+                assert!(c.contains(attr), "{attr} missing: {c}");
+            }
+        }
+        assert!(token.starts_with("powgate_token=t;"), "{token}");
+        assert!(token.contains("SameSite=Lax") && token.contains("Domain=example.com"));
+        assert!(session.starts_with("powgate_admin=s;"), "{session}");
+        assert!(session.contains("SameSite=Strict") && !session.contains("Domain"));
+    }
 
     #[test]
     fn bearer_wins_over_cookie_and_junk_is_an_error() {
@@ -113,7 +150,7 @@ mod tests {
         );
         assert_eq!(cookie_str(&h, "c"), Some("d"));
         assert_eq!(cookie_str(&h, TOKEN_COOKIE), Some("q1"));
-        assert_eq!(cookie_value(&h, "a").as_deref(), Some("b"));
+        assert_eq!(cookie_str(&h, "a"), Some("b"));
         assert_eq!(cookie_str(&h, "missing"), None);
     }
 }

@@ -69,6 +69,12 @@ pub fn original_uri(h: &HeaderMap, trusted: bool) -> Option<&str> {
     uri_of(h, header_whole(h, &X_ORIGINAL_URI))
 }
 
+/// The host the browser asked for, as a trusted proxy reports it in
+/// `X-Forwarded-Host`; `None` from anyone else.
+pub fn forwarded_host(h: &HeaderMap, trusted: bool) -> Option<&str> {
+    trusted.then(|| header_str(h, &X_FORWARDED_HOST)).flatten()
+}
+
 /// The original path from nginx's `X-Original-URI` (already read, as
 /// `nginx_uri`) and the Caddy/Traefik `X-Forwarded-Uri`. A proxy sets one
 /// style and may pass the other through from the client (Caddy forwards a

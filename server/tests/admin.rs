@@ -181,6 +181,50 @@ fn cross_origin_state_changes_with_the_session_cookie_are_refused() {
     assert_eq!(r.status(), 403);
 }
 
+/// `X-Forwarded-Host` names this site's host only when a trusted proxy sent
+/// it: from anyone else it would let a request vouch for its own Origin.
+#[test]
+fn x_forwarded_host_counts_for_the_origin_check_only_from_a_trusted_proxy() {
+    let login_via = |app: &TestApp| {
+        app.agent()
+            .post(&app.url("/api/admin/login"))
+            .header("Origin", "https://evil.example")
+            .header("X-Forwarded-Host", "evil.example")
+            .send_json(serde_json::json!({ "key": KEY }))
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // The default configuration trusts loopback, where the test client is.
+    assert_eq!(login_via(&app()), 204);
+    let untrusting = TestApp::spawn_with(|c| {
+        c.admin_key = Some(KEY.into());
+        c.trusted_proxies = powgate::config::StringList::List(vec![]);
+    });
+    assert_eq!(login_via(&untrusting), 403);
+}
+
+/// The admin routes share the body limit of the public API, and so answer
+/// an oversized body before reading it whole.
+#[test]
+fn an_oversized_admin_body_is_413_json() {
+    let app = app();
+    let big = format!(
+        "{{\"token_hours\": 1, \"pad\": \"{}\"}}",
+        "a".repeat(20_000)
+    );
+    let mut r = app
+        .agent()
+        .patch(&app.url("/api/admin/settings"))
+        .header("Authorization", &format!("Bearer {KEY}"))
+        .header("Content-Type", "application/json")
+        .send(big.as_str())
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(v["error"], "too_large");
+}
+
 #[test]
 fn difficulty_change_applies_to_the_next_challenge_and_survives_restart() {
     let app = app();

@@ -8,15 +8,14 @@
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cookie::{Cookie, SameSite};
 use pow::Difficulty;
 use serde::{Deserialize, Serialize};
 
-use crate::admin_auth::{SESSION_COOKIE, SESSION_SECS};
+use crate::admin_auth::SESSION_SECS;
 use crate::cookies;
 use crate::db;
 use crate::error::{ApiError, Result};
@@ -53,7 +52,8 @@ pub fn router() -> Router<AppState> {
 pub struct Admin;
 
 /// Whether `Origin` (or `Sec-Fetch-Site`) shows a same-origin request.
-fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
+/// `X-Forwarded-Host` counts as this site's host only from a trusted proxy.
+fn same_origin(headers: &HeaderMap, public_url: Option<&str>, via_trusted_proxy: bool) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && site != "same-origin"
         && site != "none"
@@ -65,9 +65,7 @@ fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
     };
     let authority = origin.split_once("://").map_or("", |(_, a)| a);
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let forwarded = headers
-        .get("x-forwarded-host")
-        .and_then(|v| v.to_str().ok());
+    let forwarded = crate::forwarded::forwarded_host(headers, via_trusted_proxy);
     let public = public_url
         .and_then(|u| u.split_once("://"))
         .map(|(_, rest)| rest.split('/').next().unwrap_or(""));
@@ -97,35 +95,30 @@ impl FromRequestParts<AppState> for Admin {
                 .map_err(ApiError::RateLimited)?;
             return Err(ApiError::Unauthorized("wrong admin key".into()));
         }
-        let Some(session) = cookies::cookie_value(&parts.headers, SESSION_COOKIE) else {
+        let Some(session) = cookies::cookie_str(&parts.headers, cookies::SESSION_COOKIE) else {
             return Err(ApiError::Unauthorized(
                 "log in at /admin/ or send Authorization: Bearer <admin key>".into(),
             ));
         };
-        if !state.admin.session_valid(&session, state.now()) {
+        if !state.admin.session_valid(session, state.now()) {
             return Err(ApiError::Unauthorized(
                 "session expired; log in again".into(),
             ));
         }
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe && !same_origin(&parts.headers, state.config.public_url.as_deref()) {
+        if !safe
+            && !same_origin(
+                &parts.headers,
+                state.config.public_url.as_deref(),
+                client.via_trusted_proxy,
+            )
+        {
             return Err(ApiError::Forbidden(
                 "cross-origin request refused (CSRF protection)".into(),
             ));
         }
         Ok(Self)
     }
-}
-
-fn session_cookie(state: &AppState, value: &str, max_age: i64) -> Option<HeaderValue> {
-    let c = Cookie::build((SESSION_COOKIE, value.to_owned()))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(state.config.is_https())
-        .max_age(cookie::time::Duration::seconds(max_age))
-        .build();
-    HeaderValue::from_str(&c.to_string()).ok()
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,7 +136,11 @@ async fn login(
     // A login form posted from another site would log the victim into the
     // attacker's session; browsers send Origin, scripts usually none.
     if headers.contains_key(header::ORIGIN)
-        && !same_origin(&headers, state.config.public_url.as_deref())
+        && !same_origin(
+            &headers,
+            state.config.public_url.as_deref(),
+            client.via_trusted_proxy,
+        )
     {
         return Err(ApiError::Forbidden("cross-origin login refused".into()));
     }
@@ -161,7 +158,7 @@ async fn login(
     }
     let id = state.admin.open_session(state.now());
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    if let Some(v) = session_cookie(&state, &id, SESSION_SECS) {
+    if let Some(v) = cookies::session_cookie(&state.config, &id, SESSION_SECS) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     tracing::info!(ip = %client.key, "admin logged in");
@@ -169,11 +166,11 @@ async fn login(
 }
 
 async fn logout(State(state): State<AppState>, _admin: Admin, headers: HeaderMap) -> Response {
-    if let Some(id) = cookies::cookie_value(&headers, SESSION_COOKIE) {
-        state.admin.close_session(&id);
+    if let Some(id) = cookies::cookie_str(&headers, cookies::SESSION_COOKIE) {
+        state.admin.close_session(id);
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    if let Some(v) = session_cookie(&state, "", 0) {
+    if let Some(v) = cookies::session_cookie(&state.config, "", 0) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
@@ -182,8 +179,8 @@ async fn logout(State(state): State<AppState>, _admin: Admin, headers: HeaderMap
 /// Whether this browser holds a live admin session. Always 200, so the
 /// login page can ask without a failed request in the console.
 async fn session(State(state): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {
-    let authenticated = cookies::cookie_value(&headers, SESSION_COOKIE)
-        .is_some_and(|id| state.admin.session_valid(&id, state.now()))
+    let authenticated = cookies::cookie_str(&headers, cookies::SESSION_COOKIE)
+        .is_some_and(|id| state.admin.session_valid(id, state.now()))
         || cookies::bearer(&headers)
             .ok()
             .flatten()

@@ -82,14 +82,14 @@ async fn refresh_target(
     headers: &HeaderMap,
     req: ChallengeRequest,
 ) -> Result<Option<i64>> {
-    let (token, explicit) = match req.refresh_token {
+    let (token, explicit) = match req.refresh_token.as_deref() {
         Some(t) => (t, true),
-        None => match cookies::cookie_value(headers, cookies::TOKEN_COOKIE) {
+        None => match cookies::cookie_str(headers, cookies::TOKEN_COOKIE) {
             Some(t) => (t, false),
             None => return Ok(None),
         },
     };
-    match refreshable_token_id(state, client, &token).await {
+    match refreshable_token_id(state, client, token).await {
         Ok(id) => Ok(Some(id)),
         Err(e) if explicit => Err(e),
         Err(_) => Ok(None),

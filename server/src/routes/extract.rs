@@ -67,14 +67,6 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 ApiError::BadRequest(format!("cannot read the request body: {e}"))
             }
         })?;
-        if bytes.len() > state.config.limits.max_body_bytes {
-            state
-                .metrics
-                .limited
-                .with_label_values(&["body_size"])
-                .inc();
-            return Err(ApiError::TooLarge(state.config.limits.max_body_bytes));
-        }
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {

@@ -68,11 +68,13 @@ async fn json_errors(
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
+    // Every route with a body; JsonBody turns the limit's 413 into JSON.
+    let with_bodies = Router::new()
         .merge(challenge::router())
         .merge(solve::router())
+        .merge(admin::router())
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes));
-    let mut router = Router::new().merge(api).merge(admin::router());
+    let mut router = Router::new().merge(with_bodies);
     if state.config.metrics_listen.is_none() {
         router = router.merge(metrics::router());
     }

@@ -91,10 +91,10 @@ async fn check_and_issue(
         Purpose::Refresh { token_id } => {
             let presented = req
                 .refresh_token
-                .clone()
-                .or_else(|| cookies::cookie_value(headers, cookies::TOKEN_COOKIE))
+                .as_deref()
+                .or_else(|| cookies::cookie_str(headers, cookies::TOKEN_COOKIE))
                 .ok_or_else(|| ApiError::Forbidden("a refresh challenge needs the token being refreshed (refresh_token or the cookie)".into()))?;
-            let token = PlainToken::parse(&presented)
+            let token = PlainToken::parse(presented)
                 .map_err(|e| ApiError::BadRequest(format!("refresh_token: {e}")))?;
             let rec = state.tokens.lookup(token.hashed()).await?;
             if rec.as_ref().map(|r| r.id) != Some(token_id) {
