@@ -147,8 +147,14 @@ pub async fn purge_once(state: &AppState) -> anyhow::Result<Purged> {
         .tokens
         .with_label_values(&["purged"])
         .inc_by(tokens as u64);
-    state.admin.forget_idle();
-    state.rate_limits.forget_idle();
+    // Walking the keyed limiters' maps takes as long as a flood has spread
+    // over addresses; off the async workers, it cannot delay /verify-token.
+    let limiters = state.clone();
+    tokio::task::spawn_blocking(move || {
+        limiters.admin.forget_idle();
+        limiters.rate_limits.forget_idle();
+    })
+    .await?;
     let challenges = state
         .db
         .call(move |c| db::challenges::purge_expired(c, now))
