@@ -11,6 +11,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_powgate");
 struct Server {
     child: Child,
     port: u16,
+    /// Every line the server has written to stderr so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -35,16 +37,19 @@ impl Server {
         // Wait for the "listening" line so the test never races start-up.
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let log: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+        let lines = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("powgate listening") {
                     let _ = tx.send(());
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         rx.recv_timeout(Duration::from_secs(20))
             .expect("powgate did not start");
-        Self { child, port }
+        Self { child, port, log }
     }
 
     fn url(&self, path: &str) -> String {
@@ -272,6 +277,85 @@ fn obtain(server_url: &str, ip: &str) -> Option<String> {
     }
     let body: pow::wire::SolveResponse = r.body_mut().read_json().ok()?;
     Some(body.token)
+}
+
+/// Under a flood most submissions get 503 from the full verification queue.
+/// That is the server working as designed, counted in /metrics: it must not
+/// write an ERROR line per request, which a flood would turn into gigabytes.
+#[test]
+fn busy_answers_under_a_flood_are_not_logged_as_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        free_port(),
+        &[
+            // One slot and no queue, and a hash slow enough (tens of ms)
+            // that submissions sent together find the slot taken.
+            ("ARGON2_TIME_COST", "4"),
+            ("ARGON2_MEMORY_KB", "16384"),
+            ("POW_VERIFY_PERMITS", "1"),
+            ("POW_VERIFY_QUEUE", "0"),
+            // No random nonce is right at this difficulty.
+            ("POW_DIFFICULTY_LEVEL", "1000000000"),
+        ],
+    );
+    let url = server.url("");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..6)
+            .map(|t| {
+                let url = &url;
+                s.spawn(move || {
+                    let ip = format!("198.51.100.{}", 50 + t);
+                    let agent = agent();
+                    let ch: pow::wire::ChallengeResponse = agent
+                        .post(&format!("{url}/api/challenge"))
+                        .header("X-Real-IP", &ip)
+                        .send_empty()
+                        .unwrap()
+                        .body_mut()
+                        .read_json()
+                        .unwrap();
+                    let req = pow::wire::SolveRequest {
+                        challenge: ch.challenge,
+                        nonce: 7,
+                        refresh_token: None,
+                        telemetry: None,
+                    };
+                    (0..5)
+                        .map(|_| {
+                            agent
+                                .post(&format!("{url}/api/solve"))
+                                .header("X-Real-IP", &ip)
+                                .send_json(&req)
+                                .unwrap()
+                                .status()
+                                .as_u16()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert!(
+        statuses.contains(&503),
+        "no submission found the queue full: {statuses:?}"
+    );
+    let log = server.log.lock().unwrap().clone();
+    assert!(
+        !log.iter().any(|l| l.contains('\u{1b}')),
+        "colour codes in a log that is not a terminal"
+    );
+    let errors: Vec<_> = log.iter().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "{} ERROR lines, e.g. {:?}",
+        errors.len(),
+        errors.first()
+    );
 }
 
 #[test]

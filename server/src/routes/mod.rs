@@ -11,7 +11,7 @@ pub mod verify;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -88,6 +88,13 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             request_timeout,
         ))
-        .layer(TraceLayer::new_for_http())
+        // A 5xx here is a 503 from a full verification queue or the
+        // connection caps, expected by the thousand under a flood and
+        // counted in /metrics; at tower-http's default ERROR level each
+        // one would be a log line. Real faults log themselves (ApiError).
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state)
 }
