@@ -12,7 +12,7 @@
 
 use http::{HeaderMap, HeaderValue, header};
 use libfuzzer_sys::fuzz_target;
-use powgate::cookies::{TOKEN_COOKIE, cookie_value, presented_token};
+use powgate::cookies::{TOKEN_COOKIE, cookie_str, presented_token};
 use powgate::token::PlainToken;
 
 fn check_token(s: &str) {
@@ -60,18 +60,18 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let from_cookie = cookie_value(&headers, TOKEN_COOKIE);
+    let from_cookie = cookie_str(&headers, TOKEN_COOKIE);
     match presented_token(&headers) {
         Ok(Some(token)) => {
             if auth_sent {
                 // Bearer wins: the token is a trimmed part of that header.
                 let auth = std::str::from_utf8(auth).expect("accepted headers are text");
-                assert!(auth.contains(token.as_str()));
+                assert!(auth.contains(token));
                 assert_eq!(token.trim(), token);
             } else {
-                assert_eq!(Some(&token), from_cookie.as_ref());
+                assert_eq!(Some(token), from_cookie);
             }
-            check_token(&token);
+            check_token(token);
         }
         Ok(None) => assert!(!auth_sent && from_cookie.is_none()),
         Err(_) => assert!(auth_sent, "only a bad Authorization header is an error"),
