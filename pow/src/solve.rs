@@ -16,25 +16,16 @@ type Engine = crate::argon2id::Argon2id;
 type Engine = crate::verify::Hasher;
 
 /// argon2id(password = nonce as 8 big-endian bytes, salt) into `out`.
-#[cfg(target_arch = "wasm32")]
 fn hash_nonce(
     engine: &mut Engine,
     salt: &[u8; 16],
     nonce: u64,
     out: &mut [u8],
 ) -> Result<(), HashError> {
-    engine.hash_into(&crate::challenge::password(nonce), salt, out)
-}
-
-/// argon2id(password = nonce as 8 big-endian bytes, salt) into `out`.
-#[cfg(not(target_arch = "wasm32"))]
-fn hash_nonce(
-    engine: &mut Engine,
-    salt: &[u8; 16],
-    nonce: u64,
-    out: &mut [u8],
-) -> Result<(), HashError> {
-    engine.hash_into(salt, nonce, out)
+    #[cfg(target_arch = "wasm32")]
+    return engine.hash_into(&crate::challenge::password(nonce), salt, out);
+    #[cfg(not(target_arch = "wasm32"))]
+    return engine.hash_into(salt, nonce, out);
 }
 
 /// The result of one [`Solver::step`].
