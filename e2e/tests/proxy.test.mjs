@@ -23,7 +23,7 @@ const ADMIN_KEY = 'proxy-test-admin-key-0123456789';
 const MAX_IPS = '1';
 /** The defaults (which a configured list replaces) plus a health check. */
 const ALLOWLIST =
-  '[{name="well-known",path_prefix="/.well-known/"},{name="robots",path_prefix="/robots.txt"},{name="health",path_prefix="/healthz"}]';
+  '[{name="well-known",path="/.well-known/"},{name="robots",path="/robots.txt"},{name="health",path="/healthz"}]';
 /** app.js waits this long on the success screen before redirecting. */
 const REDIRECT_DELAY_MS = 1500;
 const TEST_TIMEOUT_MS = 60_000;

@@ -163,12 +163,14 @@ fn user_agent_and_cidr_rules() {
                 name: "git".into(),
                 cidr: None,
                 user_agent: Some("^git/".into()),
+                path: None,
                 path_prefix: None,
             },
             powgate::allowlist::RawRule {
                 name: "office".into(),
                 cidr: Some("10.0.0.0/8".into()),
                 user_agent: None,
+                path: None,
                 path_prefix: None,
             },
         ];
