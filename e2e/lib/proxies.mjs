@@ -267,7 +267,10 @@ export async function startCaddy({ port, powgatePort, upstreamPort }) {
  * The application behind the proxy: answers every request with
  * `upstream ok METHOD PATH` as HTML, with status 200 (or NNN for a path
  * starting /status/NNN), and records it (method, url, headers, body) in
- * `requests`.
+ * `requests`. `url` is the request target exactly as the proxy sent it
+ * (Node does not normalise it), and `line` the request line; a request
+ * Node cannot even parse is recorded too, as its raw bytes in `line`, so
+ * that nothing reaching the application goes unseen.
  *
  * @returns {Promise<{url: string, port: number, requests: object[], close: () => Promise<void>}>}
  */
@@ -278,6 +281,7 @@ export async function startUpstream() {
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       requests.push({
+        line: `${req.method} ${req.url} HTTP/${req.httpVersion}`,
         method: req.method,
         url: req.url,
         headers: req.headers,
@@ -291,6 +295,10 @@ export async function startUpstream() {
       res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
       res.end(`<!doctype html><title>upstream</title><p id="upstream">${text.replace(/[<>&"]/g, '')}</p>\n`);
     });
+  });
+  server.on('clientError', (err, socket) => {
+    if (err.rawPacket) requests.push({ line: err.rawPacket.toString('latin1'), unparsed: err.code });
+    socket.destroy();
   });
   server.keepAliveTimeout = 1000;
   await new Promise((resolve, reject) => {
@@ -351,5 +359,51 @@ export function http(url, { method = 'GET', headers = {}, body, localAddress, ti
     req.on('error', reject);
     if (body !== undefined) req.write(body);
     req.end();
+  });
+}
+
+/**
+ * One request written byte for byte: `target` goes on the request line as
+ * given, so nothing (not fetch, not node:http, not new URL()) resolves its
+ * dot-segments, decodes its escapes or cuts it at `#` before the proxy
+ * reads it. The connection is closed after one answer.
+ *
+ * @param {number} port  on 127.0.0.1
+ * @param {string} target  the request-target, e.g. "/.well-known/..;/admin"
+ * @param {{method?: string, headers?: Record<string, string>, timeout?: number}} [o]
+ * @returns {Promise<{status: number, headers: Record<string, string>, body: string}>}
+ */
+export function rawHttp(port, target, { method = 'GET', headers = {}, timeout = WAIT_MS } = {}) {
+  const head = [
+    `${method} ${target} HTTP/1.1`,
+    `Host: 127.0.0.1:${port}`,
+    'Connection: close',
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    '',
+    '',
+  ].join('\r\n');
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const chunks = [];
+    socket.setTimeout(timeout, () => socket.destroy(new Error(`${method} ${target}: no answer within ${timeout} ms`)));
+    socket.once('connect', () => socket.write(head, 'latin1'));
+    socket.on('data', (c) => chunks.push(c));
+    socket.once('error', reject);
+    socket.once('close', () => {
+      const text = Buffer.concat(chunks).toString('latin1');
+      const [top, ...rest] = text.split('\r\n\r\n');
+      const [statusLine, ...lines] = top.split('\r\n');
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
+      if (!m) {
+        reject(new Error(`${method} ${target}: not an HTTP answer: ${JSON.stringify(text.slice(0, 300))}`));
+        return;
+      }
+      const hdrs = {};
+      for (const line of lines) {
+        const i = line.indexOf(':');
+        if (i > 0) hdrs[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+      }
+      resolve({ status: Number(m[1]), headers: hdrs, body: rest.join('\r\n\r\n') });
+    });
   });
 }

@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { launchBrowser, openPage, solveAt, startPowgate, freePort, waitForState, withLogs } from '../lib/harness.mjs';
-import { CADDY_BIN, NGINX_BIN, http, startCaddy, startNginx, startUpstream } from '../lib/proxies.mjs';
+import { CADDY_BIN, NGINX_BIN, http, rawHttp, startCaddy, startNginx, startUpstream } from '../lib/proxies.mjs';
 
 /** Expected hashes per solve: with tiny argon2 a fraction of a second. */
 const DIFFICULTY = '60';
@@ -32,6 +32,38 @@ const HOOK_TIMEOUT_MS = 60_000;
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
 const JSON_ACCEPT = 'application/json';
 const FORM = 'application/x-www-form-urlencoded';
+
+/**
+ * Request targets that once reached the application without a token
+ * through the shipped recipes, by borrowing an allowlist rule. Each is sent
+ * raw, exactly as written here.
+ */
+const ALLOWLIST_BYPASSES = [
+  // Java servers (Tomcat, Jetty, Spring) read `..;` as `..`.
+  ['dot_dot_semicolon_under_well_known', '/.well-known/..;/admin'],
+  ['dot_dot_semicolon_under_robots_txt', '/robots.txt/..;/admin'],
+  // A server that decodes twice reads %252e as `.`.
+  ['double_encoded_dot_segment', '/.well-known/%252e%252e/admin'],
+  // Overlong UTF-8 for `.`, which lax decoders accept.
+  ['overlong_utf8_dot_segment', '/.well-known/%c0%ae%c0%ae/admin'],
+  ['overlong_3_byte_utf8_dot_segment', '/.well-known/%e0%80%ae%e0%80%ae/admin'],
+  // A check that stops at `#` sees /.well-known/; nginx passes it all on.
+  ['fragment_hides_dot_segments', '/.well-known/#/../../admin'],
+  // /robots.txt was a bare prefix.
+  ['robots_txt_prefix_backup_file', '/robots.txt.bak'],
+  ['robots_txt_prefix_other_directory', '/robots.txtsecret/data'],
+];
+
+/** Spellings of powgate's metrics path under the public prefix. */
+const PUBLIC_METRICS = [
+  '/.powgate/metrics',
+  '/.powgate/metrics?format=text',
+  '/.powgate/metrics/',
+  '/.powgate//metrics',
+  '/.powgate/%6detrics',
+  '/.powgate/./metrics',
+  '/.powgate/x/../metrics',
+];
 
 const PROXIES = [
   { name: 'nginx', bin: NGINX_BIN, start: startNginx },
@@ -303,10 +335,17 @@ for (const kind of PROXIES) {
     });
 
     e2e('allowlisted paths pass without a token; dot segments and made-up headers cannot borrow a rule', async () => {
-      for (const path of ['/robots.txt', '/healthz', '/.well-known/security.txt']) {
+      const allowed = [
+        '/robots.txt',
+        '/robots.txt?x=1',
+        '/healthz',
+        '/.well-known/security.txt',
+        '/.well-known/acme-challenge/LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0',
+      ];
+      for (const path of allowed) {
         const res = await http(`${site}${path}`, { headers: { accept: BROWSER_ACCEPT } });
         assert.equal(res.status, 200, `${path}: ${res.status} ${res.body}`);
-        assert.match(res.body, new RegExp(`upstream ok GET ${path.replace(/\./g, '\\.')}`));
+        assert.ok(res.body.includes(`upstream ok GET ${path}`), `${path}: ${res.body}`);
         assert.equal(seen(path).at(-1)?.headers['x-powgate-status'], 'allowlisted', path);
       }
       for (const path of ['/.well-known/../secret', '/healthz/../secret', '/.well-known/%2e%2e/secret']) {
@@ -332,6 +371,30 @@ for (const kind of PROXIES) {
         const m = new RegExp(`^powgate_allowlist_matches_total\\{rule="${rule}"\\} (\\d+)`, 'm').exec(metrics.body);
         assert.ok(m && Number(m[1]) >= 1, `no allowlist match counted for ${rule}`);
       }
+    });
+
+    for (const [attack, target] of ALLOWLIST_BYPASSES) {
+      e2e(`allowlist bypass ${attack}: raw "GET ${target}" gets the challenge and never reaches the application`, async () => {
+        for (const [accept, expected] of [[BROWSER_ACCEPT, 302], [JSON_ACCEPT, 401]]) {
+          const before = upstream.requests.length;
+          const res = await rawHttp(proxy.port, target, { headers: { accept } });
+          const reached = upstream.requests.slice(before).map((r) => r.line);
+          assert.deepEqual(reached, [], `the application received ${JSON.stringify(reached)} without a token`);
+          assert.equal(res.status, expected, `${target} (${accept}): ${res.status} ${res.body}`);
+          if (expected === 302) assert.match(res.headers.location, /\/\.powgate\/\?redir=/);
+        }
+      });
+    }
+
+    e2e('metrics are not public: /.powgate/metrics in any spelling is not served, powgate\'s own /metrics is', async () => {
+      for (const target of PUBLIC_METRICS) {
+        const res = await rawHttp(proxy.port, target);
+        assert.doesNotMatch(res.body, /powgate_/, `${target} served the metrics (${res.status})`);
+        assert.equal(res.status, 404, `${target}: ${res.status} ${res.body.slice(0, 200)}`);
+      }
+      const direct = await http(`${powgate.url}/metrics`);
+      assert.equal(direct.status, 200);
+      assert.match(direct.body, /^powgate_verify_decisions_total/m);
     });
 
     e2e('/.powgate without the slash leads to the page; its assets are served under the prefix', async () => {
