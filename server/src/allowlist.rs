@@ -123,8 +123,8 @@ impl Rule {
                 format!("path = {old:?} for that one file, or path = \"{old}/\" for a directory")
             };
             return Err(format!(
-                "rule {:?}: path_prefix is no longer read, since a bare prefix let {old:?}.bak \
-                 through; write {fix}",
+                "rule {:?}: path_prefix is no longer read, since a bare prefix matched more than \
+                 it named (/robots.txt let /robots.txt.bak through); write {fix}",
                 raw.name
             ));
         }
