@@ -2,9 +2,11 @@
 //!
 //! Authentication is either `Authorization: Bearer <admin key>` (for
 //! scripts) or the session cookie set by `POST /api/admin/login` (for the
-//! page). Cookie-authenticated requests that change state must come from
-//! this origin: browsers always send `Origin` on such requests, so a
-//! missing or foreign `Origin` is refused (CSRF).
+//! page). Both are checked by [`crate::admin_auth::AdminAuth::authenticate`],
+//! which also limits key guessing. Cookie-authenticated requests that change
+//! state must come from this origin ([`crate::origin`]): browsers always
+//! send `Origin` on such requests, so a missing or foreign `Origin` is
+//! refused (CSRF).
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -15,10 +17,11 @@ use axum::{Json, Router};
 use pow::Difficulty;
 use serde::{Deserialize, Serialize};
 
-use crate::admin_auth::SESSION_SECS;
+use crate::admin_auth::{Credential, SESSION_SECS};
 use crate::cookies;
 use crate::db;
 use crate::error::{ApiError, Result};
+use crate::origin::{self, RequestOrigin};
 use crate::routes::extract::{ClientIp, JsonBody};
 use crate::routes::pages;
 use crate::settings::{FIELDS, Settings};
@@ -51,28 +54,15 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug)]
 pub struct Admin;
 
-/// Whether `Origin` (or `Sec-Fetch-Site`) shows a same-origin request.
-/// `X-Forwarded-Host` counts as this site's host only from a trusted proxy.
-fn same_origin(headers: &HeaderMap, public_url: Option<&str>, via_trusted_proxy: bool) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && site != "same-origin"
-        && site != "none"
-    {
-        return false;
-    }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let authority = origin.split_once("://").map_or("", |(_, a)| a);
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let forwarded = crate::forwarded::forwarded_host(headers, via_trusted_proxy);
-    let public = public_url
-        .and_then(|u| u.split_once("://"))
-        .map(|(_, rest)| rest.split('/').next().unwrap_or(""));
-    [host, forwarded, public]
-        .into_iter()
-        .flatten()
-        .any(|h| h.eq_ignore_ascii_case(authority))
+/// Whether a cookie-authenticated state change may proceed: only from a
+/// page of this origin. Browsers always send `Origin` on such requests, so a
+/// missing one is refused too.
+fn same_origin(parts: &Parts, state: &AppState, client: &ClientIp) -> bool {
+    origin::request_origin(
+        &parts.headers,
+        state.config.public_url.as_deref(),
+        client.via_trusted_proxy,
+    ) == RequestOrigin::Same
 }
 
 impl FromRequestParts<AppState> for Admin {
@@ -80,43 +70,30 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let client = ClientIp::from_request_parts(parts, state).await?;
-        if parts.headers.contains_key(header::AUTHORIZATION) {
+        let credential = if parts.headers.contains_key(header::AUTHORIZATION) {
             // A malformed header is simply a wrong key.
-            let key = cookies::bearer(&parts.headers)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            if state.admin.key_matches(key) {
-                return Ok(Self);
+            Credential::Key(
+                cookies::bearer(&parts.headers)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+            )
+        } else if let Some(session) = cookies::cookie_str(&parts.headers, cookies::SESSION_COOKIE) {
+            let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+            if !safe && !same_origin(parts, state, &client) {
+                return Err(ApiError::Forbidden(
+                    "cross-origin request refused (CSRF protection)".into(),
+                ));
             }
-            state
-                .admin
-                .attempt(client.key)
-                .map_err(ApiError::RateLimited)?;
-            return Err(ApiError::Unauthorized("wrong admin key".into()));
-        }
-        let Some(session) = cookies::cookie_str(&parts.headers, cookies::SESSION_COOKIE) else {
+            Credential::Session(session)
+        } else {
             return Err(ApiError::Unauthorized(
                 "log in at /admin/ or send Authorization: Bearer <admin key>".into(),
             ));
         };
-        if !state.admin.session_valid(session, state.now()) {
-            return Err(ApiError::Unauthorized(
-                "session expired; log in again".into(),
-            ));
-        }
-        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe
-            && !same_origin(
-                &parts.headers,
-                state.config.public_url.as_deref(),
-                client.via_trusted_proxy,
-            )
-        {
-            return Err(ApiError::Forbidden(
-                "cross-origin request refused (CSRF protection)".into(),
-            ));
-        }
+        state
+            .admin
+            .authenticate(client.ip, credential, state.now(), &state.metrics)?;
         Ok(Self)
     }
 }
@@ -135,27 +112,20 @@ async fn login(
 ) -> Result<Response> {
     // A login form posted from another site would log the victim into the
     // attacker's session; browsers send Origin, scripts usually none.
-    if headers.contains_key(header::ORIGIN)
-        && !same_origin(
-            &headers,
-            state.config.public_url.as_deref(),
-            client.via_trusted_proxy,
-        )
+    if origin::request_origin(
+        &headers,
+        state.config.public_url.as_deref(),
+        client.via_trusted_proxy,
+    ) == RequestOrigin::Foreign
     {
         return Err(ApiError::Forbidden("cross-origin login refused".into()));
     }
-    state.admin.attempt(client.key).map_err(|wait| {
-        state
-            .metrics
-            .limited
-            .with_label_values(&["admin_login"])
-            .inc();
-        ApiError::RateLimited(wait)
-    })?;
-    if !state.admin.key_matches(&body.key) {
-        tracing::warn!(ip = %client.key, "failed admin login");
-        return Err(ApiError::Unauthorized("wrong admin key".into()));
-    }
+    state.admin.authenticate(
+        client.ip,
+        Credential::Key(&body.key),
+        state.now(),
+        &state.metrics,
+    )?;
     let id = state.admin.open_session(state.now());
     let mut resp = StatusCode::NO_CONTENT.into_response();
     if let Some(v) = cookies::session_cookie(&state.config, &id, SESSION_SECS) {
@@ -176,16 +146,33 @@ async fn logout(State(state): State<AppState>, _admin: Admin, headers: HeaderMap
     resp
 }
 
-/// Whether this browser holds a live admin session. Always 200, so the
-/// login page can ask without a failed request in the console.
-async fn session(State(state): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {
-    let authenticated = cookies::cookie_str(&headers, cookies::SESSION_COOKIE)
-        .is_some_and(|id| state.admin.session_valid(id, state.now()))
-        || cookies::bearer(&headers)
-            .ok()
-            .flatten()
-            .is_some_and(|k| state.admin.key_matches(k));
-    Json(serde_json::json!({ "authenticated": authenticated }))
+/// Whether this browser holds a live admin session (or the request a
+/// valid Bearer key). 200 either way, so the login page can ask without a
+/// failed request in the console; but a Bearer key is checked like
+/// everywhere else, so a limited client gets 429 and this is no free
+/// oracle for the key.
+async fn session(
+    State(state): State<AppState>,
+    client: ClientIp,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>> {
+    let credential = if headers.contains_key(header::AUTHORIZATION) {
+        Some(Credential::Key(
+            cookies::bearer(&headers).ok().flatten().unwrap_or_default(),
+        ))
+    } else {
+        cookies::cookie_str(&headers, cookies::SESSION_COOKIE).map(Credential::Session)
+    };
+    let authenticated = match credential.map(|c| {
+        state
+            .admin
+            .authenticate(client.ip, c, state.now(), &state.metrics)
+    }) {
+        Some(Ok(())) => true,
+        Some(Err(ApiError::Unauthorized(_))) | None => false,
+        Some(Err(other)) => return Err(other),
+    };
+    Ok(Json(serde_json::json!({ "authenticated": authenticated })))
 }
 
 #[derive(Debug, Serialize)]
