@@ -768,3 +768,101 @@ fn a_cross_site_token_paste_sets_no_cookie_and_adds_no_address() {
     assert_eq!(paste(None, None).0, 303);
     assert_eq!(addresses(), 2);
 }
+
+/// Expire-all leaves every token refreshable at half price; a bulk revoke
+/// leaves none.
+#[test]
+fn revoking_all_tokens_leaves_none_refreshable() {
+    let app = app();
+    let (a, b) = ("198.51.100.31", "198.51.100.32");
+    let (ta, tb) = (app.obtain_token(a), app.obtain_token(b));
+    let before = app.metrics();
+    assert_eq!(
+        bearer(&app, "POST", "/api/admin/tokens/expire-all", None).0,
+        200
+    );
+    let (status, body) = bearer(
+        &app,
+        "POST",
+        "/api/admin/tokens/revoke",
+        Some(serde_json::json!({ "all": true })),
+    );
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(2)), "{body}");
+    for (token, ip) in [(&ta, a), (&tb, b)] {
+        let (s, v, _) = app.verify(Some(token), ip);
+        assert_eq!((s, v["status"].as_str()), (403, Some("revoked")));
+        let (s, v) = app.challenge_as(ip, serde_json::json!({ "refresh_token": token }));
+        assert_eq!(s, 403, "no refresh challenge for a revoked token: {v}");
+    }
+    let after = app.metrics();
+    let revoked = "powgate_tokens_total{event=\"revoked\"}";
+    assert_eq!(metric(&after, revoked) - metric(&before, revoked), 2.0);
+    let (_, body) = bearer(
+        &app,
+        "POST",
+        "/api/admin/tokens/revoke",
+        Some(serde_json::json!({ "all": true })),
+    );
+    assert_eq!(
+        body["revoked"], 0,
+        "already revoked ones are not counted again"
+    );
+}
+
+#[test]
+fn revoking_a_network_takes_every_token_used_from_it() {
+    let app = app();
+    let inside = "2001:db8:1:2::5";
+    let t_inside = app.obtain_token(inside);
+    // Issued elsewhere, then used from inside the network.
+    let t_roamed = app.obtain_token("198.51.100.40");
+    assert_eq!(app.verify(Some(&t_roamed), "2001:db8:1:9::1").0, 200);
+    let t_v4 = app.obtain_token("203.0.113.7");
+    let t_outside = app.obtain_token("2001:db8:2::1");
+
+    let revoke = |net: &str| {
+        bearer(
+            &app,
+            "POST",
+            "/api/admin/tokens/revoke",
+            Some(serde_json::json!({ "network": net })),
+        )
+    };
+    let (status, body) = revoke("2001:db8:1::/48");
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(2)), "{body}");
+    let (status, body) = revoke("203.0.113.0/24");
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)), "{body}");
+
+    // Once expired, only the token outside both networks may be refreshed.
+    let hours = i64::from(app.state.settings.get().token_hours);
+    app.clock.advance(hours * 3600 + 1);
+    for (token, ip) in [
+        (&t_inside, inside),
+        (&t_roamed, "198.51.100.40"),
+        (&t_v4, "203.0.113.7"),
+    ] {
+        let (s, v) = app.challenge_as(ip, serde_json::json!({ "refresh_token": token }));
+        assert_eq!(s, 403, "{ip}: {v}");
+    }
+    let (s, v) = app.challenge_as(
+        "2001:db8:2::1",
+        serde_json::json!({ "refresh_token": t_outside }),
+    );
+    assert_eq!((s, v["purpose"].as_str()), (200, Some("refresh")), "{v}");
+
+    for bad in ["2001:db8::/129", "banana", "203.0.113.7", ""] {
+        let (status, body) = revoke(bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["field"], "network");
+        assert!(body["message"].as_str().unwrap().contains("CIDR"), "{body}");
+    }
+    for body in [
+        serde_json::json!({}),
+        serde_json::json!({ "all": false }),
+        serde_json::json!({ "all": true, "network": "2001:db8::/48" }),
+        serde_json::json!({ "everything": true }),
+    ] {
+        let (status, resp) = bearer(&app, "POST", "/api/admin/tokens/revoke", Some(body.clone()));
+        assert_eq!(status, 400, "{body}: {resp}");
+    }
+}

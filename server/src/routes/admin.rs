@@ -14,12 +14,14 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ipnet::IpNet;
 use pow::Difficulty;
 use serde::{Deserialize, Serialize};
 
 use crate::admin_auth::{Credential, SESSION_SECS};
 use crate::cookies;
 use crate::db;
+use crate::db::tokens::RevokeScope;
 use crate::error::{ApiError, Result};
 use crate::origin::{self, RequestOrigin};
 use crate::routes::extract::{ClientIp, JsonBody};
@@ -47,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/admin/stats", get(stats))
         .route("/api/admin/tokens", get(list_tokens))
         .route("/api/admin/tokens/expire-all", post(expire_all))
+        .route("/api/admin/tokens/revoke", post(revoke_many))
         .route("/api/admin/tokens/{id}/revoke", post(revoke))
 }
 
@@ -450,4 +453,52 @@ async fn expire_all(
         .inc_by(n as u64);
     tracing::info!(count = n, "all tokens expired by admin");
     Ok(Json(serde_json::json!({ "expired": n })))
+}
+
+/// What `POST /api/admin/tokens/revoke` takes: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkRevoke {
+    #[serde(default)]
+    all: bool,
+    network: Option<String>,
+}
+
+impl BulkRevoke {
+    fn scope(&self) -> Result<RevokeScope> {
+        match (self.all, self.network.as_deref()) {
+            (true, None) => Ok(RevokeScope::All),
+            (false, Some(net)) => net
+                .trim()
+                .parse::<IpNet>()
+                .map(|n| RevokeScope::Network(n.trunc()))
+                .map_err(|_| ApiError::InvalidField {
+                    field: "network",
+                    message: format!(
+                        "{net:?} is not a network; expected CIDR such as 203.0.113.0/24 or 2001:db8::/48"
+                    ),
+                }),
+            _ => Err(ApiError::BadRequest(
+                "send {\"all\": true} or {\"network\": \"2001:db8::/48\"}".into(),
+            )),
+        }
+    }
+}
+
+/// Revokes tokens in bulk. Unlike expire-all, revoked tokens cannot be
+/// refreshed, so this is the answer to an attacker's stockpile.
+async fn revoke_many(
+    State(state): State<AppState>,
+    _admin: Admin,
+    JsonBody(body): JsonBody<BulkRevoke>,
+) -> Result<Json<serde_json::Value>> {
+    let scope = body.scope()?;
+    let n = state.tokens.revoke(scope, state.now()).await?;
+    state
+        .metrics
+        .tokens
+        .with_label_values(&["revoked"])
+        .inc_by(n as u64);
+    tracing::info!(?scope, count = n, "tokens revoked in bulk by admin");
+    Ok(Json(serde_json::json!({ "revoked": n })))
 }
