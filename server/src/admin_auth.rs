@@ -108,12 +108,12 @@ enum Counted {
 
 impl Counted {
     fn of(ip: IpAddr) -> [Self; 2] {
+        let ip = crate::client_ip::canonical(ip);
         let bits = if ip.is_ipv4() {
             IPV4_NETWORK_BITS
         } else {
             IPV6_NETWORK_BITS
         };
-        let ip = crate::client_ip::canonical(ip);
         let network = IpNet::new(ip, bits).map_or(IpNet::from(ip), |n| n.trunc());
         [Self::Address(IpKey::of(ip)), Self::Network(network)]
     }
@@ -226,39 +226,33 @@ impl AdminAuth {
             Credential::Key(key) => key,
         };
         let counted = Counted::of(ip);
-        if let Some(wait) = self.limited_for(&counted, now) {
+        // One lock across check, comparison and count: with separate steps,
+        // a burst of parallel guesses would all pass the check before the
+        // first failure was counted. Hashing a key under it takes about a
+        // microsecond.
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let wait = counted
+            .iter()
+            .filter_map(|c| c.budget().wait(*failures.get(c)?, now))
+            .max();
+        if let Some(wait) = wait {
+            drop(failures);
             metrics.limited.with_label_values(&["admin_auth"]).inc();
             return Err(ApiError::RateLimited(u64::try_from(wait).unwrap_or(1)));
         }
         if self.key_matches(key) {
             return Ok(());
         }
-        self.count_failure(&counted, now);
+        for c in counted {
+            let tat = c.budget().after_failure(failures.get(&c).copied(), now);
+            failures.insert(c, tat);
+        }
+        drop(failures);
         tracing::warn!(ip = %IpKey::of(ip), "wrong admin key");
         Err(ApiError::Unauthorized("wrong admin key".into()))
-    }
-
-    /// The longest wait any of `counted` still has to sit out.
-    fn limited_for(&self, counted: &[Counted], now: i64) -> Option<i64> {
-        let failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        counted
-            .iter()
-            .filter_map(|c| c.budget().wait(*failures.get(c)?, now))
-            .max()
-    }
-
-    fn count_failure(&self, counted: &[Counted], now: i64) {
-        let mut failures = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for c in counted {
-            let tat = c.budget().after_failure(failures.get(c).copied(), now);
-            failures.insert(*c, tat);
-        }
     }
 
     /// Constant-time check of a presented key.
@@ -371,6 +365,18 @@ mod tests {
             Err(ApiError::RateLimited(_))
         ));
         check(&a, "2001:db8:8::1", "right-key-right-key", 0).unwrap();
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_counts_in_its_ipv4_network() {
+        assert_eq!(
+            Counted::of("::ffff:192.0.2.77".parse().unwrap()),
+            Counted::of("192.0.2.77".parse().unwrap())
+        );
+        assert_eq!(
+            Counted::of("192.0.2.77".parse().unwrap())[1],
+            Counted::Network("192.0.2.0/24".parse().unwrap())
+        );
     }
 
     #[test]
