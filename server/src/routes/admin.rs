@@ -68,32 +68,37 @@ fn same_origin(parts: &Parts, state: &AppState, client: &ClientIp) -> bool {
     ) == RequestOrigin::Same
 }
 
+/// The admin credential a request carries: `Authorization` if present (a
+/// malformed one is an empty, so wrong, key), else the session cookie.
+fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        Some(Credential::Key(
+            cookies::bearer(headers).ok().flatten().unwrap_or_default(),
+        ))
+    } else {
+        cookies::cookie_str(headers, cookies::SESSION_COOKIE).map(Credential::Session)
+    }
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let client = ClientIp::from_request_parts(parts, state).await?;
-        let credential = if parts.headers.contains_key(header::AUTHORIZATION) {
-            // A malformed header is simply a wrong key.
-            Credential::Key(
-                cookies::bearer(&parts.headers)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default(),
-            )
-        } else if let Some(session) = cookies::cookie_str(&parts.headers, cookies::SESSION_COOKIE) {
-            let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-            if !safe && !same_origin(parts, state, &client) {
-                return Err(ApiError::Forbidden(
-                    "cross-origin request refused (CSRF protection)".into(),
-                ));
-            }
-            Credential::Session(session)
-        } else {
+        let Some(credential) = credential(&parts.headers) else {
             return Err(ApiError::Unauthorized(
                 "log in at /admin/ or send Authorization: Bearer <admin key>".into(),
             ));
         };
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if matches!(credential, Credential::Session(_))
+            && !safe
+            && !same_origin(parts, state, &client)
+        {
+            return Err(ApiError::Forbidden(
+                "cross-origin request refused (CSRF protection)".into(),
+            ));
+        }
         state
             .admin
             .authenticate(client.ip, credential, state.now(), &state.metrics)?;
@@ -159,14 +164,7 @@ async fn session(
     client: ClientIp,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>> {
-    let credential = if headers.contains_key(header::AUTHORIZATION) {
-        Some(Credential::Key(
-            cookies::bearer(&headers).ok().flatten().unwrap_or_default(),
-        ))
-    } else {
-        cookies::cookie_str(&headers, cookies::SESSION_COOKIE).map(Credential::Session)
-    };
-    let authenticated = match credential.map(|c| {
+    let authenticated = match credential(&headers).map(|c| {
         state
             .admin
             .authenticate(client.ip, c, state.now(), &state.metrics)
