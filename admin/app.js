@@ -105,6 +105,9 @@ const ui = {
   tokensPerPage: $('tokens-per-page'),
   tokensRefresh: $('tokens-refresh'),
   tokensExpireAll: $('tokens-expire-all'),
+  tokensRevokeAll: $('tokens-revoke-all'),
+  tokensNetwork: $('tokens-network'),
+  tokensRevokeNetwork: $('tokens-revoke-network'),
   tokensStatus: $('tokens-status'),
 
   confirm: $('confirm'),
@@ -955,6 +958,33 @@ async function onExpireAll() {
   });
 }
 
+/**
+ * Revokes tokens in bulk: all of them, or those used from one network.
+ * Unlike expiring, revoked tokens cannot be refreshed.
+ * @param {{all: true} | {network: string}} scope
+ */
+async function onRevokeMany(scope) {
+  const what = 'network' in scope ? `every token used from ${scope.network}` : 'every token';
+  const ok = await confirmAction({
+    title: 'Revoke tokens?',
+    message: `This revokes ${what}. Revoked tokens cannot be refreshed: their browsers must solve a full challenge again. This cannot be undone.`,
+    ok: 'Revoke',
+  });
+  if (!ok) return;
+  await busy([ui.tokensRevokeAll, ui.tokensRevokeNetwork], async () => {
+    try {
+      const r = await api('POST', 'tokens/revoke', scope);
+      const n = r && Number.isFinite(r.revoked) ? r.revoked : 0;
+      ui.tokensStatus.textContent = `Revoked ${formatInt(n)} ${n === 1 ? 'token' : 'tokens'}.`;
+    } catch (err) {
+      if (!isSessionEnd(err)) ui.tokensStatus.textContent = `Tokens were not revoked: ${err.message}`;
+      return;
+    }
+    await reloadTokens();
+    refreshStats();
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Start
 // ---------------------------------------------------------------------------
@@ -1044,6 +1074,16 @@ async function main() {
     reloadTokens();
   });
   ui.tokensExpireAll.addEventListener('click', onExpireAll);
+  ui.tokensRevokeAll.addEventListener('click', () => onRevokeMany({ all: true }));
+  ui.tokensRevokeNetwork.addEventListener('click', () => {
+    const network = ui.tokensNetwork.value.trim();
+    if (!network) {
+      ui.tokensStatus.textContent = 'Enter a network such as 203.0.113.0/24 or 2001:db8::/48.';
+      ui.tokensNetwork.focus();
+      return;
+    }
+    onRevokeMany({ network });
+  });
 
   // The session endpoint always answers 200 and says whether we are signed in.
   let session;

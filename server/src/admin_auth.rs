@@ -6,34 +6,143 @@
 //! - Logging in with the key opens a session (cookie `powgate_admin`,
 //!   HttpOnly, SameSite=Strict, Secure over https). Sessions live in memory,
 //!   so a restart logs everyone out.
-//! - Login attempts are rate-limited per client address.
+//! - Every check of a presented key, whichever way it arrives (the login
+//!   form, `Authorization: Bearer` on any admin route, the session probe),
+//!   goes through [`AdminAuth::authenticate`], so there is no side door
+//!   where guesses are free.
+//!
+//! # Limiting key guesses
+//!
+//! `authenticate` first asks whether the client is *limited*, and only then
+//! compares the key. While limited, every key is refused with 429, the right
+//! one included: a guesser learns nothing from the answer, so the limit
+//! bounds the search instead of just slowing the wrong half of it.
+//!
+//! Only *failures* are counted. A correct key costs nothing, so a script
+//! that sends `Bearer` on every call is never slowed down; the only cost on
+//! its path is one map lookup for the limited state.
+//!
+//! Failures are counted twice, each with its own budget (a GCRA bucket: a
+//! burst, then one more per interval):
+//! - by address ([`IpKey`]: IPv4 exactly, IPv6 by /64): 5, then one per 12 s;
+//! - by network (IPv4 /24, IPv6 /48): 20, then one per 6 s. Whoever holds a
+//!   /48 holds 65 536 /64s, and a /24 is often one provider's pool, so the
+//!   per-address budget alone would multiply by the number of addresses at
+//!   hand. The network budget is larger so that one mistyping neighbour
+//!   does not lock out a whole office.
+//!
+//! Either budget used up limits the client. A botnet spread over many
+//! networks is bounded only per network; the answer to that is a long key
+//! (the generated one has 256 bits), not a global lock that any attacker
+//! could use to shut the operator out.
+//!
+//! Sessions are neither counted nor limited. A session id is 256 random
+//! bits that no one guesses, so a session proves that the key was presented
+//! already; counting stale ones (a restart forgets every session) would push
+//! an operator's own page reloads towards a lockout, and limiting live ones
+//! would let a guesser on the operator's network lock out an operator who
+//! is already signed in.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::client_ip::IpKey;
 use crate::config::Config;
 use crate::db::{self, Db};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// How long an admin session lasts.
 pub const SESSION_SECS: i64 = 12 * 3600;
 /// Name of the stored key hash in the `secrets` table.
 const KEY_HASH: &str = "admin_key_hash";
-/// Login attempts per address: a burst of 5, then one every 12 s.
-const ATTEMPTS_PER_MINUTE: u32 = 5;
+/// Failed key checks an address may make at once, and the seconds after
+/// which it may make one more.
+const ADDRESS_BUDGET: Budget = Budget {
+    burst: 5,
+    interval_secs: 12,
+};
+/// The same for a whole network (IPv4 /24, IPv6 /48): larger, since many
+/// people may share one.
+const NETWORK_BUDGET: Budget = Budget {
+    burst: 20,
+    interval_secs: 6,
+};
+const IPV4_NETWORK_BITS: u8 = 24;
+const IPV6_NETWORK_BITS: u8 = 48;
+
+/// A GCRA bucket's shape: `burst` failures at once, then one per interval.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    burst: i64,
+    interval_secs: i64,
+}
+
+impl Budget {
+    /// Seconds still to wait when the bucket's theoretical arrival time is
+    /// `tat`; `None` while there is room for another failure.
+    fn wait(self, tat: i64, now: i64) -> Option<i64> {
+        let ahead = tat - now - (self.burst - 1) * self.interval_secs;
+        (ahead > 0).then_some(ahead)
+    }
+
+    /// The arrival time after one more failure at `now`.
+    fn after_failure(self, tat: Option<i64>, now: i64) -> i64 {
+        tat.unwrap_or(now).max(now) + self.interval_secs
+    }
+}
+
+/// What failures are counted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Counted {
+    Address(IpKey),
+    Network(IpNet),
+}
+
+impl Counted {
+    fn of(ip: IpAddr) -> [Self; 2] {
+        let ip = crate::client_ip::canonical(ip);
+        let bits = if ip.is_ipv4() {
+            IPV4_NETWORK_BITS
+        } else {
+            IPV6_NETWORK_BITS
+        };
+        let network = IpNet::new(ip, bits).map_or(IpNet::from(ip), |n| n.trunc());
+        [Self::Address(IpKey::of(ip)), Self::Network(network)]
+    }
+
+    fn budget(self) -> Budget {
+        match self {
+            Self::Address(_) => ADDRESS_BUDGET,
+            Self::Network(_) => NETWORK_BUDGET,
+        }
+    }
+}
+
+/// A credential presented for the admin API.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// The admin key, from the login form or `Authorization: Bearer`. An
+    /// unusable `Authorization` header is an empty key: a wrong guess.
+    Key(&'a str),
+    /// The id from the session cookie.
+    Session(&'a str),
+}
 
 pub struct AdminAuth {
     key_hash: [u8; 32],
     /// SHA-256 of a session id → expiry (unix seconds).
     sessions: Mutex<HashMap<[u8; 32], i64>>,
-    attempts: DefaultKeyedRateLimiter<IpKey>,
+    /// Failed key checks: the GCRA theoretical arrival time (unix seconds)
+    /// of each address and network that failed recently.
+    failures: Mutex<HashMap<Counted, i64>>,
 }
 
 impl std::fmt::Debug for AdminAuth {
@@ -85,27 +194,70 @@ impl AdminAuth {
             );
             sha256(key.as_bytes())
         };
-        let per_minute = NonZeroU32::new(ATTEMPTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             key_hash,
             sessions: Mutex::new(HashMap::new()),
-            attempts: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            failures: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Constant-time check of a presented key.
-    pub fn key_matches(&self, candidate: &str) -> bool {
-        sha256(candidate.as_bytes()).ct_eq(&self.key_hash).into()
-    }
-
-    /// Counts an authentication attempt from `ip`.
+    /// The one check of an admin credential from client address `ip`; see
+    /// the module doc for the order of its steps and why.
     ///
     /// # Errors
-    /// The seconds to wait when the address has used up its attempts.
-    pub fn attempt(&self, ip: IpKey) -> Result<(), u64> {
-        self.attempts
-            .check_key(&ip)
-            .map_err(|not_until| crate::limits::wait_secs(&not_until))
+    /// For a key: 429 with `Retry-After` while `ip` or its network is limited
+    /// (counted in `powgate_limited_total{limit="admin_auth"}`), whatever the
+    /// key; else 401 when it is wrong. For a session: 401 when it is unknown
+    /// or expired.
+    pub fn authenticate(
+        &self,
+        ip: IpAddr,
+        presented: Credential<'_>,
+        now: i64,
+        metrics: &Metrics,
+    ) -> Result<(), ApiError> {
+        let key = match presented {
+            Credential::Session(id) if self.session_valid(id, now) => return Ok(()),
+            Credential::Session(_) => {
+                return Err(ApiError::Unauthorized(
+                    "session expired; log in again".into(),
+                ));
+            }
+            Credential::Key(key) => key,
+        };
+        let counted = Counted::of(ip);
+        // One lock across check, comparison and count: with separate steps,
+        // a burst of parallel guesses would all pass the check before the
+        // first failure was counted. Hashing a key under it takes about a
+        // microsecond.
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let wait = counted
+            .iter()
+            .filter_map(|c| c.budget().wait(*failures.get(c)?, now))
+            .max();
+        if let Some(wait) = wait {
+            drop(failures);
+            metrics.limited.with_label_values(&["admin_auth"]).inc();
+            return Err(ApiError::RateLimited(u64::try_from(wait).unwrap_or(1)));
+        }
+        if self.key_matches(key) {
+            return Ok(());
+        }
+        for c in counted {
+            let tat = c.budget().after_failure(failures.get(&c).copied(), now);
+            failures.insert(c, tat);
+        }
+        drop(failures);
+        tracing::warn!(ip = %IpKey::of(ip), "wrong admin key");
+        Err(ApiError::Unauthorized("wrong admin key".into()))
+    }
+
+    /// Constant-time check of a presented key.
+    fn key_matches(&self, candidate: &str) -> bool {
+        sha256(candidate.as_bytes()).ct_eq(&self.key_hash).into()
     }
 
     /// Opens a session and returns its id for the cookie.
@@ -120,7 +272,7 @@ impl AdminAuth {
         id
     }
 
-    pub fn session_valid(&self, id: &str, now: i64) -> bool {
+    fn session_valid(&self, id: &str, now: i64) -> bool {
         let sessions = self
             .sessions
             .lock()
@@ -138,8 +290,106 @@ impl AdminAuth {
         sessions.remove(&sha256(id.as_bytes()));
     }
 
-    /// Forgets rate-limit state of addresses that have been quiet.
-    pub fn forget_idle(&self) {
-        self.attempts.retain_recent();
+    /// Forgets the failures of addresses and networks whose buckets have
+    /// drained, so memory stays bounded by recent failures.
+    pub fn forget_idle(&self, now: i64) {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        failures.retain(|_, tat| *tat > now);
+        failures.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> AdminAuth {
+        AdminAuth {
+            key_hash: sha256(b"right-key-right-key"),
+            sessions: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn check(a: &AdminAuth, ip: &str, key: &str, now: i64) -> Result<(), ApiError> {
+        a.authenticate(
+            ip.parse().unwrap(),
+            Credential::Key(key),
+            now,
+            &Metrics::new(),
+        )
+    }
+
+    #[test]
+    fn the_right_key_waits_out_the_limit_like_a_wrong_one() {
+        let a = auth();
+        let ip = "192.0.2.1";
+        for _ in 0..ADDRESS_BUDGET.burst {
+            assert!(matches!(
+                check(&a, ip, "guess", 0),
+                Err(ApiError::Unauthorized(_))
+            ));
+        }
+        let wait = ADDRESS_BUDGET.interval_secs;
+        for key in ["guess", "right-key-right-key"] {
+            assert!(
+                matches!(check(&a, ip, key, 0), Err(ApiError::RateLimited(w)) if w == wait.unsigned_abs())
+            );
+        }
+        assert!(check(&a, ip, "right-key-right-key", wait - 1).is_err());
+        check(&a, ip, "right-key-right-key", wait).unwrap();
+        // Successes are not counted: the next failure is the only one allowed.
+        check(&a, ip, "right-key-right-key", wait).unwrap();
+        assert!(matches!(
+            check(&a, ip, "guess", wait),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(check(&a, ip, "right-key-right-key", wait).is_err());
+    }
+
+    #[test]
+    fn failures_from_many_addresses_of_one_network_add_up() {
+        let a = auth();
+        for i in 0..NETWORK_BUDGET.burst {
+            let ip = format!("2001:db8:7:{i:x}::1");
+            assert!(matches!(
+                check(&a, &ip, "guess", 0),
+                Err(ApiError::Unauthorized(_))
+            ));
+        }
+        assert!(matches!(
+            check(&a, "2001:db8:7:ffff::1", "right-key-right-key", 0),
+            Err(ApiError::RateLimited(_))
+        ));
+        check(&a, "2001:db8:8::1", "right-key-right-key", 0).unwrap();
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_counts_in_its_ipv4_network() {
+        assert_eq!(
+            Counted::of("::ffff:192.0.2.77".parse().unwrap()),
+            Counted::of("192.0.2.77".parse().unwrap())
+        );
+        assert_eq!(
+            Counted::of("192.0.2.77".parse().unwrap())[1],
+            Counted::Network("192.0.2.0/24".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn drained_buckets_are_forgotten() {
+        let a = auth();
+        let _ = check(&a, "192.0.2.1", "guess", 0);
+        a.forget_idle(NETWORK_BUDGET.interval_secs);
+        assert_eq!(
+            a.failures.lock().unwrap().len(),
+            1,
+            "the address still counts"
+        );
+        a.forget_idle(ADDRESS_BUDGET.interval_secs);
+        assert!(a.failures.lock().unwrap().is_empty());
     }
 }

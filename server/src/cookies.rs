@@ -9,8 +9,8 @@ use crate::config::Config;
 pub const TOKEN_COOKIE: &str = "powgate_token";
 pub const SESSION_COOKIE: &str = "powgate_admin";
 
-/// What both cookies share: the whole site, out of scripts' reach, and
-/// `Secure` when the public URL is https.
+/// What both cookies share: out of scripts' reach, `Secure` when the public
+/// URL is https, and the whole site unless narrowed.
 fn base(
     config: &Config,
     name: &'static str,
@@ -40,9 +40,28 @@ pub fn token_cookie(config: &Config, token: &str, max_age_secs: i64) -> Option<H
 }
 
 /// The `Set-Cookie` value for an admin session: `Strict` and host-only, so
-/// no other site and no sibling subdomain ever gets it sent along.
+/// no other site and no sibling subdomain ever gets it sent along, and
+/// scoped to the admin API's path, so the protected application (its pages,
+/// logs and middleware) never receives it. Logging out must write the same
+/// path, or the browser keeps the cookie.
 pub fn session_cookie(config: &Config, session: &str, max_age_secs: i64) -> Option<HeaderValue> {
-    header_value(base(config, SESSION_COOKIE, session, max_age_secs).same_site(SameSite::Strict))
+    header_value(
+        base(config, SESSION_COOKIE, session, max_age_secs)
+            .path(admin_api_path(config))
+            .same_site(SameSite::Strict),
+    )
+}
+
+/// `/api/admin` under the path of the public URL, as the browser sees it:
+/// `/.powgate/api/admin` for `https://example.com/.powgate`.
+fn admin_api_path(config: &Config) -> String {
+    let prefix = config
+        .public_url
+        .as_deref()
+        .and_then(|u| u.split_once("://"))
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("");
+    format!("{}/api/admin", prefix.trim_end_matches('/'))
 }
 
 /// An `Authorization` header that is not `Bearer <token>`.
@@ -111,14 +130,42 @@ mod tests {
         let session = session_cookie(&config, "s", 60).unwrap();
         let (token, session) = (token.to_str().unwrap(), session.to_str().unwrap());
         for c in [token, session] {
-            for attr in ["HttpOnly", "Secure", "Path=/", "Max-Age=60"] {
+            for attr in ["HttpOnly", "Secure", "Max-Age=60"] {
                 assert!(c.contains(attr), "{attr} missing: {c}");
             }
         }
+        assert!(
+            token.contains("Path=/;") || token.ends_with("Path=/"),
+            "{token}"
+        );
         assert!(token.starts_with("powgate_token=t;"), "{token}");
         assert!(token.contains("SameSite=Lax") && token.contains("Domain=example.com"));
         assert!(session.starts_with("powgate_admin=s;"), "{session}");
         assert!(session.contains("SameSite=Strict") && !session.contains("Domain"));
+    }
+
+    /// The application behind the proxy must never receive the admin
+    /// session: it is scoped to the admin API under the public URL's path.
+    #[test]
+    fn the_admin_session_cookie_is_not_sent_to_the_protected_application() {
+        let mut config = crate::config::RawConfig::default().validate().unwrap();
+        let path_of = |config: &Config| {
+            let c = session_cookie(config, "s", 60).unwrap();
+            let c = c.to_str().unwrap().to_owned();
+            c.split("; ")
+                .find_map(|a| a.strip_prefix("Path="))
+                .map(str::to_owned)
+        };
+        assert_eq!(path_of(&config).as_deref(), Some("/api/admin"));
+        for url in [
+            "https://example.com/.powgate",
+            "https://example.com/.powgate/",
+        ] {
+            config.public_url = Some(url.into());
+            assert_eq!(path_of(&config).as_deref(), Some("/.powgate/api/admin"));
+        }
+        config.public_url = Some("https://gate.example.com".into());
+        assert_eq!(path_of(&config).as_deref(), Some("/api/admin"));
     }
 
     #[test]

@@ -75,6 +75,12 @@ pub fn forwarded_host(h: &HeaderMap, trusted: bool) -> Option<&str> {
     trusted.then(|| header_str(h, &X_FORWARDED_HOST)).flatten()
 }
 
+/// Whether a trusted proxy says the browser's request came over https
+/// (`X-Forwarded-Proto: https`); always `false` from anyone else.
+pub fn forwarded_https(h: &HeaderMap, trusted: bool) -> bool {
+    trusted && header_str(h, &X_FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
 /// The original path from nginx's `X-Original-URI` (already read, as
 /// `nginx_uri`) and the Caddy/Traefik `X-Forwarded-Uri`. A proxy sets one
 /// style and may pass the other through from the client (Caddy forwards a

@@ -27,6 +27,7 @@ pub mod error;
 pub mod forwarded;
 pub mod limits;
 pub mod metrics;
+pub mod origin;
 pub mod redirect;
 pub mod routes;
 pub mod secret;

@@ -151,7 +151,7 @@ pub async fn purge_once(state: &AppState) -> anyhow::Result<Purged> {
     // over addresses; off the async workers, it cannot delay /verify-token.
     let limiters = state.clone();
     tokio::task::spawn_blocking(move || {
-        limiters.admin.forget_idle();
+        limiters.admin.forget_idle(now);
         limiters.rate_limits.forget_idle();
     })
     .await?;

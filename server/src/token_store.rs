@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use quick_cache::sync::Cache;
 
 use crate::client_ip::IpKey;
-use crate::db::tokens::{self as rows, AddIp, Issued, TokenRecord};
+use crate::db::tokens::{self as rows, AddIp, Issued, RevokeScope, TokenRecord};
 use crate::db::{Db, DbError};
 use crate::token::HashedToken;
 
@@ -182,6 +182,20 @@ impl TokenStore {
             .await?;
         self.forget(&gone);
         Ok(gone.len())
+    }
+
+    /// Revokes every token in `scope` (see [`rows::revoke_scope`]) and
+    /// returns how many: written first, then forgotten, like every change.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn revoke(&self, scope: RevokeScope, now: i64) -> Result<usize, DbError> {
+        let revoked = self
+            .db
+            .call(move |c| rows::revoke_scope(c, scope, now))
+            .await?;
+        self.forget(&revoked);
+        Ok(revoked.len())
     }
 
     /// Drops one entry, after a change made elsewhere (admin revocation).

@@ -58,10 +58,134 @@ fn login(app: &TestApp) -> String {
         .unwrap()
         .to_owned();
     assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/api/admin"),
         "{cookie}"
     );
     cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The three ways a key can be presented.
+#[derive(Debug, Clone, Copy)]
+enum KeyPath {
+    Login,
+    Bearer,
+    SessionProbe,
+}
+
+/// Presents `key` from client `ip` on `path`; returns the status, the
+/// `Retry-After` and whether the key was accepted.
+fn present_key(app: &TestApp, path: KeyPath, ip: &str, key: &str) -> (u16, Option<u64>, bool) {
+    let agent = app.agent();
+    let auth = format!("Bearer {key}");
+    let mut r = match path {
+        KeyPath::Login => agent
+            .post(&app.url("/api/admin/login"))
+            .header("X-Real-IP", ip)
+            .send_json(serde_json::json!({ "key": key })),
+        KeyPath::Bearer => agent
+            .get(&app.url("/api/admin/settings"))
+            .header("X-Real-IP", ip)
+            .header("Authorization", &auth)
+            .call(),
+        KeyPath::SessionProbe => agent
+            .get(&app.url("/api/admin/session"))
+            .header("X-Real-IP", ip)
+            .header("Authorization", &auth)
+            .call(),
+    }
+    .unwrap();
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let body: serde_json::Value = r.body_mut().read_json().unwrap_or_default();
+    let accepted = match path {
+        KeyPath::Login => status == 204,
+        KeyPath::Bearer => status == 200,
+        KeyPath::SessionProbe => status == 200 && body["authenticated"] == true,
+    };
+    (status, retry, accepted)
+}
+
+const KEY_PATHS: [KeyPath; 3] = [KeyPath::Login, KeyPath::Bearer, KeyPath::SessionProbe];
+
+/// Issue 12: the session probe was an unlimited oracle for the key, and the
+/// Bearer check let the right key through while wrong ones got 429.
+#[test]
+fn admin_key_guessing_is_limited_on_every_path_even_for_the_right_key() {
+    let app = app();
+    for i in 0..16 {
+        let (status, _, accepted) =
+            present_key(&app, KEY_PATHS[i % 3], IP, "wrong-guess-wrong-guess");
+        assert!(!accepted && status != 500, "guess {i}: {status}");
+    }
+    let mut waits = Vec::new();
+    for path in KEY_PATHS {
+        let (status, retry, _) = present_key(&app, path, IP, KEY);
+        assert_eq!(
+            status, 429,
+            "{path:?}: the right key waits like a wrong one"
+        );
+        waits.push(retry.expect("Retry-After"));
+    }
+    let wait = *waits.iter().max().unwrap();
+    assert!(waits.iter().all(|w| *w == wait && *w > 1), "{waits:?}");
+    app.clock.advance(i64::try_from(wait).unwrap() - 1);
+    for path in KEY_PATHS {
+        assert_eq!(
+            present_key(&app, path, IP, KEY).0,
+            429,
+            "{path:?} too early"
+        );
+    }
+    app.clock.advance(1);
+    for path in KEY_PATHS {
+        let (status, _, accepted) = present_key(&app, path, IP, KEY);
+        assert!(accepted, "{path:?} after the window: {status}");
+    }
+    let refused = app
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with("powgate_limited_total{limit=\"admin_auth\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse::<f64>().unwrap());
+    assert!(refused >= 11.0 + 6.0, "refusals are counted: {refused}");
+}
+
+/// Whoever holds an IPv6 /48 (or an IPv4 /24) has thousands of addresses,
+/// each with its own per-address budget; the network's budget bounds them
+/// together.
+#[test]
+fn a_network_rotating_its_addresses_is_limited_as_one() {
+    let app = app();
+    for (member, fresh, outside) in [
+        (
+            (|i: usize| format!("2001:db8:1:{i:x}::1")) as fn(usize) -> String,
+            "2001:db8:1:ffff::1",
+            "2001:db8:2::1",
+        ),
+        (
+            |i: usize| format!("203.0.113.{i}"),
+            "203.0.113.250",
+            "203.0.114.1",
+        ),
+    ] {
+        // One guess per address: each address stays far inside its budget.
+        for i in 0..20 {
+            let (status, _, _) = present_key(&app, KEY_PATHS[i % 3], &member(i), "wrong-guess-x");
+            assert_ne!(status, 429, "guess {i} from {}", member(i));
+        }
+        let (status, retry, _) = present_key(&app, KeyPath::Bearer, fresh, KEY);
+        assert_eq!(status, 429, "a fresh address of the same network");
+        assert!(retry.is_some());
+        assert!(
+            present_key(&app, KeyPath::Bearer, outside, KEY).2,
+            "another network is unaffected"
+        );
+    }
 }
 
 #[test]
@@ -190,6 +314,7 @@ fn x_forwarded_host_counts_for_the_origin_check_only_from_a_trusted_proxy() {
             .post(&app.url("/api/admin/login"))
             .header("Origin", "https://evil.example")
             .header("X-Forwarded-Host", "evil.example")
+            .header("X-Forwarded-Proto", "https")
             .send_json(serde_json::json!({ "key": KEY }))
             .unwrap()
             .status()
@@ -202,6 +327,94 @@ fn x_forwarded_host_counts_for_the_origin_check_only_from_a_trusted_proxy() {
         c.trusted_proxies = powgate::config::StringList::List(vec![]);
     });
     assert_eq!(login_via(&untrusting), 403);
+}
+
+/// An origin is scheme, host and port: a page on `http://host` (which a
+/// network attacker can write) must not act on `https://host`, nor the
+/// other way round.
+#[test]
+fn an_origin_with_another_scheme_is_cross_origin() {
+    let app = app();
+    let cookie = login(&app);
+    let patch = |origin: &str| {
+        app.agent()
+            .patch(&app.url("/api/admin/settings"))
+            .header("Cookie", &cookie)
+            .header("Origin", origin)
+            .send_json(serde_json::json!({ "token_hours": 3 }))
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(patch(&format!("https://{}", app.addr)), 403);
+    assert_eq!(patch(&format!("http://{}", app.addr)), 200);
+    let login_from = |origin: &str, proto: Option<&str>| {
+        let mut r = app
+            .agent()
+            .post(&app.url("/api/admin/login"))
+            .header("Origin", origin);
+        if let Some(p) = proto {
+            r = r.header("X-Forwarded-Proto", p);
+        }
+        r.send_json(serde_json::json!({ "key": KEY }))
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(login_from(&format!("https://{}", app.addr), None), 403);
+    // Behind a trusted proxy that terminated TLS, https is the site's own.
+    assert_eq!(
+        login_from(&format!("https://{}", app.addr), Some("https")),
+        204
+    );
+    assert_eq!(
+        login_from(&format!("http://{}", app.addr), Some("https")),
+        403
+    );
+}
+
+/// The admin session is scoped to the admin API, and logging out clears
+/// it at that same path (a `Path=/` deletion would leave it in place).
+#[test]
+fn the_admin_session_cookie_stays_on_the_admin_api_path_and_logout_clears_it_there() {
+    let app = TestApp::spawn_with(|c| {
+        c.admin_key = Some(KEY.into());
+        c.public_url = Some("https://example.com/.powgate".into());
+    });
+    let r = app
+        .agent()
+        .post(&app.url("/api/admin/login"))
+        .header("Origin", "https://example.com")
+        .send_json(serde_json::json!({ "key": KEY }))
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let set = r.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(set.contains("Path=/.powgate/api/admin"), "{set}");
+    assert!(set.contains("Secure") && !set.contains("Path=/;"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let r = app
+        .agent()
+        .post(&app.url("/api/admin/logout"))
+        .header("Origin", "https://example.com")
+        .header("Cookie", &cookie)
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let cleared = r.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        cleared.starts_with("powgate_admin=;")
+            && cleared.contains("Max-Age=0")
+            && cleared.contains("Path=/.powgate/api/admin"),
+        "{cleared}"
+    );
+    let mut r = app
+        .agent()
+        .get(&app.url("/api/admin/session"))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap();
+    let body: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(body["authenticated"], false, "the session is closed");
 }
 
 /// The admin routes share the body limit of the public API, and so answer
@@ -495,4 +708,161 @@ fn metrics_can_move_to_their_own_listener() {
             .unwrap()
             .contains("powgate_difficulty")
     );
+}
+
+/// A client that shows redirects instead of following them.
+fn no_redirects() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// Token fixation: a form on another site posts the attacker's token to
+/// `/api/token` from the victim's browser, which would set the victim's
+/// cookie to it and add the victim's address to the attacker's token.
+#[test]
+fn a_cross_site_token_paste_sets_no_cookie_and_adds_no_address() {
+    let app = app();
+    let attacker = "203.0.113.66";
+    let token = app.obtain_token(attacker);
+    let paste = |origin: Option<&str>, site: Option<&str>| {
+        let mut r = no_redirects()
+            .post(&app.url("/api/token"))
+            .header("X-Real-IP", IP);
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        if let Some(s) = site {
+            r = r.header("Sec-Fetch-Site", s);
+        }
+        let mut r = r
+            .send_form([("token", token.as_str()), ("redir", "/")])
+            .unwrap();
+        let cookie = r.headers().get("set-cookie").is_some();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.body_mut().read_json().unwrap_or_default();
+        (status, cookie, body)
+    };
+    let addresses = || -> i64 {
+        app.state
+            .db
+            .call_blocking(|c| c.query_row("SELECT count(*) FROM token_ips", [], |r| r.get(0)))
+            .unwrap()
+    };
+    for (origin, site) in [
+        (Some("https://evil.example"), None),
+        (Some("https://evil.example"), Some("cross-site")),
+        (None, Some("cross-site")),
+        (Some("null"), None),
+    ] {
+        let (status, cookie, body) = paste(origin, site);
+        assert_eq!((status, cookie), (403, false), "{origin:?} {site:?}");
+        assert_eq!(body["error"], "forbidden", "{body}");
+        assert_eq!(addresses(), 1, "the victim's address was not added");
+    }
+    // The site's own form, and a client that is not a browser, still work.
+    let own = format!("http://{}", app.addr);
+    assert_eq!(paste(Some(&own), Some("same-origin")).0, 303);
+    assert_eq!(paste(None, None).0, 303);
+    assert_eq!(addresses(), 2);
+}
+
+/// Expire-all leaves every token refreshable at half price; a bulk revoke
+/// leaves none.
+#[test]
+fn revoking_all_tokens_leaves_none_refreshable() {
+    let app = app();
+    let (a, b) = ("198.51.100.31", "198.51.100.32");
+    let (ta, tb) = (app.obtain_token(a), app.obtain_token(b));
+    let before = app.metrics();
+    assert_eq!(
+        bearer(&app, "POST", "/api/admin/tokens/expire-all", None).0,
+        200
+    );
+    let (status, body) = bearer(
+        &app,
+        "POST",
+        "/api/admin/tokens/revoke",
+        Some(serde_json::json!({ "all": true })),
+    );
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(2)), "{body}");
+    for (token, ip) in [(&ta, a), (&tb, b)] {
+        let (s, v, _) = app.verify(Some(token), ip);
+        assert_eq!((s, v["status"].as_str()), (403, Some("revoked")));
+        let (s, v) = app.challenge_as(ip, serde_json::json!({ "refresh_token": token }));
+        assert_eq!(s, 403, "no refresh challenge for a revoked token: {v}");
+    }
+    let after = app.metrics();
+    let revoked = "powgate_tokens_total{event=\"revoked\"}";
+    assert_eq!(metric(&after, revoked) - metric(&before, revoked), 2.0);
+    let (_, body) = bearer(
+        &app,
+        "POST",
+        "/api/admin/tokens/revoke",
+        Some(serde_json::json!({ "all": true })),
+    );
+    assert_eq!(
+        body["revoked"], 0,
+        "already revoked ones are not counted again"
+    );
+}
+
+#[test]
+fn revoking_a_network_takes_every_token_used_from_it() {
+    let app = app();
+    let inside = "2001:db8:1:2::5";
+    let t_inside = app.obtain_token(inside);
+    // Issued elsewhere, then used from inside the network.
+    let t_roamed = app.obtain_token("198.51.100.40");
+    assert_eq!(app.verify(Some(&t_roamed), "2001:db8:1:9::1").0, 200);
+    let t_v4 = app.obtain_token("203.0.113.7");
+    let t_outside = app.obtain_token("2001:db8:2::1");
+
+    let revoke = |net: &str| {
+        bearer(
+            &app,
+            "POST",
+            "/api/admin/tokens/revoke",
+            Some(serde_json::json!({ "network": net })),
+        )
+    };
+    let (status, body) = revoke("2001:db8:1::/48");
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(2)), "{body}");
+    let (status, body) = revoke("203.0.113.0/24");
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)), "{body}");
+
+    // Once expired, only the token outside both networks may be refreshed.
+    let hours = i64::from(app.state.settings.get().token_hours);
+    app.clock.advance(hours * 3600 + 1);
+    for (token, ip) in [
+        (&t_inside, inside),
+        (&t_roamed, "198.51.100.40"),
+        (&t_v4, "203.0.113.7"),
+    ] {
+        let (s, v) = app.challenge_as(ip, serde_json::json!({ "refresh_token": token }));
+        assert_eq!(s, 403, "{ip}: {v}");
+    }
+    let (s, v) = app.challenge_as(
+        "2001:db8:2::1",
+        serde_json::json!({ "refresh_token": t_outside }),
+    );
+    assert_eq!((s, v["purpose"].as_str()), (200, Some("refresh")), "{v}");
+
+    for bad in ["2001:db8::/129", "banana", "203.0.113.7", ""] {
+        let (status, body) = revoke(bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["field"], "network");
+        assert!(body["message"].as_str().unwrap().contains("CIDR"), "{body}");
+    }
+    for body in [
+        serde_json::json!({}),
+        serde_json::json!({ "all": false }),
+        serde_json::json!({ "all": true, "network": "2001:db8::/48" }),
+        serde_json::json!({ "everything": true }),
+    ] {
+        let (status, resp) = bearer(&app, "POST", "/api/admin/tokens/revoke", Some(body.clone()));
+        assert_eq!(status, 400, "{body}: {resp}");
+    }
 }

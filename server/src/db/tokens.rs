@@ -1,5 +1,6 @@
 //! Token rows and the addresses each token has been used from.
 
+use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::client_ip::IpKey;
@@ -300,4 +301,97 @@ pub fn expire_all(c: &Connection, now: i64) -> rusqlite::Result<usize> {
         "UPDATE tokens SET expires_at = ?1 WHERE expires_at > ?1 AND revoked_at IS NULL",
         [now],
     )
+}
+
+/// Which tokens a bulk revocation takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeScope {
+    /// Every token not revoked yet, expired ones too.
+    All,
+    /// Tokens with any recorded address in the network. A stored IPv6 /64
+    /// matches when it overlaps the network, so a /128 takes its /64.
+    Network(IpNet),
+}
+
+/// Whether `stored`, an address key as written in `token_ips`
+/// (`203.0.113.7` or `2001:db8:1:2::/64`), lies in `net`.
+fn stored_in(stored: &str, net: &IpNet) -> bool {
+    if let Ok(ip) = stored.parse::<std::net::IpAddr>() {
+        return net.contains(&ip);
+    }
+    // Two aligned networks overlap exactly when one contains the other.
+    stored
+        .parse::<IpNet>()
+        .is_ok_and(|s| net.contains(&s) || s.contains(net))
+}
+
+/// Revokes, in one transaction, the unrevoked tokens in `scope`, expired
+/// ones included, so none of them can be refreshed. Returns their hashes.
+///
+/// # Errors
+/// SQLite errors.
+pub fn revoke_scope(
+    c: &mut Connection,
+    scope: RevokeScope,
+    now: i64,
+) -> rusqlite::Result<Vec<HashedToken>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let revoked = match scope {
+        RevokeScope::All => {
+            let mut stmt = tx.prepare(
+                "UPDATE tokens SET revoked_at = ?1 WHERE revoked_at IS NULL RETURNING token_hash",
+            )?;
+            returned_hashes(&mut stmt, [now])?
+        }
+        RevokeScope::Network(net) => {
+            // Addresses are stored as text, so the network test runs here.
+            let ids: Vec<i64> = {
+                let mut stmt = tx.prepare(
+                    "SELECT DISTINCT i.token_id, i.ip FROM token_ips i
+                     JOIN tokens t ON t.id = i.token_id WHERE t.revoked_at IS NULL",
+                )?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+                let mut ids = Vec::new();
+                for row in rows {
+                    let (id, ip) = row?;
+                    if stored_in(&ip, &net) {
+                        ids.push(id);
+                    }
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            };
+            let mut stmt = tx.prepare_cached(
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL
+                 RETURNING token_hash",
+            )?;
+            let mut out = Vec::new();
+            for id in ids {
+                out.extend(returned_hashes(&mut stmt, params![id, now])?);
+            }
+            out
+        }
+    };
+    tx.commit()?;
+    Ok(revoked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_address_key_is_in_a_network_it_overlaps() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        assert!(stored_in("203.0.113.7", &net("203.0.113.0/24")));
+        assert!(!stored_in("203.0.114.7", &net("203.0.113.0/24")));
+        assert!(stored_in("2001:db8:1:2::/64", &net("2001:db8:1::/48")));
+        assert!(!stored_in("2001:db8:2:2::/64", &net("2001:db8:1::/48")));
+        // The /64 is all that is stored, so a narrower network takes it.
+        assert!(stored_in("2001:db8:1:2::/64", &net("2001:db8:1:2::5/128")));
+        assert!(!stored_in("2001:db8:1:2::/64", &net("203.0.113.0/24")));
+        assert!(!stored_in("garbage", &net("0.0.0.0/0")));
+    }
 }

@@ -2,9 +2,11 @@
 //!
 //! Authentication is either `Authorization: Bearer <admin key>` (for
 //! scripts) or the session cookie set by `POST /api/admin/login` (for the
-//! page). Cookie-authenticated requests that change state must come from
-//! this origin: browsers always send `Origin` on such requests, so a
-//! missing or foreign `Origin` is refused (CSRF).
+//! page). Both are checked by [`crate::admin_auth::AdminAuth::authenticate`],
+//! which also limits key guessing. Cookie-authenticated requests that change
+//! state must come from this origin ([`crate::origin`]): browsers always
+//! send `Origin` on such requests, so a missing or foreign `Origin` is
+//! refused (CSRF).
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -12,13 +14,16 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ipnet::IpNet;
 use pow::Difficulty;
 use serde::{Deserialize, Serialize};
 
-use crate::admin_auth::SESSION_SECS;
+use crate::admin_auth::{Credential, SESSION_SECS};
 use crate::cookies;
 use crate::db;
+use crate::db::tokens::RevokeScope;
 use crate::error::{ApiError, Result};
+use crate::origin::{self, RequestOrigin};
 use crate::routes::extract::{ClientIp, JsonBody};
 use crate::routes::pages;
 use crate::settings::{FIELDS, Settings};
@@ -44,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/admin/stats", get(stats))
         .route("/api/admin/tokens", get(list_tokens))
         .route("/api/admin/tokens/expire-all", post(expire_all))
+        .route("/api/admin/tokens/revoke", post(revoke_many))
         .route("/api/admin/tokens/{id}/revoke", post(revoke))
 }
 
@@ -51,28 +57,27 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug)]
 pub struct Admin;
 
-/// Whether `Origin` (or `Sec-Fetch-Site`) shows a same-origin request.
-/// `X-Forwarded-Host` counts as this site's host only from a trusted proxy.
-fn same_origin(headers: &HeaderMap, public_url: Option<&str>, via_trusted_proxy: bool) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && site != "same-origin"
-        && site != "none"
-    {
-        return false;
+/// Whether a cookie-authenticated state change may proceed: only from a
+/// page of this origin. Browsers always send `Origin` on such requests, so a
+/// missing one is refused too.
+fn same_origin(parts: &Parts, state: &AppState, client: &ClientIp) -> bool {
+    origin::request_origin(
+        &parts.headers,
+        state.config.public_url.as_deref(),
+        client.via_trusted_proxy,
+    ) == RequestOrigin::Same
+}
+
+/// The admin credential a request carries: `Authorization` if present (a
+/// malformed one is an empty, so wrong, key), else the session cookie.
+fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        Some(Credential::Key(
+            cookies::bearer(headers).ok().flatten().unwrap_or_default(),
+        ))
+    } else {
+        cookies::cookie_str(headers, cookies::SESSION_COOKIE).map(Credential::Session)
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let authority = origin.split_once("://").map_or("", |(_, a)| a);
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let forwarded = crate::forwarded::forwarded_host(headers, via_trusted_proxy);
-    let public = public_url
-        .and_then(|u| u.split_once("://"))
-        .map(|(_, rest)| rest.split('/').next().unwrap_or(""));
-    [host, forwarded, public]
-        .into_iter()
-        .flatten()
-        .any(|h| h.eq_ignore_ascii_case(authority))
 }
 
 impl FromRequestParts<AppState> for Admin {
@@ -80,43 +85,23 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let client = ClientIp::from_request_parts(parts, state).await?;
-        if parts.headers.contains_key(header::AUTHORIZATION) {
-            // A malformed header is simply a wrong key.
-            let key = cookies::bearer(&parts.headers)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            if state.admin.key_matches(key) {
-                return Ok(Self);
-            }
-            state
-                .admin
-                .attempt(client.key)
-                .map_err(ApiError::RateLimited)?;
-            return Err(ApiError::Unauthorized("wrong admin key".into()));
-        }
-        let Some(session) = cookies::cookie_str(&parts.headers, cookies::SESSION_COOKIE) else {
+        let Some(credential) = credential(&parts.headers) else {
             return Err(ApiError::Unauthorized(
                 "log in at /admin/ or send Authorization: Bearer <admin key>".into(),
             ));
         };
-        if !state.admin.session_valid(session, state.now()) {
-            return Err(ApiError::Unauthorized(
-                "session expired; log in again".into(),
-            ));
-        }
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe
-            && !same_origin(
-                &parts.headers,
-                state.config.public_url.as_deref(),
-                client.via_trusted_proxy,
-            )
+        if matches!(credential, Credential::Session(_))
+            && !safe
+            && !same_origin(parts, state, &client)
         {
             return Err(ApiError::Forbidden(
                 "cross-origin request refused (CSRF protection)".into(),
             ));
         }
+        state
+            .admin
+            .authenticate(client.ip, credential, state.now(), &state.metrics)?;
         Ok(Self)
     }
 }
@@ -135,27 +120,20 @@ async fn login(
 ) -> Result<Response> {
     // A login form posted from another site would log the victim into the
     // attacker's session; browsers send Origin, scripts usually none.
-    if headers.contains_key(header::ORIGIN)
-        && !same_origin(
-            &headers,
-            state.config.public_url.as_deref(),
-            client.via_trusted_proxy,
-        )
+    if origin::request_origin(
+        &headers,
+        state.config.public_url.as_deref(),
+        client.via_trusted_proxy,
+    ) == RequestOrigin::Foreign
     {
         return Err(ApiError::Forbidden("cross-origin login refused".into()));
     }
-    state.admin.attempt(client.key).map_err(|wait| {
-        state
-            .metrics
-            .limited
-            .with_label_values(&["admin_login"])
-            .inc();
-        ApiError::RateLimited(wait)
-    })?;
-    if !state.admin.key_matches(&body.key) {
-        tracing::warn!(ip = %client.key, "failed admin login");
-        return Err(ApiError::Unauthorized("wrong admin key".into()));
-    }
+    state.admin.authenticate(
+        client.ip,
+        Credential::Key(&body.key),
+        state.now(),
+        &state.metrics,
+    )?;
     let id = state.admin.open_session(state.now());
     let mut resp = StatusCode::NO_CONTENT.into_response();
     if let Some(v) = cookies::session_cookie(&state.config, &id, SESSION_SECS) {
@@ -176,16 +154,26 @@ async fn logout(State(state): State<AppState>, _admin: Admin, headers: HeaderMap
     resp
 }
 
-/// Whether this browser holds a live admin session. Always 200, so the
-/// login page can ask without a failed request in the console.
-async fn session(State(state): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {
-    let authenticated = cookies::cookie_str(&headers, cookies::SESSION_COOKIE)
-        .is_some_and(|id| state.admin.session_valid(id, state.now()))
-        || cookies::bearer(&headers)
-            .ok()
-            .flatten()
-            .is_some_and(|k| state.admin.key_matches(k));
-    Json(serde_json::json!({ "authenticated": authenticated }))
+/// Whether this browser holds a live admin session (or the request a
+/// valid Bearer key). 200 either way, so the login page can ask without a
+/// failed request in the console; but a Bearer key is checked like
+/// everywhere else, so a limited client gets 429 and this is no free
+/// oracle for the key.
+async fn session(
+    State(state): State<AppState>,
+    client: ClientIp,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>> {
+    let authenticated = match credential(&headers).map(|c| {
+        state
+            .admin
+            .authenticate(client.ip, c, state.now(), &state.metrics)
+    }) {
+        Some(Ok(())) => true,
+        Some(Err(ApiError::Unauthorized(_))) | None => false,
+        Some(Err(other)) => return Err(other),
+    };
+    Ok(Json(serde_json::json!({ "authenticated": authenticated })))
 }
 
 #[derive(Debug, Serialize)]
@@ -463,4 +451,52 @@ async fn expire_all(
         .inc_by(n as u64);
     tracing::info!(count = n, "all tokens expired by admin");
     Ok(Json(serde_json::json!({ "expired": n })))
+}
+
+/// What `POST /api/admin/tokens/revoke` takes: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkRevoke {
+    #[serde(default)]
+    all: bool,
+    network: Option<String>,
+}
+
+impl BulkRevoke {
+    fn scope(&self) -> Result<RevokeScope> {
+        match (self.all, self.network.as_deref()) {
+            (true, None) => Ok(RevokeScope::All),
+            (false, Some(net)) => net
+                .trim()
+                .parse::<IpNet>()
+                .map(|n| RevokeScope::Network(n.trunc()))
+                .map_err(|_| ApiError::InvalidField {
+                    field: "network",
+                    message: format!(
+                        "{net:?} is not a network; expected CIDR such as 203.0.113.0/24 or 2001:db8::/48"
+                    ),
+                }),
+            _ => Err(ApiError::BadRequest(
+                "send {\"all\": true} or {\"network\": \"2001:db8::/48\"}".into(),
+            )),
+        }
+    }
+}
+
+/// Revokes tokens in bulk. Unlike expire-all, revoked tokens cannot be
+/// refreshed, so this is the answer to an attacker's stockpile.
+async fn revoke_many(
+    State(state): State<AppState>,
+    _admin: Admin,
+    JsonBody(body): JsonBody<BulkRevoke>,
+) -> Result<Json<serde_json::Value>> {
+    let scope = body.scope()?;
+    let n = state.tokens.revoke(scope, state.now()).await?;
+    state
+        .metrics
+        .tokens
+        .with_label_values(&["revoked"])
+        .inc_by(n as u64);
+    tracing::info!(?scope, count = n, "tokens revoked in bulk by admin");
+    Ok(Json(serde_json::json!({ "revoked": n })))
 }

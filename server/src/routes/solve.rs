@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::cookies;
 use crate::db;
 use crate::error::{ApiError, Result};
+use crate::origin::{self, RequestOrigin};
 use crate::redirect::safe_redirect;
 use crate::routes::extract::{ClientIp, JsonBody};
 use crate::routes::verify::{Decision, decide};
@@ -222,12 +223,28 @@ struct PastedToken {
 
 /// Accepts a token obtained with `powgate solve` and sets the cookie, so
 /// browsers without JavaScript can pass too.
+///
+/// Only from this site's own pages: a form posted from another site would
+/// set the victim's cookie to the attacker's token (token fixation) and add
+/// the victim's address to it. Without `Origin` it is not a browser's post,
+/// which cannot be used against anyone.
 async fn paste_token(
     State(state): State<AppState>,
     client: ClientIp,
     headers: HeaderMap,
     Form(form): Form<PastedToken>,
 ) -> Result<Response> {
+    if origin::request_origin(
+        &headers,
+        state.config.public_url.as_deref(),
+        client.via_trusted_proxy,
+    ) == RequestOrigin::Foreign
+    {
+        return Err(ApiError::Forbidden(
+            "a token can only be pasted on this site's own page (cross-site request refused)"
+                .into(),
+        ));
+    }
     let token = form.token.trim();
     let decision = decide(&state, Some(token), &client).await?;
     if decision != Decision::Valid {
