@@ -1,11 +1,17 @@
 //! Live settings and challenge acceptance (issue 12): concurrent admin
-//! changes.
+//! changes, stockpiled and forged challenges.
 
 mod common;
 
-use common::TestApp;
+use common::{TestApp, answer, solve};
+use pow::wire::{ChallengeResponse, SolveRequest};
+use pow::{Argon2Params, ChallengeClaims, Difficulty, Purpose};
+use powgate::client_ip::IpKey;
 
 const KEY: &str = "test-admin-key-0123456789";
+const IP: &str = "198.51.100.30";
+/// The default `challenge_grace_secs`.
+const GRACE: i64 = 120;
 
 fn app() -> TestApp {
     TestApp::spawn_with(|c| c.admin_key = Some(KEY.into()))
@@ -31,6 +37,74 @@ fn admin(
     .unwrap();
     let status = resp.status().as_u16();
     (status, resp.body_mut().read_json().unwrap())
+}
+
+fn raise_difficulty(app: &TestApp, d: u64) {
+    let (status, body) = admin(
+        app,
+        "PATCH",
+        "/api/admin/settings",
+        Some(serde_json::json!({ "difficulty": d })),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// POST /api/challenge as `ip`; status, `Retry-After` and body.
+fn ask_challenge(app: &TestApp, ip: &str) -> (u16, Option<u64>, serde_json::Value) {
+    let mut r = app
+        .agent()
+        .post(&app.url("/api/challenge"))
+        .header("X-Real-IP", ip)
+        .send_json(serde_json::json!({}))
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (
+        r.status().as_u16(),
+        retry,
+        r.body_mut().read_json().unwrap(),
+    )
+}
+
+fn argon2_runs(app: &TestApp) -> u64 {
+    app.state.metrics.argon2_seconds.get_sample_count()
+}
+
+/// Claims as this server would issue them to `ip` now.
+fn claims_for(app: &TestApp, ip: &str) -> ChallengeClaims {
+    let now = app.state.now();
+    ChallengeClaims {
+        id: rand_id(),
+        purpose: Purpose::New,
+        issued_at: now,
+        expires_at: now + 1800,
+        difficulty: app.state.settings.get().difficulty,
+        params: app.state.config.argon2,
+        ip_key: IpKey::of(ip.parse().unwrap()).to_bytes(),
+    }
+}
+
+fn rand_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id).unwrap();
+    id
+}
+
+/// What a client gets for `claims`, so the shared solver can solve them.
+fn as_response(app: &TestApp, claims: &ChallengeClaims) -> ChallengeResponse {
+    serde_json::from_value(serde_json::json!({
+        "challenge": claims.sign(&app.state.challenge_key),
+        "purpose": "new",
+        "salt": hex::encode(claims.id),
+        "argon2": claims.params,
+        "difficulty": claims.difficulty.get(),
+        "target": hex::encode(claims.difficulty.target()),
+        "issued_at": claims.issued_at,
+        "expires_at": claims.expires_at,
+    }))
+    .unwrap()
 }
 
 // ---------------------------------------------------------------------------
@@ -91,4 +165,163 @@ fn patch_with_a_negative_difficulty_reports_what_was_sent() {
     assert_eq!(status, 400, "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("-7 is out of range"), "{message}");
+}
+
+// ---------------------------------------------------------------------------
+// Stockpiles: bounded per address and network, and dead after a raise.
+
+#[test]
+fn stockpiled_challenges_are_refused_after_a_raise_once_the_grace_is_over() {
+    let app = app();
+    let stockpile: Vec<SolveRequest> = (0..5).map(|_| answer(&app.new_challenge(IP))).collect();
+    raise_difficulty(&app, 64);
+    app.clock.advance(GRACE + 1);
+    let runs = argon2_runs(&app);
+    for req in &stockpile {
+        let (status, body, _) = app.submit(IP, req);
+        assert_eq!(status, 410, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("request a new challenge"),
+            "{body}"
+        );
+    }
+    assert_eq!(argon2_runs(&app), runs, "refused before any argon2 work");
+    let fresh = app.new_challenge(IP);
+    assert_eq!(fresh.difficulty, 64);
+    assert_eq!(app.submit(IP, &answer(&fresh)).0, 200);
+}
+
+#[test]
+fn a_challenge_issued_before_a_raise_is_accepted_within_the_grace() {
+    let app = app();
+    let mid_solve = answer(&app.new_challenge(IP));
+    raise_difficulty(&app, 64);
+    app.clock.advance(GRACE - 10);
+    let (status, body, _) = app.submit(IP, &mid_solve);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn one_address_cannot_stockpile_more_than_its_open_challenge_bound() {
+    let app = TestApp::spawn_with(|c| {
+        c.max_open_challenges_per_ip = 3;
+        c.max_open_challenges_per_network = 100;
+    });
+    let held: Vec<ChallengeResponse> = (0..3).map(|_| app.new_challenge(IP)).collect();
+    let (status, retry, body) = ask_challenge(&app, IP);
+    assert_eq!(status, 429, "{body}");
+    let retry = retry.expect("Retry-After");
+    assert!((1..=1800).contains(&retry), "{retry}");
+    assert!(
+        app.metrics()
+            .contains(r#"powgate_limited_total{limit="open_challenges_per_ip"} 1"#)
+    );
+    assert_eq!(
+        ask_challenge(&app, "198.51.100.31").0,
+        200,
+        "another address"
+    );
+
+    // Spending one frees its slot.
+    assert_eq!(app.submit(IP, &answer(&held[0])).0, 200);
+    assert_eq!(ask_challenge(&app, IP).0, 200);
+    assert_eq!(ask_challenge(&app, IP).0, 429);
+
+    // So does expiry.
+    app.clock.advance(30 * 60);
+    assert_eq!(ask_challenge(&app, IP).0, 200);
+}
+
+#[test]
+fn one_network_cannot_stockpile_through_many_addresses() {
+    let app = TestApp::spawn_with(|c| {
+        c.max_open_challenges_per_ip = 100;
+        c.max_open_challenges_per_network = 4;
+    });
+    for i in 1..=4 {
+        assert_eq!(ask_challenge(&app, &format!("203.0.113.{i}")).0, 200);
+    }
+    let (status, retry, body) = ask_challenge(&app, "203.0.113.5");
+    assert_eq!((status, retry.is_some()), (429, true), "{body}");
+    assert!(
+        app.metrics()
+            .contains(r#"powgate_limited_total{limit="open_challenges_per_network"} 1"#)
+    );
+    assert_eq!(ask_challenge(&app, "203.0.114.5").0, 200, "another /24");
+
+    // IPv6: four /64s of one /48 share its bound.
+    for i in 1..=4 {
+        assert_eq!(ask_challenge(&app, &format!("2001:db8:7:{i}::1")).0, 200);
+    }
+    assert_eq!(ask_challenge(&app, "2001:db8:7:5::1").0, 429);
+    assert_eq!(ask_challenge(&app, "2001:db8:8::1").0, 200, "another /48");
+}
+
+// ---------------------------------------------------------------------------
+// Forged claims: a leaked key must not mint cheap challenges.
+
+#[test]
+fn a_validly_signed_challenge_with_other_argon2_params_is_refused_without_hashing() {
+    let app = app();
+    let mut claims = claims_for(&app, IP);
+    claims.params = Argon2Params::new(1, 8, 1, 32).unwrap();
+    assert_ne!(claims.params, app.state.config.argon2);
+    let ch = as_response(&app, &claims);
+    let req = SolveRequest {
+        challenge: ch.challenge.clone(),
+        nonce: solve(&ch),
+        refresh_token: None,
+        telemetry: None,
+    };
+    let runs = argon2_runs(&app);
+    let (status, body, _) = app.submit(IP, &req);
+    assert_eq!(status, 410, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("argon2 parameters"),
+        "{body}"
+    );
+    assert_eq!(argon2_runs(&app), runs);
+}
+
+#[test]
+fn a_validly_signed_challenge_below_the_difficulty_floor_is_refused_without_hashing() {
+    let app = app();
+    let mut claims = claims_for(&app, IP);
+    // Difficulty 1: every nonce wins.
+    claims.difficulty = Difficulty::new(1).unwrap();
+    let req = SolveRequest {
+        challenge: claims.sign(&app.state.challenge_key),
+        nonce: 0,
+        refresh_token: None,
+        telemetry: None,
+    };
+    let runs = argon2_runs(&app);
+    let (status, body, _) = app.submit(IP, &req);
+    assert_eq!(status, 410, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("request a new challenge"),
+        "{body}"
+    );
+    assert_eq!(argon2_runs(&app), runs);
+
+    // A refresh needs half the difficulty, not less.
+    let mut refresh = claims_for(&app, IP);
+    refresh.purpose = Purpose::Refresh { token_id: 1 };
+    refresh.difficulty = Difficulty::new(1).unwrap();
+    let req = SolveRequest {
+        challenge: refresh.sign(&app.state.challenge_key),
+        nonce: 0,
+        refresh_token: None,
+        telemetry: None,
+    };
+    assert_eq!(app.submit(IP, &req).0, 410);
 }

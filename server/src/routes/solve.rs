@@ -3,7 +3,8 @@
 //! a form into the cookie.
 //!
 //! The order of checks is the point of this module: everything cheap
-//! (size, schema, signature, expiry, address, spent) happens before the one
+//! (size, schema, signature, expiry, address, parameters and difficulty as
+//! [`crate::acceptance`] requires them now, spent) happens before the one
 //! argon2 hash, and a queue slot is taken before the challenge is spent, so
 //! a busy server answers 503 without burning the client's challenge.
 
@@ -16,6 +17,7 @@ use pow::wire::{SolveRequest, SolveResponse, Telemetry};
 use pow::{ChallengeError, Purpose};
 use serde::Deserialize;
 
+use crate::acceptance::Requirements;
 use crate::cookies;
 use crate::db;
 use crate::error::{ApiError, Result};
@@ -85,6 +87,15 @@ async fn check_and_issue(
             "this challenge was issued to another address; request a new one".into(),
         ));
     }
+    let (settings, last_change) = state.settings.get_with_change();
+    Requirements {
+        params: state.config.argon2,
+        settings: &settings,
+        last_change,
+        grace: state.config.challenge_grace,
+        now,
+    }
+    .check(&claims)?;
     // For a refresh the caller must hold the token being refreshed.
     let refresh = match claims.purpose {
         Purpose::New => None,
@@ -122,6 +133,7 @@ async fn check_and_issue(
     {
         return Err(ApiError::AlreadySpent);
     }
+    state.open_challenges.close(client.key, &id);
     let verdict = match reservation.verify(claims, req.nonce).await {
         Ok(v) => v,
         Err(e) => return Err(ApiError::Internal(e.into())),
