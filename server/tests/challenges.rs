@@ -1,10 +1,10 @@
 //! Live settings and challenge acceptance (issue 12): concurrent admin
-//! changes, stockpiled and forged challenges.
+//! changes, stockpiled and forged challenges, and poisoned telemetry.
 
 mod common;
 
 use common::{TestApp, answer, solve};
-use pow::wire::{ChallengeResponse, SolveRequest};
+use pow::wire::{ChallengeResponse, SolveRequest, Telemetry};
 use pow::{Argon2Params, ChallengeClaims, Difficulty, Purpose};
 use powgate::client_ip::IpKey;
 
@@ -324,4 +324,95 @@ fn a_validly_signed_challenge_below_the_difficulty_floor_is_refused_without_hash
         telemetry: None,
     };
     assert_eq!(app.submit(IP, &req).0, 410);
+}
+
+// ---------------------------------------------------------------------------
+// Telemetry: a few lying clients must not steer the admin's estimates.
+
+const USER_AGENTS: [&str; 3] = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+];
+
+fn solve_reporting(app: &TestApp, user_agent: &str, telemetry: Telemetry) {
+    let ch = app.new_challenge(IP);
+    let req = SolveRequest {
+        telemetry: Some(telemetry),
+        ..answer(&ch)
+    };
+    let mut r = app
+        .agent()
+        .post(&app.url("/api/solve"))
+        .header("X-Real-IP", IP)
+        .header("User-Agent", user_agent)
+        .send_json(&req)
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "{}",
+        r.body_mut().read_to_string().unwrap()
+    );
+}
+
+fn device_classes(app: &TestApp) -> serde_json::Value {
+    let (status, stats) = admin(app, "GET", "/api/admin/stats", None);
+    assert_eq!(status, 200, "{stats}");
+    stats
+}
+
+#[test]
+fn poisoned_telemetry_leaves_the_estimates_at_the_reference() {
+    let app = app();
+    for ua in USER_AGENTS {
+        for _ in 0..5 {
+            for t in [
+                Telemetry {
+                    hashes: Some(u64::MAX),
+                    elapsed_ms: Some(1_000),
+                    workers: Some(2),
+                },
+                Telemetry {
+                    hashes: Some(4),
+                    elapsed_ms: Some(u64::MAX),
+                    workers: Some(2),
+                },
+            ] {
+                solve_reporting(&app, ua, t);
+            }
+        }
+    }
+    let stats = device_classes(&app);
+    assert_eq!(stats["solve_time"]["samples"], 0, "{stats}");
+    for class in stats["device_classes"].as_array().unwrap() {
+        assert_eq!(class["source"], "reference", "{class}");
+        assert_eq!(class["exceeds_timeout"], false, "{class}");
+    }
+    assert!(
+        app.metrics()
+            .contains("powgate_client_solve_seconds_count 0")
+    );
+}
+
+#[test]
+fn honest_telemetry_still_replaces_the_reference() {
+    let app = app();
+    for _ in 0..5 {
+        solve_reporting(
+            &app,
+            USER_AGENTS[0],
+            Telemetry {
+                hashes: Some(4),
+                elapsed_ms: Some(1_000),
+                workers: Some(1),
+            },
+        );
+    }
+    let stats = device_classes(&app);
+    let desktop = &stats["device_classes"][0];
+    assert_eq!(desktop["class"], "desktop", "{stats}");
+    assert_eq!(desktop["source"], "measured", "{desktop}");
+    assert_eq!(desktop["hash_rate"], 4.0, "{desktop}");
+    assert_eq!(stats["solve_time"]["samples"], 5);
 }

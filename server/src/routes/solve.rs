@@ -14,7 +14,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use pow::wire::{SolveRequest, SolveResponse, Telemetry};
-use pow::{ChallengeError, Purpose};
+use pow::{ChallengeClaims, ChallengeError, Purpose};
 use serde::Deserialize;
 
 use crate::acceptance::Requirements;
@@ -25,7 +25,7 @@ use crate::redirect::safe_redirect;
 use crate::routes::extract::{ClientIp, JsonBody};
 use crate::routes::verify::{Decision, decide};
 use crate::state::AppState;
-use crate::stats::DeviceClass;
+use crate::stats::{DeviceClass, SolveReport};
 use crate::token::PlainToken;
 
 pub fn router() -> Router<AppState> {
@@ -181,7 +181,7 @@ async fn check_and_issue(
         }
     };
     tracing::info!(ip = %client.key, refreshed, id = %token.hashed().short_id(), "token issued");
-    record_success(state, headers, req.telemetry, refreshed, now);
+    record_success(state, headers, req.telemetry, &claims, refreshed, now);
     let plain = token.expose();
     let mut resp = Json(SolveResponse {
         token: plain.clone(),
@@ -197,6 +197,7 @@ fn record_success(
     state: &AppState,
     headers: &HeaderMap,
     telemetry: Option<Telemetry>,
+    claims: &ChallengeClaims,
     refreshed: bool,
     now: i64,
 ) {
@@ -205,9 +206,17 @@ fn record_success(
     m.tokens
         .with_label_values(&[if refreshed { "refreshed" } else { "issued" }])
         .inc();
-    if let Some(ms) = telemetry.and_then(|t| t.elapsed_ms) {
+    // Telemetry is the client's word: only what fits the challenge's
+    // difficulty and the time the server saw pass may reach the estimates.
+    let report = telemetry.and_then(|t| {
+        SolveReport::vet(t, claims.difficulty, claims.params, now - claims.issued_at)
+    });
+    if let Some(r) = report {
         #[allow(clippy::cast_precision_loss)]
-        m.client_solve_seconds.observe(ms as f64 / 1000.0);
+        m.client_solve_seconds
+            .observe(r.elapsed_ms() as f64 / 1000.0);
+    } else if telemetry.is_some() {
+        tracing::debug!(?telemetry, "implausible solve telemetry dropped");
     }
     let ua = headers
         .get(header::USER_AGENT)
@@ -215,7 +224,7 @@ fn record_success(
         .unwrap_or_default();
     state
         .stats
-        .record_solved(now, DeviceClass::from_user_agent(ua), telemetry);
+        .record_solved(now, DeviceClass::from_user_agent(ua), report);
 }
 
 fn set_cookie(state: &AppState, resp: &mut Response, token: &str, token_hours: u32) {
