@@ -52,6 +52,9 @@ pub enum Persist {
     ClearOverrides,
 }
 
+/// The settings in force and the last difficulty change, swapped together.
+type Current = (Arc<Settings>, Option<DifficultyChange>);
+
 /// The current settings, swapped whole on change.
 ///
 /// Readers take a snapshot under a short `RwLock` read (one `Arc` clone), so
@@ -60,19 +63,19 @@ pub enum Persist {
 /// different fields at once both see their change survive.
 #[derive(Debug)]
 pub struct LiveSettings {
-    current: RwLock<(Arc<Settings>, Option<DifficultyChange>)>,
-    writer: tokio::sync::Mutex<()>,
+    current: Arc<RwLock<Current>>,
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LiveSettings {
     pub fn new(s: Settings) -> Self {
         Self {
-            current: RwLock::new((Arc::new(s), None)),
-            writer: tokio::sync::Mutex::new(()),
+            current: Arc::new(RwLock::new((Arc::new(s), None))),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, (Arc<Settings>, Option<DifficultyChange>)> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
         // A poisoned lock only means a writer panicked after a whole-value
         // swap, so the value inside is still consistent.
         self.current
@@ -94,7 +97,9 @@ impl LiveSettings {
 
     /// Applies `change` to the current settings and stores what it returns,
     /// as one step that no other update can interleave with. Readers see the
-    /// new settings only once they are stored.
+    /// new settings only once they are stored. Once the write has started,
+    /// the swap happens even if the caller is cancelled (a client that hangs
+    /// up), so the live and the stored settings cannot drift apart.
     ///
     /// # Errors
     /// Whatever `change` refuses (nothing is stored or swapped then), or the
@@ -105,26 +110,32 @@ impl LiveSettings {
         now: i64,
         change: impl FnOnce(&mut Settings) -> Result<Persist, E>,
     ) -> Result<Settings, E> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.clone().lock_owned().await;
         let before = *self.get();
         let mut next = before;
         let persist = change(&mut next)?;
-        db.call(move |c| match persist {
-            Persist::Overrides(fields) => crate::db::settings::store(c, &fields, now),
-            Persist::ClearOverrides => crate::db::settings::clear(c).map(drop),
+        let current = self.current.clone();
+        // Store and swap on the blocking thread, which runs to the end even
+        // when this future is dropped; the writers' lock goes with it.
+        db.call(move |c| {
+            let _writer = writer;
+            match persist {
+                Persist::Overrides(fields) => crate::db::settings::store(c, &fields, now)?,
+                Persist::ClearOverrides => drop(crate::db::settings::clear(c)?),
+            }
+            let mut cur = current
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if next.difficulty != before.difficulty {
+                cur.1 = Some(DifficultyChange {
+                    previous: before.difficulty,
+                    at: now,
+                });
+            }
+            cur.0 = Arc::new(next);
+            Ok(())
         })
         .await?;
-        let mut cur = self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if next.difficulty != before.difficulty {
-            cur.1 = Some(DifficultyChange {
-                previous: before.difficulty,
-                at: now,
-            });
-        }
-        cur.0 = Arc::new(next);
         Ok(next)
     }
 }
