@@ -118,6 +118,9 @@ pub struct RawConfig {
     pub rate_challenges_per_minute: u64,
     pub rate_solutions_per_minute: u64,
     pub wrong_answer_backoff_secs: u64,
+    pub max_open_challenges_per_ip: u64,
+    pub max_open_challenges_per_network: u64,
+    pub challenge_grace_secs: u64,
     pub max_connections: u64,
     pub max_connections_per_ip: u64,
     pub max_body_bytes: u64,
@@ -163,6 +166,9 @@ impl Default for RawConfig {
             rate_challenges_per_minute: 60,
             rate_solutions_per_minute: 30,
             wrong_answer_backoff_secs: 5,
+            max_open_challenges_per_ip: 32,
+            max_open_challenges_per_network: 256,
+            challenge_grace_secs: 120,
             max_connections: 4096,
             max_connections_per_ip: 64,
             max_body_bytes: 8192,
@@ -222,6 +228,21 @@ pub struct Config {
     pub purge_interval: Duration,
     /// Limits against floods and slow clients.
     pub limits: Limits,
+    /// Bounds on challenges issued and not yet spent or expired.
+    pub open_challenges: OpenChallengeLimits,
+    /// How long after a difficulty change challenges issued at the previous
+    /// difficulty are still accepted, so visitors mid-solve finish.
+    pub challenge_grace: Duration,
+}
+
+/// Most challenges that may be open (issued, not yet spent, not expired) at
+/// once. 0 turns a bound off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenChallengeLimits {
+    /// Per client address (IPv6 by /64).
+    pub per_ip: u32,
+    /// Per network: IPv4 /24, IPv6 /48.
+    pub per_network: u32,
 }
 
 /// Limits against floods, garbage and slow clients. A rate of 0 turns that
@@ -493,6 +514,29 @@ impl RawConfig {
             verify_queue: usize::try_from(verify_queue).unwrap_or(0),
             verify_nice: i32::try_from(verify_nice).unwrap_or(19),
             purge_interval: Duration::from_secs(purge_interval_secs),
+            open_challenges: OpenChallengeLimits {
+                per_ip: ranged_u32(
+                    "max_open_challenges_per_ip",
+                    self.max_open_challenges_per_ip,
+                    0,
+                    1_000_000,
+                    " (0 = off)",
+                )?,
+                per_network: ranged_u32(
+                    "max_open_challenges_per_network",
+                    self.max_open_challenges_per_network,
+                    0,
+                    1_000_000,
+                    " (0 = off)",
+                )?,
+            },
+            challenge_grace: Duration::from_secs(ranged(
+                "challenge_grace_secs",
+                self.challenge_grace_secs,
+                0,
+                3600,
+                " seconds",
+            )?),
             limits: Limits {
                 challenges_per_minute: ranged_u32(
                     "rate_challenges_per_minute",

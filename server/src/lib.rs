@@ -11,10 +11,13 @@
 //! - [`db`]: SQLite pool, migrations and queries.
 //! - [`token_store`]: tokens with an in-memory cache in front of the database.
 //! - [`verifier`]: bounded, off-runtime argon2 verification.
+//! - [`acceptance`]: which signed challenges are still worth an argon2 run.
+//! - [`open_challenges`]: the bounded ledger of issued, unspent challenges.
 //! - [`client_ip`]: trusted-proxy rules and address keys.
 //! - [`server`]: start-up, background jobs and graceful shutdown.
 //! - [`cli`]: the `powgate solve` client.
 
+pub mod acceptance;
 pub mod admin_auth;
 pub mod allowlist;
 pub mod cli;
@@ -27,6 +30,7 @@ pub mod error;
 pub mod forwarded;
 pub mod limits;
 pub mod metrics;
+pub mod open_challenges;
 pub mod origin;
 pub mod redirect;
 pub mod routes;

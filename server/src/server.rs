@@ -153,6 +153,7 @@ pub async fn purge_once(state: &AppState) -> anyhow::Result<Purged> {
     tokio::task::spawn_blocking(move || {
         limiters.admin.forget_idle(now);
         limiters.rate_limits.forget_idle();
+        limiters.open_challenges.forget_expired(now);
     })
     .await?;
     let challenges = state

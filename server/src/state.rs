@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::db::{self, Db};
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
+use crate::open_challenges::OpenChallenges;
 use crate::settings::{FIELDS, LiveSettings, Settings};
 use crate::stats::Stats;
 use crate::token_store::TokenStore;
@@ -49,6 +50,9 @@ pub struct Inner {
     pub stats: Stats,
     /// Per-address rate limits and the wrong-answer back-off.
     pub rate_limits: RateLimits,
+    /// Challenges issued and not yet spent or expired, bounded per address
+    /// and network.
+    pub open_challenges: OpenChallenges,
 }
 
 impl std::ops::Deref for AppState {
@@ -94,6 +98,7 @@ impl AppState {
             config.client_ip_header.clone(),
         );
         let rate_limits = RateLimits::new(&config.limits);
+        let open_challenges = OpenChallenges::new(config.open_challenges);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -108,6 +113,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 stats: Stats::default(),
                 rate_limits,
+                open_challenges,
             }),
         })
     }

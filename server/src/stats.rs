@@ -17,8 +17,23 @@ use serde::Serialize;
 const MINUTES: usize = 24 * 60;
 /// Solve samples kept.
 const SAMPLES: usize = 4096;
-/// Samples of a class needed before its measured rate replaces the reference.
-const MIN_SAMPLES: usize = 3;
+/// Samples of a class needed before its measured rate replaces the
+/// reference: the median of five needs three liars to move, and an honest
+/// site collects five solves per class within minutes.
+const MIN_SAMPLES: usize = 5;
+/// Most hashes an honest solve reports, as a multiple of the difficulty:
+/// the hashes until success are geometric with mean D, so more than 32·D
+/// happens with probability e^-32.
+const MAX_HASHES_PER_DIFFICULTY: u64 = 32;
+/// Hashes that parallel workers may add beyond the winning one: each
+/// finishes the batch it is in when another wins.
+const WORKER_OVERSHOOT_HASHES: u64 = 256;
+/// Slack on the server-observed solve time, in ms: issue and solve times
+/// are whole seconds.
+const ELAPSED_SLACK_MS: u64 = 2_000;
+/// The fastest plausible client, as a multiple of the reference desktop: a
+/// 64-core server is about 20 times a 4-core desktop.
+const MAX_RATE_OVER_DESKTOP: f64 = 100.0;
 
 /// The kind of device a client is, from its User-Agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,6 +109,61 @@ struct Sample {
     elapsed_ms: u64,
     /// Whole-client hashes per second, when reported.
     rate: Option<f64>,
+}
+
+/// Solve telemetry that passed [`SolveReport::vet`]: physically possible
+/// and consistent with the challenge and with what the server observed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SolveReport {
+    elapsed_ms: u64,
+    /// Whole-client hashes per second, when hashes were reported.
+    rate: Option<f64>,
+}
+
+impl SolveReport {
+    /// Checks what a client says about solving a challenge of difficulty
+    /// `d` with `params`, solved `observed_secs` after it was issued.
+    /// `None` drops the sample: clamping a lie would still let it move the
+    /// estimates.
+    ///
+    /// A sample is dropped when its time is zero or longer than the server
+    /// saw pass, when its hashes exceed a generous multiple of the
+    /// difficulty, or when its rate is beyond the fastest plausible device.
+    pub fn vet(
+        t: Telemetry,
+        d: Difficulty,
+        params: Argon2Params,
+        observed_secs: i64,
+    ) -> Option<Self> {
+        let observed_ms = u64::try_from(observed_secs)
+            .unwrap_or(0)
+            .saturating_mul(1000)
+            .saturating_add(ELAPSED_SLACK_MS);
+        let elapsed_ms = t.elapsed_ms.filter(|ms| (1..=observed_ms).contains(ms))?;
+        let max_hashes = d
+            .get()
+            .saturating_mul(MAX_HASHES_PER_DIFFICULTY)
+            .saturating_add(WORKER_OVERSHOOT_HASHES);
+        let rate = match t.hashes {
+            None => None,
+            Some(h) => {
+                if !(1..=max_hashes).contains(&h) {
+                    return None;
+                }
+                #[allow(clippy::cast_precision_loss)]
+                let rate = h as f64 * 1000.0 / elapsed_ms as f64;
+                if rate > DeviceClass::Desktop.reference_rate(params) * MAX_RATE_OVER_DESKTOP {
+                    return None;
+                }
+                Some(rate)
+            }
+        };
+        Some(Self { elapsed_ms, rate })
+    }
+
+    pub fn elapsed_ms(&self) -> u64 {
+        self.elapsed_ms
+    }
 }
 
 #[derive(Debug, Default)]
@@ -202,16 +272,11 @@ impl Stats {
         self.bump(now, |b| b.failed += 1);
     }
 
-    pub fn record_solved(&self, now: i64, class: DeviceClass, t: Option<Telemetry>) {
+    pub fn record_solved(&self, now: i64, class: DeviceClass, report: Option<SolveReport>) {
         self.bump(now, |b| b.solved += 1);
-        let Some(elapsed_ms) = t.and_then(|t| t.elapsed_ms).filter(|ms| *ms > 0) else {
+        let Some(SolveReport { elapsed_ms, rate }) = report else {
             return;
         };
-        #[allow(clippy::cast_precision_loss)]
-        let rate = t
-            .and_then(|t| t.hashes)
-            .filter(|h| *h > 0)
-            .map(|h| h as f64 * 1000.0 / elapsed_ms as f64);
         self.with(|s| {
             s.samples.push_back(Sample {
                 at: now,
@@ -400,9 +465,20 @@ mod tests {
             elapsed_ms: Some(10_000),
             workers: Some(2),
         };
-        for _ in 0..MIN_SAMPLES {
-            s.record_solved(now, DeviceClass::Phone, Some(t));
+        let d = Difficulty::new(100).unwrap();
+        let report = SolveReport::vet(t, d, Argon2Params::DEFAULT, 10);
+        assert!(report.is_some());
+        for _ in 0..MIN_SAMPLES - 1 {
+            s.record_solved(now, DeviceClass::Phone, report);
         }
+        let phone = |s: &Stats| {
+            s.estimates(now, d, Argon2Params::DEFAULT, 1800.0)
+                .into_iter()
+                .find(|e| e.class == DeviceClass::Phone)
+                .unwrap()
+        };
+        assert_eq!(phone(&s).source, "reference", "too few samples yet");
+        s.record_solved(now, DeviceClass::Phone, report);
         let est = s.estimates(
             now,
             Difficulty::new(100).unwrap(),
@@ -417,7 +493,7 @@ mod tests {
             .find(|e| e.class == DeviceClass::Desktop)
             .unwrap();
         assert_eq!(desktop.source, "reference");
-        assert_eq!(s.counts(now).solved.hour, 3);
+        assert_eq!(s.counts(now).solved.hour, MIN_SAMPLES as u64);
         assert_eq!(s.solve_times(now).p50_ms, Some(10_000));
     }
 
@@ -434,5 +510,41 @@ mod tests {
         assert_eq!(t.buckets.len(), 24);
         assert_eq!(t.buckets.iter().map(|b| b.issued).sum::<u64>(), 2);
         assert_eq!(t.buckets.last().unwrap().failed, 1);
+    }
+
+    /// Issue 12, attacker's pass: `hashes` or `elapsed_ms` of 2^64-1 showed
+    /// 1.8e22 H/s and 2^64 ms solve times on the admin page.
+    #[test]
+    fn poisoned_telemetry_is_dropped_not_clamped() {
+        let d = Difficulty::new(200).unwrap();
+        let p = Argon2Params::DEFAULT;
+        let vet = |hashes, elapsed_ms, observed| {
+            SolveReport::vet(
+                Telemetry {
+                    hashes,
+                    elapsed_ms,
+                    workers: None,
+                },
+                d,
+                p,
+                observed,
+            )
+        };
+        assert!(vet(Some(u64::MAX), Some(10_000), 20).is_none());
+        assert!(vet(Some(100), Some(u64::MAX), 20).is_none());
+        assert!(vet(Some(100), Some(0), 20).is_none());
+        assert!(vet(Some(0), Some(1_000), 20).is_none());
+        assert!(
+            vet(Some(100), Some(23_000), 20).is_none(),
+            "beyond the observed 20 s + slack"
+        );
+        assert!(vet(Some(200 * 32 + 257), Some(10_000), 600).is_none());
+        assert!(
+            vet(Some(6_000), Some(1_000), 600).is_none(),
+            "6000 H/s at 64 MiB"
+        );
+        let honest = vet(Some(150), Some(12_000), 13).unwrap();
+        assert_eq!((honest.elapsed_ms(), honest.rate), (12_000, Some(12.5)));
+        assert_eq!(vet(None, Some(12_000), 13).unwrap().rate, None);
     }
 }

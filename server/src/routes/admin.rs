@@ -26,7 +26,7 @@ use crate::error::{ApiError, Result};
 use crate::origin::{self, RequestOrigin};
 use crate::routes::extract::{ClientIp, JsonBody};
 use crate::routes::pages;
-use crate::settings::{FIELDS, Settings};
+use crate::settings::{FIELDS, Persist, Settings};
 use crate::state::AppState;
 use crate::stats::{ClassEstimate, Counts, SolveTimes, Timeline};
 
@@ -269,26 +269,27 @@ async fn patch_settings(
             FIELDS.join(", ")
         )));
     }
-    let mut next = *state.settings.get();
-    let mut changed: Vec<(&'static str, i64)> = Vec::new();
-    for (name, value) in &body {
-        let Some(field) = FIELDS.iter().find(|f| **f == name.as_str()) else {
-            return Err(ApiError::BadRequest(format!(
-                "unknown setting {name:?}; known: {}",
-                FIELDS.join(", ")
-            )));
-        };
-        let v = patch_value(field, value)?;
-        next.set_field(field, v)
-            .map_err(|message| ApiError::InvalidField { field, message })?;
-        changed.push((field, v));
-    }
-    let now = state.now();
-    state
-        .db
-        .call(move |c| db::settings::store(c, &changed, now))
+    // Checked and applied inside the settings' write lock, so a concurrent
+    // PATCH of another field cannot be undone by this one (issue 12, item 2).
+    let next = state
+        .settings
+        .update(&state.db, state.now(), |next| {
+            let mut changed: Vec<(&'static str, i64)> = Vec::new();
+            for (name, value) in &body {
+                let Some(field) = FIELDS.iter().find(|f| **f == name.as_str()) else {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown setting {name:?}; known: {}",
+                        FIELDS.join(", ")
+                    )));
+                };
+                let v = patch_value(field, value)?;
+                next.set_field(field, v)
+                    .map_err(|message| ApiError::InvalidField { field, message })?;
+                changed.push((field, v));
+            }
+            Ok(Persist::Overrides(changed))
+        })
         .await?;
-    state.settings.set(next);
     tracing::info!(settings = ?next, "settings changed by admin");
     Ok(Json(settings_view(&state).await?))
 }
@@ -297,8 +298,14 @@ async fn reset_settings(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<SettingsView>> {
-    state.db.call(|c| db::settings::clear(c)).await?;
-    state.settings.set(state.config.settings);
+    let configured = state.config.settings;
+    state
+        .settings
+        .update(&state.db, state.now(), |s| {
+            *s = configured;
+            Ok::<_, ApiError>(Persist::ClearOverrides)
+        })
+        .await?;
     tracing::info!("settings reverted to configuration by admin");
     Ok(Json(settings_view(&state).await?))
 }

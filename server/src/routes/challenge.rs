@@ -1,4 +1,5 @@
-//! `POST /api/challenge`: issues a signed, expiring, IP-bound challenge.
+//! `POST /api/challenge`: issues a signed, expiring, IP-bound challenge,
+//! within the bound on open challenges per address and network.
 
 use axum::http::HeaderMap;
 use axum::routing::post;
@@ -36,11 +37,23 @@ async fn issue(
     let mut id = [0u8; 16];
     getrandom::fill(&mut id)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("random generator: {e}")))?;
+    let expires_at = now + i64::from(settings.challenge_timeout_minutes) * 60;
+    state
+        .open_challenges
+        .open(client.key, id, expires_at, now)
+        .map_err(|refused| {
+            state
+                .metrics
+                .limited
+                .with_label_values(&[refused.limit])
+                .inc();
+            ApiError::RateLimited(refused.retry_after)
+        })?;
     let claims = ChallengeClaims {
         id,
         purpose,
         issued_at: now,
-        expires_at: now + i64::from(settings.challenge_timeout_minutes) * 60,
+        expires_at,
         difficulty,
         params: state.config.argon2,
         ip_key: client.key.to_bytes(),

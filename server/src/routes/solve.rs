@@ -3,7 +3,8 @@
 //! a form into the cookie.
 //!
 //! The order of checks is the point of this module: everything cheap
-//! (size, schema, signature, expiry, address, spent) happens before the one
+//! (size, schema, signature, expiry, address, parameters and difficulty as
+//! [`crate::acceptance`] requires them now, spent) happens before the one
 //! argon2 hash, and a queue slot is taken before the challenge is spent, so
 //! a busy server answers 503 without burning the client's challenge.
 
@@ -13,9 +14,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use pow::wire::{SolveRequest, SolveResponse, Telemetry};
-use pow::{ChallengeError, Purpose};
+use pow::{ChallengeClaims, ChallengeError, Purpose};
 use serde::Deserialize;
 
+use crate::acceptance::Requirements;
 use crate::cookies;
 use crate::db;
 use crate::error::{ApiError, Result};
@@ -24,7 +26,7 @@ use crate::redirect::safe_redirect;
 use crate::routes::extract::{ClientIp, JsonBody};
 use crate::routes::verify::{Decision, decide};
 use crate::state::AppState;
-use crate::stats::DeviceClass;
+use crate::stats::{DeviceClass, SolveReport};
 use crate::token::PlainToken;
 
 pub fn router() -> Router<AppState> {
@@ -86,6 +88,15 @@ async fn check_and_issue(
             "this challenge was issued to another address; request a new one".into(),
         ));
     }
+    let (settings, last_change) = state.settings.get_with_change();
+    Requirements {
+        params: state.config.argon2,
+        settings: &settings,
+        last_change,
+        grace: state.config.challenge_grace,
+        now,
+    }
+    .check(&claims)?;
     // For a refresh the caller must hold the token being refreshed.
     let refresh = match claims.purpose {
         Purpose::New => None,
@@ -123,6 +134,7 @@ async fn check_and_issue(
     {
         return Err(ApiError::AlreadySpent);
     }
+    state.open_challenges.close(client.key, &id);
     let verdict = match reservation.verify(claims, req.nonce).await {
         Ok(v) => v,
         Err(e) => return Err(ApiError::Internal(e.into())),
@@ -170,7 +182,7 @@ async fn check_and_issue(
         }
     };
     tracing::info!(ip = %client.key, refreshed, id = %token.hashed().short_id(), "token issued");
-    record_success(state, headers, req.telemetry, refreshed, now);
+    record_success(state, headers, req.telemetry, &claims, refreshed, now);
     let plain = token.expose();
     let mut resp = Json(SolveResponse {
         token: plain.clone(),
@@ -186,6 +198,7 @@ fn record_success(
     state: &AppState,
     headers: &HeaderMap,
     telemetry: Option<Telemetry>,
+    claims: &ChallengeClaims,
     refreshed: bool,
     now: i64,
 ) {
@@ -194,9 +207,17 @@ fn record_success(
     m.tokens
         .with_label_values(&[if refreshed { "refreshed" } else { "issued" }])
         .inc();
-    if let Some(ms) = telemetry.and_then(|t| t.elapsed_ms) {
+    // Telemetry is the client's word: only what fits the challenge's
+    // difficulty and the time the server saw pass may reach the estimates.
+    let report = telemetry.and_then(|t| {
+        SolveReport::vet(t, claims.difficulty, claims.params, now - claims.issued_at)
+    });
+    if let Some(r) = report {
         #[allow(clippy::cast_precision_loss)]
-        m.client_solve_seconds.observe(ms as f64 / 1000.0);
+        m.client_solve_seconds
+            .observe(r.elapsed_ms() as f64 / 1000.0);
+    } else if telemetry.is_some() {
+        tracing::debug!(?telemetry, "implausible solve telemetry dropped");
     }
     let ua = headers
         .get(header::USER_AGENT)
@@ -204,7 +225,7 @@ fn record_success(
         .unwrap_or_default();
     state
         .stats
-        .record_solved(now, DeviceClass::from_user_agent(ua), telemetry);
+        .record_solved(now, DeviceClass::from_user_agent(ua), report);
 }
 
 fn set_cookie(state: &AppState, resp: &mut Response, token: &str, token_hours: u32) {

@@ -1,0 +1,131 @@
+//! Which validly signed challenges are still worth an argon2 run.
+//!
+//! A signature proves only that this server (or whoever holds its key)
+//! issued the claims. The claims must also match what the server asks for
+//! now: the configured argon2 parameters, and at least the difficulty in
+//! force, halved for a refresh. After a difficulty change, challenges issued
+//! at the previous difficulty stay acceptable for the grace period, so a
+//! visitor mid-solve finishes, while a stockpile of old challenges dies.
+//!
+//! Every rule here is a comparison, so it runs before any argon2 work and
+//! before the challenge is spent.
+
+use std::time::Duration;
+
+use pow::{Argon2Params, ChallengeClaims, Difficulty, Purpose};
+
+use crate::error::ApiError;
+use crate::settings::{DifficultyChange, Settings};
+
+/// What the server asks of a challenge at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Requirements<'a> {
+    pub params: Argon2Params,
+    pub settings: &'a Settings,
+    pub last_change: Option<DifficultyChange>,
+    pub grace: Duration,
+    pub now: i64,
+}
+
+/// The least difficulty a challenge for `purpose` needs when `d` is in force.
+fn floor(purpose: Purpose, d: Difficulty) -> Difficulty {
+    match purpose {
+        Purpose::New => d,
+        Purpose::Refresh { .. } => d.halved(),
+    }
+}
+
+impl Requirements<'_> {
+    /// The least difficulty `claims` may carry: the floor at the current
+    /// difficulty, or within the grace period the lower of that and the
+    /// floor at the previous difficulty, for challenges issued before the
+    /// change.
+    pub fn min_difficulty(&self, claims: &ChallengeClaims) -> Difficulty {
+        let now_floor = floor(claims.purpose, self.settings.difficulty);
+        let grace = i64::try_from(self.grace.as_secs()).unwrap_or(i64::MAX);
+        match self.last_change {
+            Some(c) if claims.issued_at <= c.at && self.now < c.at.saturating_add(grace) => {
+                now_floor.min(floor(claims.purpose, c.previous))
+            }
+            _ => now_floor,
+        }
+    }
+
+    /// # Errors
+    /// 410 with what to do when `claims` asks for other argon2 parameters
+    /// or less work than is required now.
+    pub fn check(&self, claims: &ChallengeClaims) -> Result<(), ApiError> {
+        if claims.params != self.params {
+            return Err(ApiError::Expired(
+                "this challenge was issued with other argon2 parameters than the server uses now; request a new challenge".into(),
+            ));
+        }
+        let min = self.min_difficulty(claims);
+        if claims.difficulty < min {
+            return Err(ApiError::Expired(format!(
+                "this challenge's difficulty {} is below the {} required now (the difficulty was raised); request a new challenge",
+                claims.difficulty.get(),
+                min.get()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(d: u64) -> Settings {
+        Settings {
+            difficulty: Difficulty::new(d).unwrap(),
+            challenge_timeout_minutes: 30,
+            token_hours: 24,
+            token_max_ips: 2,
+            max_tokens_per_ip: 0,
+        }
+    }
+
+    fn claims(purpose: Purpose, d: u64, issued_at: i64) -> ChallengeClaims {
+        ChallengeClaims {
+            id: [0; 16],
+            purpose,
+            issued_at,
+            expires_at: issued_at + 1800,
+            difficulty: Difficulty::new(d).unwrap(),
+            params: Argon2Params::DEFAULT,
+            ip_key: [0; 16],
+        }
+    }
+
+    #[test]
+    fn floors_for_new_refresh_and_within_the_grace() {
+        let s = settings(800);
+        let mut r = Requirements {
+            params: Argon2Params::DEFAULT,
+            settings: &s,
+            last_change: Some(DifficultyChange {
+                previous: Difficulty::new(200).unwrap(),
+                at: 1000,
+            }),
+            grace: Duration::from_secs(120),
+            now: 1100,
+        };
+        let refresh = Purpose::Refresh { token_id: 1 };
+        assert!(r.check(&claims(Purpose::New, 200, 999)).is_ok());
+        assert!(r.check(&claims(refresh, 100, 999)).is_ok());
+        assert!(r.check(&claims(refresh, 99, 999)).is_err());
+        assert!(
+            r.check(&claims(Purpose::New, 200, 1001)).is_err(),
+            "issued after the raise"
+        );
+        r.now = 1120;
+        assert!(r.check(&claims(Purpose::New, 200, 999)).is_err());
+        assert!(r.check(&claims(Purpose::New, 800, 999)).is_ok());
+        assert!(r.check(&claims(refresh, 400, 999)).is_ok());
+        assert!(r.check(&claims(refresh, 399, 999)).is_err());
+        let mut other = claims(Purpose::New, 800, 999);
+        other.params = Argon2Params::new(1, 8, 1, 32).unwrap();
+        assert!(r.check(&other).is_err());
+    }
+}

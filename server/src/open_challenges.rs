@@ -1,0 +1,225 @@
+//! The ledger of open challenges: issued, not yet spent, not yet expired.
+//!
+//! The challenge rate alone lets one address stockpile
+//! `rate × timeout` challenges (60/min × 30 min = 1 800), all solvable later
+//! at the difficulty they were issued with. A page holds one challenge at a
+//! time and reloads leave a few behind, so a bound per address and per
+//! network far above that costs visitors nothing and caps a stockpile.
+//!
+//! Kept in memory only: a restart forgets the ledger, which at worst lets
+//! an address hold twice the bound for one challenge timeout.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::client_ip::IpKey;
+use crate::config::OpenChallengeLimits;
+
+/// Most open challenges tracked in total, about 50 bytes each; beyond it new
+/// challenges are refused until expiry frees entries. Reaching it takes
+/// thousands of networks each at its bound.
+const CAPACITY: usize = 500_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: [u8; 16],
+    address: IpKey,
+    expires_at: i64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Open challenges by network, so both bounds are one lookup.
+    by_network: HashMap<[u8; 16], Vec<Entry>>,
+    total: usize,
+}
+
+/// Why a challenge was not issued: the `powgate_limited_total` label and
+/// the seconds until the oldest counted challenge expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub limit: &'static str,
+    pub retry_after: u64,
+}
+
+#[derive(Debug)]
+pub struct OpenChallenges {
+    limits: OpenChallengeLimits,
+    inner: Mutex<Inner>,
+}
+
+/// The network an address belongs to for the per-network bound: IPv4 by
+/// /24, IPv6 by /48 (a typical site allocation). Works on the signed
+/// 16-byte form, in which IPv4 is IPv4-mapped IPv6.
+fn network(address: IpKey) -> [u8; 16] {
+    let mut b = address.to_bytes();
+    let v4_mapped = b[..10].iter().all(|x| *x == 0) && b[10] == 0xff && b[11] == 0xff;
+    let keep = if v4_mapped { 15 } else { 6 };
+    b[keep..].fill(0);
+    b
+}
+
+impl OpenChallenges {
+    pub fn new(limits: OpenChallengeLimits) -> Self {
+        Self {
+            limits,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.limits.per_ip > 0 || self.limits.per_network > 0
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Records challenge `id` as open for `address` until `expires_at`.
+    ///
+    /// # Errors
+    /// [`Refused`] when `address`, its network or the ledger as a whole is
+    /// at its bound; nothing is recorded then.
+    pub fn open(
+        &self,
+        address: IpKey,
+        id: [u8; 16],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), Refused> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let net = network(address);
+        let OpenChallengeLimits {
+            per_ip,
+            per_network,
+        } = self.limits;
+        self.with(|inner| {
+            let entries = inner.by_network.entry(net).or_default();
+            let before = entries.len();
+            entries.retain(|e| e.expires_at > now);
+            inner.total -= before - entries.len();
+            // The wait until the earliest of `counted` expires frees a slot.
+            let refuse = |limit, counted: &mut dyn Iterator<Item = &Entry>| Refused {
+                limit,
+                retry_after: counted
+                    .map(|e| e.expires_at - now)
+                    .min()
+                    .and_then(|s| u64::try_from(s).ok())
+                    .unwrap_or(1)
+                    .max(1),
+            };
+            let of_address = entries.iter().filter(|e| e.address == address).count();
+            if per_ip > 0 && of_address >= per_ip as usize {
+                return Err(refuse(
+                    "open_challenges_per_ip",
+                    &mut entries.iter().filter(|e| e.address == address),
+                ));
+            }
+            if per_network > 0 && entries.len() >= per_network as usize {
+                return Err(refuse("open_challenges_per_network", &mut entries.iter()));
+            }
+            if inner.total >= CAPACITY {
+                // The periodic sweep frees expired entries of other networks.
+                return Err(Refused {
+                    limit: "open_challenges_total",
+                    retry_after: 60,
+                });
+            }
+            entries.push(Entry {
+                id,
+                address,
+                expires_at,
+            });
+            inner.total += 1;
+            Ok(())
+        })
+    }
+
+    /// Frees the slot of a spent challenge.
+    pub fn close(&self, address: IpKey, id: &[u8; 16]) {
+        if !self.enabled() {
+            return;
+        }
+        let net = network(address);
+        self.with(|inner| {
+            if let Some(entries) = inner.by_network.get_mut(&net)
+                && let Some(i) = entries.iter().position(|e| &e.id == id)
+            {
+                entries.swap_remove(i);
+                inner.total -= 1;
+                if entries.is_empty() {
+                    inner.by_network.remove(&net);
+                }
+            }
+        });
+    }
+
+    /// Frees the slots of expired challenges and forgets empty networks, so
+    /// memory follows the open challenges; run by the purge job.
+    pub fn forget_expired(&self, now: i64) {
+        self.with(|inner| {
+            let mut total = 0;
+            inner.by_network.retain(|_, entries| {
+                entries.retain(|e| e.expires_at > now);
+                total += entries.len();
+                !entries.is_empty()
+            });
+            inner.by_network.shrink_to_fit();
+            inner.total = total;
+        });
+    }
+
+    /// Challenges open now, as last counted.
+    pub fn count(&self) -> usize {
+        self.with(|inner| inner.total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> IpKey {
+        IpKey::of(s.parse().unwrap())
+    }
+
+    #[test]
+    fn networks_are_ipv4_slash_24_and_ipv6_slash_48() {
+        assert_eq!(network(key("192.0.2.1")), network(key("192.0.2.254")));
+        assert_ne!(network(key("192.0.2.1")), network(key("192.0.3.1")));
+        assert_eq!(
+            network(key("2001:db8:1:1::1")),
+            network(key("2001:db8:1:ffff::1"))
+        );
+        assert_ne!(network(key("2001:db8:1::1")), network(key("2001:db8:2::1")));
+    }
+
+    #[test]
+    fn slots_are_freed_on_close_and_on_expiry() {
+        let l = OpenChallenges::new(OpenChallengeLimits {
+            per_ip: 2,
+            per_network: 3,
+        });
+        let a = key("198.51.100.1");
+        l.open(a, [1; 16], 100, 0).unwrap();
+        l.open(a, [2; 16], 200, 0).unwrap();
+        let r = l.open(a, [3; 16], 100, 10).unwrap_err();
+        assert_eq!(r.limit, "open_challenges_per_ip");
+        assert_eq!(r.retry_after, 90, "until the first one expires");
+        l.close(a, &[1; 16]);
+        l.open(a, [3; 16], 100, 10).unwrap();
+        assert_eq!(l.count(), 2);
+        l.open(key("198.51.100.2"), [4; 16], 100, 10).unwrap();
+        let r = l.open(key("198.51.100.3"), [5; 16], 100, 10).unwrap_err();
+        assert_eq!(r.limit, "open_challenges_per_network");
+        l.open(key("198.51.101.3"), [5; 16], 100, 10).unwrap();
+        l.forget_expired(150);
+        assert_eq!(l.count(), 1, "only [2; 16] expires after 150");
+        l.open(a, [6; 16], 300, 150).unwrap();
+    }
+}
