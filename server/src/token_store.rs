@@ -49,10 +49,13 @@ impl TokenStore {
 
     /// Caches `rec`, read from the database after `seen` was taken, unless
     /// an entry was removed since: the read may predate that removal's write.
-    /// The second check covers a removal that lands between the first one
-    /// and the insert; dropping a fresh entry there only costs a miss.
+    /// Then any cached entry goes too, since it is older still (an extended
+    /// token's entry still says expired). The second check covers a removal
+    /// that lands between the first one and the insert; dropping a fresh
+    /// entry there only costs a miss.
     fn cache_if_current(&self, seen: u64, rec: Arc<TokenRecord>) {
         if self.generation() != seen {
+            self.cache.remove(&rec.hash);
             return;
         }
         let hash = rec.hash;
@@ -147,7 +150,8 @@ impl TokenStore {
         Ok(issued)
     }
 
-    /// Extends a token after a refresh solve.
+    /// Extends a token after a refresh solve (see [`rows::extend`]) and
+    /// forgets the tokens its address's cap evicted.
     ///
     /// # Errors
     /// Database errors.
@@ -158,14 +162,16 @@ impl TokenStore {
         now: i64,
         expires_at: i64,
         max_ips: u32,
+        max_per_ip: u32,
     ) -> Result<Option<Arc<TokenRecord>>, DbError> {
         let seen = self.generation();
-        let rec = self
+        let extended = self
             .db
-            .call(move |c| rows::extend(c, token_id, &ip, now, expires_at, max_ips))
+            .call(move |c| rows::extend(c, token_id, &ip, now, expires_at, max_ips, max_per_ip))
             .await?;
-        Ok(rec.map(|r| {
-            let r = Arc::new(r);
+        Ok(extended.map(|e| {
+            self.forget(&e.evicted);
+            let r = Arc::new(e.record);
             self.cache_if_current(seen, r.clone());
             r
         }))
