@@ -65,8 +65,10 @@ fn solve_issues_a_token_that_verify_accepts() {
     assert_eq!((s, b["status"].as_str().unwrap()), (401, "missing"));
     let (s, b, _) = app.verify(Some("5b1c4a3e-0000-4000-8000-000000000000"), IP);
     assert_eq!((s, b["status"].as_str().unwrap()), (401, "unknown"));
-    let (s, b, _) = app.verify(Some("short"), IP);
+    let (s, b, _) = app.verify(Some("zzzzzzzz-zzzz-4zzz-8zzz-zzzzzzzzzzzz"), IP);
     assert_eq!((s, b["status"].as_str().unwrap()), (401, "malformed"));
+    let (s, b, _) = app.verify(Some("not-a-powgate-token"), IP);
+    assert_eq!((s, b["status"].as_str().unwrap()), (401, "missing"));
 
     // The cookie works as well as the bearer header.
     let mut r = app
