@@ -599,6 +599,7 @@ fn an_existing_world_readable_database_is_made_private_with_a_warning() {
     std::fs::write(&db, b"").unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let server = Server::start(dir.path(), free_port(), &[]);
+    assert_eq!(server.verify(None, "127.0.0.1"), 401, "the server answers");
     let mode = std::fs::metadata(&db).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{:o}", mode & 0o777);
     let log = server.log.lock().unwrap().clone();
@@ -607,4 +608,18 @@ fn an_existing_world_readable_database_is_made_private_with_a_warning() {
         "{log:?}"
     );
     server.stop();
+}
+
+/// The SIGTERM handler used to be installed only when the accept loop first
+/// polled its shutdown future, after "powgate listening" was logged: a
+/// SIGTERM in between (systemd stopping a unit that has just started) killed
+/// the process instead of shutting it down cleanly.
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_clean_shutdown() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path(), free_port(), &[]);
+        assert_eq!(server.verify(None, "127.0.0.1"), 401);
+        server.stop();
+    }
 }
