@@ -106,17 +106,26 @@ fn make_private(path: &Path) -> anyhow::Result<()> {
             continue; // no WAL or SHM yet
         };
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(
-                |e| anyhow::anyhow!("cannot make {} private (0600): {e}", file.display()),
-            )?;
-            tracing::warn!(
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        // Not fatal when it fails (a file owned by another user that powgate
+        // may only write through its group): the operator is told instead.
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => tracing::warn!(
                 file = %file.display(),
                 was = format_args!("{mode:o}"),
-                "the database was readable by other users; it is 0600 now. \
-                 It holds the challenge key: set POW_SECRET to a new value, or \
-                 delete the challenge_hmac_key row, if others may have read it"
-            );
+                "the database was open to other users; it is 0600 now. It holds \
+                 the challenge key: set POW_SECRET to a new value, or delete the \
+                 challenge_hmac_key row, if others may have read it"
+            ),
+            Err(e) => tracing::warn!(
+                file = %file.display(),
+                was = format_args!("{mode:o}"),
+                error = %e,
+                "the database is open to other users and cannot be made 0600; \
+                 it holds the challenge key, so restrict it"
+            ),
         }
     }
     Ok(())
