@@ -146,7 +146,7 @@ impl Default for RawConfig {
             database: "powgate.db".into(),
             public_url: None,
             secret: None,
-            difficulty_level: DifficultyValue::Name("medium".into()),
+            difficulty_level: DifficultyValue::Name("low".into()),
             challenge_timeout: 30,
             token_hours: 24,
             token_max_ips: 2,
@@ -637,10 +637,18 @@ mod tests {
     use super::*;
     use figment::Jail;
 
+    /// The default was `medium` (900 hashes), about four minutes for a
+    /// visitor on a slow machine; the design's default is `low`.
+    #[test]
+    fn the_default_difficulty_is_low() {
+        let c = RawConfig::default().validate().unwrap();
+        assert_eq!(c.settings.difficulty, Difficulty::LOW);
+        assert_eq!(Difficulty::DEFAULT, Difficulty::LOW);
+    }
+
     #[test]
     fn defaults_validate() {
         let c = RawConfig::default().validate().unwrap();
-        assert_eq!(c.settings.difficulty, Difficulty::MEDIUM);
         assert_eq!(c.argon2, Argon2Params::DEFAULT);
         assert_eq!(c.settings.token_max_ips, 2);
         assert_eq!(c.client_ip_header, "x-real-ip");

@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use cookie::{Cookie, CookieBuilder, SameSite};
 
 use crate::config::Config;
+use crate::token::PlainToken;
 
 pub const TOKEN_COOKIE: &str = "powgate_token";
 pub const SESSION_COOKIE: &str = "powgate_admin";
@@ -69,15 +70,16 @@ fn admin_api_path(config: &Config) -> String {
 #[error("Authorization must be `Bearer <token>`")]
 pub struct BadAuthorization;
 
-/// Where a client's token comes from: `Authorization: Bearer`, else the
-/// cookie.
-///
-/// # Errors
-/// [`BadAuthorization`] when an `Authorization` header is present but unusable.
-pub fn presented_token(headers: &HeaderMap) -> Result<Option<&str>, BadAuthorization> {
-    match bearer(headers)? {
-        Some(token) => Ok(Some(token)),
-        None => Ok(cookie_str(headers, TOKEN_COOKIE)),
+/// Where a client's token comes from: an `Authorization: Bearer` credential
+/// shaped like a powgate token (see [`PlainToken::has_token_shape`]), else
+/// the cookie. Any other `Authorization` header (HTTP Basic, the protected
+/// application's own Bearer token) belongs to the application behind
+/// powgate, so it must not void a valid cookie. A token-shaped credential
+/// that does not parse is still presented, and judged malformed.
+pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    match bearer(headers) {
+        Ok(Some(credential)) if PlainToken::has_token_shape(credential) => Some(credential),
+        _ => cookie_str(headers, TOKEN_COOKIE),
     }
 }
 
@@ -169,22 +171,39 @@ mod tests {
     }
 
     #[test]
-    fn bearer_wins_over_cookie_and_junk_is_an_error() {
+    fn a_powgate_bearer_wins_over_the_cookie_any_other_authorization_does_not() {
+        const TOKEN: &str = "0b6f4b52-0e5c-4f7e-9d2a-111111111111";
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
             HeaderValue::from_static("a=b; powgate_token=xyz"),
         );
-        assert_eq!(presented_token(&h), Ok(Some("xyz")));
+        assert_eq!(presented_token(&h), Some("xyz"));
+        let bearer_token = format!("Bearer {TOKEN}");
         h.insert(
             header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer abc"),
+            HeaderValue::from_str(&bearer_token).unwrap(),
         );
-        assert_eq!(presented_token(&h), Ok(Some("abc")));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(presented_token(&h), Err(BadAuthorization));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer"));
-        assert_eq!(presented_token(&h), Err(BadAuthorization));
+        assert_eq!(presented_token(&h), Some(TOKEN));
+        // Shaped like a token but not a UUIDv4: presented, to be refused.
+        let bad = "zzzzzzzz-0e5c-4f7e-9d2a-111111111111";
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("bearer {bad}")).unwrap(),
+        );
+        assert_eq!(presented_token(&h), Some(bad));
+        for other in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+            "Bearer abc",
+            "Bearer",
+            "Digest username=\"u\"",
+        ] {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(other));
+            assert_eq!(presented_token(&h), Some("xyz"), "{other}");
+        }
+        h.remove(header::COOKIE);
+        assert_eq!(presented_token(&h), None);
     }
 
     #[test]

@@ -134,12 +134,13 @@ fn serve(config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
             .with_context(|| {
                 format!("cannot listen on {listen}; set POW_LISTEN to a free address:port")
             })?;
+        let shutdown = server::shutdown_signal();
         tracing::info!(
             address = %listener.local_addr()?,
             difficulty = %state.settings.get().difficulty,
             database = %state.config.database.display(),
             "powgate listening"
         );
-        server::serve(state, listener, server::shutdown_signal()).await
+        server::serve(state, listener, shutdown).await
     })
 }

@@ -178,31 +178,50 @@ async fn purge_loop(state: AppState) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed by this call,
+/// not when the future is first polled: the accept loop may take a queued
+/// connection before it polls its shutdown future, and a SIGTERM in that
+/// window (systemd stopping a unit that has just started) would kill the
+/// process instead of draining it. Call it inside the runtime, before
+/// announcing that powgate listens.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let (term, interrupt) = signals;
+            tokio::select! {
+                () = next_signal(term, "SIGTERM") => {}
+                () = next_signal(interrupt, "Ctrl-C") => {}
+            }
+        }
+        #[cfg(not(unix))]
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        tracing::info!("shutting down; finishing in-flight requests");
     }
-    tracing::info!("shutting down; finishing in-flight requests");
+}
+
+/// Waits for the next delivery of an installed signal, or forever when it
+/// could not be installed.
+#[cfg(unix)]
+async fn next_signal(installed: std::io::Result<tokio::signal::unix::Signal>, name: &str) {
+    match installed {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for {name}");
+            std::future::pending::<()>().await;
+        }
+    }
 }

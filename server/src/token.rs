@@ -43,6 +43,17 @@ impl PlainToken {
         Ok(Self(u))
     }
 
+    /// Whether `s` is laid out like a token, valid or not: 36 characters
+    /// with hyphens exactly where a hyphenated UUID has them. Such a
+    /// credential claims to be powgate's, as opposed to another scheme's
+    /// (a JWT, an API key), which never has this layout.
+    pub fn has_token_shape(s: &str) -> bool {
+        s.len() == 36
+            && s.bytes()
+                .enumerate()
+                .all(|(i, b)| (b == b'-') == matches!(i, 8 | 13 | 18 | 23))
+    }
+
     pub fn hashed(&self) -> HashedToken {
         HashedToken(Sha256::digest(self.0.as_bytes()).into())
     }
@@ -86,5 +97,25 @@ mod tests {
             Err(TokenFormatError::Syntax)
         );
         assert!(!format!("{t:?}").contains(&s));
+    }
+
+    #[test]
+    fn token_shape_is_the_uuid_layout_valid_or_not() {
+        for s in [
+            PlainToken::generate().expose().as_str(),
+            "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+            "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
+        ] {
+            assert!(PlainToken::has_token_shape(s), "{s}");
+        }
+        for s in [
+            "short",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+            "6ba7b8109dad11d180b400c04fd430c8----",
+            "6ba7b810-9dad-11d1-80b4-00c04fd430c80",
+            "6ba7b810-9dad-11d1-80b4-00c04fd430c-",
+        ] {
+            assert!(!PlainToken::has_token_shape(s), "{s}");
+        }
     }
 }

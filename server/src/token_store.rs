@@ -8,6 +8,12 @@
 //! removal therefore bumps a generation counter, and a record read before a
 //! bump is not cached (or is taken out again at once), so a revoked token can
 //! never come back from the cache.
+//!
+//! Hashes the database does not hold are remembered too, so a flood of
+//! well-formed but unknown tokens is answered without a query. A hash only
+//! becomes known by being issued here, which forgets its absence; the same
+//! generation rule, on a counter of issues, keeps a read that raced an issue
+//! from remembering the new token as absent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +31,10 @@ pub struct TokenStore {
     cache: Cache<HashedToken, Arc<TokenRecord>>,
     /// Bumped by every removal; see the module comment.
     generation: AtomicU64,
+    /// Hashes found absent from the database, bounded like `cache`.
+    absent: Cache<HashedToken, ()>,
+    /// Bumped by every issue, the only way a hash becomes known.
+    issues: AtomicU64,
 }
 
 /// Outcome of presenting a known, valid token from an address.
@@ -40,6 +50,8 @@ impl TokenStore {
             db,
             cache: Cache::new(capacity),
             generation: AtomicU64::new(0),
+            absent: Cache::new(capacity),
+            issues: AtomicU64::new(0),
         }
     }
 
@@ -49,16 +61,37 @@ impl TokenStore {
 
     /// Caches `rec`, read from the database after `seen` was taken, unless
     /// an entry was removed since: the read may predate that removal's write.
-    /// The second check covers a removal that lands between the first one
-    /// and the insert; dropping a fresh entry there only costs a miss.
+    /// Then any cached entry goes too, since it is older still (an extended
+    /// token's entry still says expired). The second check covers a removal
+    /// that lands between the first one and the insert; dropping a fresh
+    /// entry there only costs a miss.
     fn cache_if_current(&self, seen: u64, rec: Arc<TokenRecord>) {
         if self.generation() != seen {
+            self.cache.remove(&rec.hash);
             return;
         }
         let hash = rec.hash;
         self.cache.insert(hash, rec);
         if self.generation() != seen {
             self.cache.remove(&hash);
+        }
+    }
+
+    fn issues(&self) -> u64 {
+        self.issues.load(Ordering::SeqCst)
+    }
+
+    /// Remembers that the database did not hold `hash` when read after
+    /// `seen` issues, unless a token was issued since: that read may predate
+    /// the issue of this very hash. Checked again after the insert, as in
+    /// [`Self::cache_if_current`].
+    fn remember_absent_if_current(&self, seen: u64, hash: HashedToken) {
+        if self.issues() != seen {
+            return;
+        }
+        self.absent.insert(hash, ());
+        if self.issues() != seen {
+            self.absent.remove(&hash);
         }
     }
 
@@ -70,7 +103,7 @@ impl TokenStore {
         }
     }
 
-    /// The token with this hash, from the cache or else the database.
+    /// The token with this hash, from the caches or else the database.
     ///
     /// # Errors
     /// Database errors.
@@ -78,13 +111,18 @@ impl TokenStore {
         if let Some(rec) = self.cache.get(&hash) {
             return Ok(Some(rec));
         }
-        let seen = self.generation();
+        if self.absent.get(&hash).is_some() {
+            return Ok(None);
+        }
+        let (seen, seen_issues) = (self.generation(), self.issues());
         let rec = self.db.call(move |c| rows::find_by_hash(c, &hash)).await?;
-        Ok(rec.map(|r| {
-            let r = Arc::new(r);
-            self.cache_if_current(seen, r.clone());
-            r
-        }))
+        let Some(rec) = rec else {
+            self.remember_absent_if_current(seen_issues, hash);
+            return Ok(None);
+        };
+        let rec = Arc::new(rec);
+        self.cache_if_current(seen, rec.clone());
+        Ok(Some(rec))
     }
 
     /// Allows `ip` for `rec` if it is known or there is room; a new address
@@ -126,7 +164,8 @@ impl TokenStore {
         }
     }
 
-    /// Stores a new token (see [`rows::insert`]) and forgets evicted ones.
+    /// Stores a new token (see [`rows::insert`]), forgets that its hash was
+    /// absent, and forgets evicted ones.
     ///
     /// # Errors
     /// Database errors.
@@ -143,11 +182,14 @@ impl TokenStore {
             .db
             .call(move |c| rows::insert(c, &hash, now, expires_at, &ip, difficulty, max_per_ip))
             .await?;
+        self.issues.fetch_add(1, Ordering::SeqCst);
+        self.absent.remove(&hash);
         self.forget(&issued.evicted);
         Ok(issued)
     }
 
-    /// Extends a token after a refresh solve.
+    /// Extends a token after a refresh solve (see [`rows::extend`]) and
+    /// forgets the tokens its address's cap evicted.
     ///
     /// # Errors
     /// Database errors.
@@ -158,14 +200,16 @@ impl TokenStore {
         now: i64,
         expires_at: i64,
         max_ips: u32,
+        max_per_ip: u32,
     ) -> Result<Option<Arc<TokenRecord>>, DbError> {
         let seen = self.generation();
-        let rec = self
+        let extended = self
             .db
-            .call(move |c| rows::extend(c, token_id, &ip, now, expires_at, max_ips))
+            .call(move |c| rows::extend(c, token_id, &ip, now, expires_at, max_ips, max_per_ip))
             .await?;
-        Ok(rec.map(|r| {
-            let r = Arc::new(r);
+        Ok(extended.map(|e| {
+            self.forget(&e.evicted);
+            let r = Arc::new(e.record);
             self.cache_if_current(seen, r.clone());
             r
         }))
@@ -252,6 +296,65 @@ mod tests {
 
         let rec = store.lookup(hash).await.unwrap().unwrap();
         assert_eq!(rec.revoked_at, Some(1_500));
+    }
+
+    /// Renames the tokens table away (or back), so any query of it fails:
+    /// a lookup that still answers did not touch the database.
+    async fn hide_tokens_table(store: &TokenStore, hide: bool) {
+        let sql = if hide {
+            "ALTER TABLE tokens RENAME TO tokens_hidden"
+        } else {
+            "ALTER TABLE tokens_hidden RENAME TO tokens"
+        };
+        store.db.call(move |c| c.execute_batch(sql)).await.unwrap();
+    }
+
+    /// A flood of well-formed but unknown tokens used to cost one SQLite
+    /// query each, every time.
+    #[tokio::test]
+    async fn an_unknown_token_is_answered_without_the_database_the_second_time() {
+        let (_dir, store, _) = store_with_a_token().await;
+        let unknown = PlainToken::generate().hashed();
+        assert!(store.lookup(unknown).await.unwrap().is_none());
+
+        hide_tokens_table(&store, true).await;
+        assert!(
+            store.lookup(PlainToken::generate().hashed()).await.is_err(),
+            "a new hash does reach the database"
+        );
+        assert!(store.lookup(unknown).await.unwrap().is_none());
+        hide_tokens_table(&store, false).await;
+
+        // Issuing that very hash makes it known at once.
+        store
+            .issue(unknown, 1_000, 2_000, "192.0.2.2".into(), 1, 10)
+            .await
+            .unwrap();
+        assert!(store.lookup(unknown).await.unwrap().is_some());
+    }
+
+    /// The steps of `lookup` for a hash that is issued while the database
+    /// read is in flight: the read's "absent" must not be remembered, or the
+    /// new token would be refused as unknown.
+    #[tokio::test]
+    async fn an_issue_during_a_read_keeps_the_stale_absence_out() {
+        let (_dir, store, _) = store_with_a_token().await;
+        let hash = PlainToken::generate().hashed();
+
+        let seen = store.issues();
+        let read = store
+            .db
+            .call(move |c| rows::find_by_hash(c, &hash))
+            .await
+            .unwrap();
+        assert!(read.is_none());
+        store
+            .issue(hash, 1_000, 2_000, "192.0.2.2".into(), 1, 10)
+            .await
+            .unwrap();
+        store.remember_absent_if_current(seen, hash);
+
+        assert!(store.lookup(hash).await.unwrap().is_some());
     }
 
     #[tokio::test]

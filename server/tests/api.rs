@@ -65,8 +65,10 @@ fn solve_issues_a_token_that_verify_accepts() {
     assert_eq!((s, b["status"].as_str().unwrap()), (401, "missing"));
     let (s, b, _) = app.verify(Some("5b1c4a3e-0000-4000-8000-000000000000"), IP);
     assert_eq!((s, b["status"].as_str().unwrap()), (401, "unknown"));
-    let (s, b, _) = app.verify(Some("short"), IP);
+    let (s, b, _) = app.verify(Some("zzzzzzzz-zzzz-4zzz-8zzz-zzzzzzzzzzzz"), IP);
     assert_eq!((s, b["status"].as_str().unwrap()), (401, "malformed"));
+    let (s, b, _) = app.verify(Some("not-a-powgate-token"), IP);
+    assert_eq!((s, b["status"].as_str().unwrap()), (401, "missing"));
 
     // The cookie works as well as the bearer header.
     let mut r = app
@@ -410,4 +412,55 @@ fn forwarded_address_is_ignored_from_untrusted_peers() {
     let ch = app.new_challenge("203.0.113.50");
     let (status, body, _) = app.submit("203.0.113.51", &answer(&ch));
     assert_eq!(status, 200, "both requests come from 127.0.0.1: {body}");
+}
+
+/// Refreshes an expired `token` from `ip` through the API, as a browser
+/// would: a refresh challenge for the token, solved and sent with it.
+fn refresh(app: &TestApp, ip: &str, token: &str) {
+    let (status, v) = app.challenge_as(ip, serde_json::json!({ "refresh_token": token }));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["purpose"], "refresh", "{v}");
+    let ch: ChallengeResponse = serde_json::from_value(v).unwrap();
+    let mut req = answer(&ch);
+    req.refresh_token = Some(token.to_owned());
+    let (status, body, _) = app.submit(ip, &req);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["refreshed"], true);
+}
+
+/// The attacker's pass: with `POW_MAX_TOKENS_PER_IP` at 1, four solves and
+/// three half-price refreshes of the evicted tokens left four valid tokens
+/// for one address. A refresh counts against the cap like an issue, the
+/// refreshed token being the newest.
+#[test]
+fn refreshing_evicted_tokens_does_not_bypass_max_tokens_per_ip() {
+    for cap in [1usize, 2] {
+        let app = TestApp::spawn_with(|c| c.max_tokens_per_ip = cap as u64);
+        let tokens: Vec<String> = (0..4)
+            .map(|_| {
+                app.clock.advance(1);
+                app.obtain_token(IP)
+            })
+            .collect();
+        let valid = |app: &TestApp| -> Vec<&str> {
+            tokens
+                .iter()
+                .filter(|t| app.verify(Some(t), IP).0 == 200)
+                .map(String::as_str)
+                .collect()
+        };
+        assert_eq!(valid(&app).len(), cap, "cap {cap} after the solves");
+        let evicted = &tokens[..4 - cap];
+        for token in evicted {
+            app.clock.advance(1);
+            refresh(&app, IP, token);
+        }
+        let left = valid(&app);
+        assert_eq!(left.len(), cap, "cap {cap}: {left:?} valid");
+        let newest = evicted.last().unwrap();
+        assert!(
+            left.contains(&newest.as_str()),
+            "the refreshed token survives"
+        );
+    }
 }

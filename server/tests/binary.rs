@@ -17,7 +17,17 @@ struct Server {
 
 impl Server {
     fn start(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(BIN);
+        Self::start_from(Command::new(BIN), dir, port, extra)
+    }
+
+    /// Starts `cmd`, which runs the binary (directly or through a shell that
+    /// prepares the process first), with the test environment.
+    fn start_from(
+        mut cmd: Command,
+        dir: &std::path::Path,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Self {
         cmd.current_dir(dir)
             .env_clear()
             .env("POW_LISTEN", format!("127.0.0.1:{port}"))
@@ -524,4 +534,92 @@ fn shutdown_does_not_wait_past_the_grace_period() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// Every ERROR line the server has written so far.
+fn error_lines(server: &Server) -> Vec<String> {
+    let log = server.log.lock().unwrap();
+    log.iter()
+        .filter(|l| l.contains("ERROR"))
+        .cloned()
+        .collect()
+}
+
+/// The first start on an empty directory used to log
+/// `ERROR r2d2: database is locked`: the pool opened all its connections at
+/// once, and each tried to switch the brand-new file to WAL.
+#[test]
+fn a_first_start_in_an_empty_directory_logs_no_database_locked_error() {
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        // Many connections make the start-up race all but certain.
+        let server = Server::start(dir.path(), free_port(), &[("POW_VERIFY_PERMITS", "16")]);
+        assert_eq!(server.verify(None, "127.0.0.1"), 401, "the server answers");
+        let errors = error_lines(&server);
+        assert!(errors.is_empty(), "{errors:?}");
+        server.stop();
+    }
+}
+
+/// The database holds the challenge HMAC key: it, and the WAL and shared
+/// memory files SQLite creates beside it, must be readable by powgate's user
+/// only, even under the common umask 022 that makes new files 0644.
+#[cfg(unix)]
+#[test]
+fn the_database_and_its_wal_and_shm_files_are_private_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "umask 022 && exec \"$0\" serve", BIN]);
+    let server = Server::start_from(cmd, dir.path(), free_port(), &[]);
+    // A lookup reads the database, so the WAL and SHM files are open.
+    assert_eq!(
+        server.verify(Some("5b1c4a3e-0000-4000-8000-000000000000"), "127.0.0.1"),
+        401
+    );
+    for name in ["powgate.db", "powgate.db-wal", "powgate.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
+    }
+    server.stop();
+}
+
+/// A database created by an older version is 0644: start-up tightens it.
+#[cfg(unix)]
+#[test]
+fn an_existing_world_readable_database_is_made_private_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("powgate.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Server::start(dir.path(), free_port(), &[]);
+    assert_eq!(server.verify(None, "127.0.0.1"), 401, "the server answers");
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{:o}", mode & 0o777);
+    let log = server.log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|l| l.contains("WARN") && l.contains("0600")),
+        "{log:?}"
+    );
+    server.stop();
+}
+
+/// The SIGTERM handler used to be installed only when the accept loop first
+/// polled its shutdown future, after "powgate listening" was logged: a
+/// SIGTERM in between (systemd stopping a unit that has just started) killed
+/// the process instead of shutting it down cleanly.
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_clean_shutdown() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path(), free_port(), &[]);
+        assert_eq!(server.verify(None, "127.0.0.1"), 401);
+        server.stop();
+    }
 }

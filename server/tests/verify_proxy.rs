@@ -185,3 +185,51 @@ fn user_agent_and_cidr_rules() {
         "configured rules replace the defaults"
     );
 }
+
+/// Sites behind HTTP Basic, or with their own Bearer tokens, could not be
+/// protected: any `Authorization` header voided a valid `powgate_token`
+/// cookie, and `/verify-token` answered 401. Only a credential shaped like
+/// a powgate token speaks for powgate; one that is shaped so but invalid is
+/// still refused as malformed, cookie or not.
+#[test]
+fn basic_auth_or_a_foreign_bearer_does_not_void_a_valid_token_cookie() {
+    let app = TestApp::spawn();
+    let ip = "198.51.100.20";
+    let token = app.obtain_token(ip);
+    let cookie = format!("powgate_token={token}");
+    let jwt = "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+    for authorization in ["Basic dXNlcjpwYXNzd29yZA==", jwt, "Bearer app-api-key-123"] {
+        let (status, _, _, body) = ask(
+            &app,
+            &[
+                ("X-Real-IP", ip),
+                ("Authorization", authorization),
+                ("Cookie", &cookie),
+            ],
+        );
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("valid")),
+            "{authorization}"
+        );
+        // Without the cookie, the request simply has no powgate token.
+        let (status, _, _, body) =
+            ask(&app, &[("X-Real-IP", ip), ("Authorization", authorization)]);
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (401, Some("missing")),
+            "{authorization}"
+        );
+    }
+
+    let malformed = "Bearer zzzzzzzz-0e5c-4f7e-9d2a-111111111111";
+    let (status, _, _, body) = ask(
+        &app,
+        &[
+            ("X-Real-IP", ip),
+            ("Authorization", malformed),
+            ("Cookie", &cookie),
+        ],
+    );
+    assert_eq!((status, body["status"].as_str()), (401, Some("malformed")));
+}

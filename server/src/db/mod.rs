@@ -36,18 +36,104 @@ fn migrations() -> Migrations<'static> {
 
 /// Per-connection settings.
 ///
-/// WAL lets `/verify-token` readers run while a writer commits, and
-/// `synchronous = FULL` fsyncs the WAL at every commit, so a token is on disk
-/// before its 200 is sent and survives a crash or power loss. The cost is one
-/// fsync per issued token, which is small next to the argon2 verification
-/// that precedes it.
+/// `synchronous = FULL` fsyncs the WAL at every commit, so a token is on
+/// disk before its 200 is sent and survives a crash or power loss. The cost
+/// is one fsync per issued token, which is small next to the argon2
+/// verification that precedes it. WAL itself is not switched on here: that
+/// needs the file to itself, which [`prepare_file`] has before the pool
+/// opens its connections.
 fn init_connection(c: &mut Connection) -> rusqlite::Result<()> {
     c.execute_batch(
-        "PRAGMA journal_mode = WAL;
+        "PRAGMA busy_timeout = 5000;
          PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
+         PRAGMA foreign_keys = ON;",
     )
+}
+
+/// Brings the file to the state every pooled connection expects, on a
+/// single connection, before the pool exists: WAL on, schema migrated.
+///
+/// WAL lets `/verify-token` readers run while a writer commits. The mode is
+/// stored in the file, so it is set once here rather than by each pooled
+/// connection: r2d2 opens all of them in parallel, and on a brand-new file
+/// they used to race to switch it, the losers failing with "database is
+/// locked" (logged as an ERROR on a newcomer's very first start).
+fn prepare_file(path: &Path) -> anyhow::Result<()> {
+    let mut c = Connection::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+    init_connection(&mut c)?;
+    let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        anyhow::bail!(
+            "database {} cannot use WAL (journal mode is {mode})",
+            path.display()
+        );
+    }
+    migrations()
+        .to_latest(&mut c)
+        .map_err(|e| anyhow::anyhow!("cannot migrate database {}: {e}", path.display()))
+}
+
+/// The files SQLite keeps for the database at `path`: the database, its
+/// write-ahead log and its shared-memory index.
+fn database_files(path: &Path) -> [std::path::PathBuf; 3] {
+    let with_suffix = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    [path.to_owned(), with_suffix("-wal"), with_suffix("-shm")]
+}
+
+/// Makes the database readable by powgate's user only: it holds the
+/// challenge HMAC key. The file is created 0600 before SQLite opens it, and
+/// SQLite gives the WAL and SHM files it creates the database file's mode.
+/// Files left by an older version (0644 under the usual umask) are tightened,
+/// with a warning, since others may have read them already.
+#[cfg(unix)]
+fn make_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create database {}: {e}", path.display()))?;
+    for file in database_files(path) {
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue; // no WAL or SHM yet
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        // Not fatal when it fails (a file owned by another user that powgate
+        // may only write through its group): the operator is told instead.
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => tracing::warn!(
+                file = %file.display(),
+                was = format_args!("{mode:o}"),
+                "the database was open to other users; it is 0600 now. It holds \
+                 the challenge key: set POW_SECRET to a new value, or delete the \
+                 challenge_hmac_key row, if others may have read it"
+            ),
+            Err(e) => tracing::warn!(
+                file = %file.display(),
+                was = format_args!("{mode:o}"),
+                error = %e,
+                "the database is open to other users and cannot be made 0600; \
+                 it holds the challenge key, so restrict it"
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_path: &Path) -> anyhow::Result<()> {
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -56,21 +142,20 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database file and migrates it.
+    /// Opens (creating if needed, private to this user) the database file,
+    /// migrates it, and opens the pool.
     ///
     /// # Errors
     /// When the file cannot be opened or a migration fails.
     pub fn open(path: &Path, max_connections: u32) -> anyhow::Result<Self> {
+        make_private(path)?;
+        prepare_file(path)?;
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
         let pool = r2d2::Pool::builder()
             .max_size(max_connections)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
-        let mut conn = pool.get()?;
-        migrations()
-            .to_latest(&mut conn)
-            .map_err(|e| anyhow::anyhow!("cannot migrate database {}: {e}", path.display()))?;
         Ok(Self { pool })
     }
 

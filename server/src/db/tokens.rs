@@ -114,24 +114,39 @@ pub fn insert(
         "INSERT INTO token_ips (token_id, ip, first_seen) VALUES (?1, ?2, ?3)",
         params![id, issuer_ip, now],
     )?;
-    let evicted = if max_tokens_per_ip > 0 {
-        // Everything beyond the newest `max` active tokens of this address
-        // is expired now; it stays refreshable like any expired token.
-        let mut stmt = tx.prepare(
-            "UPDATE tokens SET expires_at = ?1
-             WHERE id IN (
-                 SELECT id FROM tokens
-                 WHERE issuer_ip = ?2 AND expires_at > ?1 AND revoked_at IS NULL
-                 ORDER BY created_at DESC, id DESC
-                 LIMIT -1 OFFSET ?3)
-             RETURNING token_hash",
-        )?;
-        returned_hashes(&mut stmt, params![now, issuer_ip, max_tokens_per_ip])?
-    } else {
-        Vec::new()
-    };
+    let evicted = enforce_cap(&tx, issuer_ip, id, now, max_tokens_per_ip)?;
     tx.commit()?;
     Ok(Issued { evicted })
+}
+
+/// The per-address token cap (`POW_MAX_TOKENS_PER_IP`, 0 for none), the
+/// one rule for an issue and a refresh alike, run inside their transaction.
+/// `newest` is the token just issued or refreshed, and stays; of the
+/// address's other active tokens, the `max - 1` that expire last (the most
+/// recently issued or refreshed) stay too, and the rest are expired now.
+/// They stay refreshable like any expired token, but a refresh comes back
+/// here, so refreshing cannot hold more than `max` valid tokens either.
+/// Returns the hashes expired.
+fn enforce_cap(
+    tx: &Connection,
+    issuer_ip: &str,
+    newest: i64,
+    now: i64,
+    max: u32,
+) -> rusqlite::Result<Vec<HashedToken>> {
+    let Some(others) = max.checked_sub(1) else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = tx.prepare_cached(
+        "UPDATE tokens SET expires_at = ?1
+         WHERE id IN (
+             SELECT id FROM tokens
+             WHERE issuer_ip = ?2 AND id != ?3 AND expires_at > ?1 AND revoked_at IS NULL
+             ORDER BY expires_at DESC, id DESC
+             LIMIT -1 OFFSET ?4)
+         RETURNING token_hash",
+    )?;
+    returned_hashes(&mut stmt, params![now, issuer_ip, newest, others])
 }
 
 /// # Errors
@@ -181,7 +196,20 @@ pub fn add_ip(
     max: u32,
 ) -> rusqlite::Result<AddIp> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let ips = ips_of(&tx, token_id)?;
+    let added = record_ip(&tx, token_id, ip, now, max)?;
+    tx.commit()?;
+    Ok(added)
+}
+
+/// [`add_ip`]'s check and insert, inside the caller's transaction.
+fn record_ip(
+    tx: &Connection,
+    token_id: i64,
+    ip: &str,
+    now: i64,
+    max: u32,
+) -> rusqlite::Result<AddIp> {
+    let mut ips = ips_of(tx, token_id)?;
     if ips.iter().any(|i| i == ip) {
         return Ok(AddIp::Known(ips));
     }
@@ -192,14 +220,24 @@ pub fn add_ip(
         "INSERT INTO token_ips (token_id, ip, first_seen) VALUES (?1, ?2, ?3)",
         params![token_id, ip, now],
     )?;
-    tx.commit()?;
-    let mut ips = ips;
     ips.push(ip.to_owned());
     Ok(AddIp::Added(ips))
 }
 
-/// Extends a token after a refresh solve, and records the solving address if
-/// there is room. Returns the updated record.
+/// What a refresh did.
+#[derive(Debug)]
+pub struct Extended {
+    /// The token as it is now.
+    pub record: TokenRecord,
+    /// Tokens of its issuing address that were expired to keep it within
+    /// the per-address cap; the caller drops them from its cache.
+    pub evicted: Vec<HashedToken>,
+}
+
+/// Extends a token after a refresh solve, counts it as its issuing
+/// address's newest token against `max_tokens_per_ip` (see
+/// [`enforce_cap`]), and records the solving address if there is room, all
+/// in one transaction. `None` when the token was revoked or purged.
 ///
 /// # Errors
 /// SQLite errors.
@@ -210,17 +248,26 @@ pub fn extend(
     now: i64,
     expires_at: i64,
     max_ips: u32,
-) -> rusqlite::Result<Option<TokenRecord>> {
-    let n = c.execute(
-        "UPDATE tokens SET expires_at = ?2, refresh_count = refresh_count + 1
-         WHERE id = ?1 AND revoked_at IS NULL",
-        params![token_id, expires_at],
-    )?;
-    if n == 0 {
+    max_tokens_per_ip: u32,
+) -> rusqlite::Result<Option<Extended>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let issuer_ip: Option<String> = tx
+        .query_row(
+            "UPDATE tokens SET expires_at = ?2, refresh_count = refresh_count + 1
+             WHERE id = ?1 AND revoked_at IS NULL
+             RETURNING issuer_ip",
+            params![token_id, expires_at],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(issuer_ip) = issuer_ip else {
         return Ok(None);
-    }
-    add_ip(c, token_id, ip, now, max_ips)?;
-    find_by_id(c, token_id)
+    };
+    let evicted = enforce_cap(&tx, &issuer_ip, token_id, now, max_tokens_per_ip)?;
+    record_ip(&tx, token_id, ip, now, max_ips)?;
+    let record = find_by_id(&tx, token_id)?;
+    tx.commit()?;
+    Ok(record.map(|record| Extended { record, evicted }))
 }
 
 /// Deletes tokens whose refresh window has closed. Returns their hashes so

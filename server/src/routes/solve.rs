@@ -158,6 +158,7 @@ async fn check_and_issue(
                     now,
                     token_expires,
                     settings.token_max_ips,
+                    settings.max_tokens_per_ip,
                 )
                 .await?
                 .ok_or_else(|| {

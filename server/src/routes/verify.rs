@@ -179,10 +179,7 @@ async fn verify(
             .inc();
         Decision::Allowlisted
     } else {
-        match cookies::presented_token(headers) {
-            Ok(token) => decide(&state, token, &client).await?,
-            Err(_) => Decision::Malformed,
-        }
+        decide(&state, cookies::presented_token(headers), &client).await?
     };
     state
         .metrics
