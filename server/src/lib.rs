@@ -26,6 +26,7 @@ pub mod db;
 pub mod error;
 pub mod forwarded;
 pub mod limits;
+pub mod linger;
 pub mod metrics;
 pub mod redirect;
 pub mod routes;

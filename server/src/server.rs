@@ -11,6 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::limits::ConnLimits;
+use crate::linger::Lingering;
 
 use crate::db;
 use crate::routes::app;
@@ -28,7 +29,8 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 ///
 /// The accept loop is written out (rather than `axum::serve`) because it
 /// enforces what axum does not expose: the connection caps, hyper's
-/// header-read timeout against slowloris and its header buffer size.
+/// header-read timeout against slowloris and its header buffer size, and
+/// the lingering close that lets a client read an early answer.
 ///
 /// # Errors
 /// When the metrics listener cannot bind.
@@ -91,8 +93,10 @@ pub async fn serve(
         let svc = tower::ServiceBuilder::new()
             .layer(axum::Extension(ConnectInfo(peer)))
             .service(router.clone());
-        let conn = graceful
-            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc)));
+        let conn = graceful.watch(http.serve_connection(
+            TokioIo::new(Lingering::new(stream)),
+            TowerToHyperService::new(svc),
+        ));
         let limited = state.metrics.limited.clone();
         tokio::spawn(async move {
             let _guard = guard;

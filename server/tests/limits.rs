@@ -301,3 +301,33 @@ fn an_oversized_header_block_gets_431_and_a_close() {
     let answer = ask(40 * 1024);
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
+
+#[test]
+fn a_client_that_sends_a_2mb_body_before_reading_gets_the_413_not_a_reset() {
+    let app = TestApp::spawn();
+    let body = vec![b'x'; 2_000_000];
+    let mut s = TcpStream::connect(app.addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/solve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // At a network's pace rather than loopback's, so that the answer comes
+    // while the body is still on its way, as it does for a real client.
+    for chunk in body.chunks(64 * 1024) {
+        s.write_all(chunk)
+            .expect("powgate reset the connection while the body was being sent");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .expect("powgate reset the connection instead of closing it");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let json = &answer[answer.find("\r\n\r\n").expect("a body") + 4..];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["error"], "too_large", "{v}");
+}
