@@ -553,9 +553,7 @@ impl RawConfig {
             },
         })
     }
-}
 
-impl RawConfig {
     /// The connection caps. Unless set, a quarter of the slots is kept for
     /// trusted proxies when there are any: enough for the proxy's bursts,
     /// while direct clients keep the rest.
@@ -569,14 +567,12 @@ impl RawConfig {
             1_000_000,
             "",
         )?;
-        // A network holds its peers, so a cap below the per-peer one would
-        // silently lower that one too.
         let per_network = ranged(
             "max_connections_per_network",
             self.max_connections_per_network,
-            per_peer,
+            1,
             1_000_000,
-            " (at least max_connections_per_ip)",
+            "",
         )?;
         let default_reserve = if has_trusted_proxies { total / 4 } else { 0 };
         // Direct clients keep at least one slot.
@@ -708,7 +704,7 @@ mod tests {
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("POW_RESERVED_PROXY_CONNECTIONS"), "{e}");
             jail.set_env("POW_RESERVED_PROXY_CONNECTIONS", "10");
-            jail.set_env("POW_MAX_CONNECTIONS_PER_NETWORK", "8");
+            jail.set_env("POW_MAX_CONNECTIONS_PER_NETWORK", "0");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("POW_MAX_CONNECTIONS_PER_NETWORK"), "{e}");
             Ok(())
