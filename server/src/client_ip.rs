@@ -150,6 +150,34 @@ impl std::fmt::Display for IpKey {
     }
 }
 
+/// The network an address belongs to, for caps that one subscriber's many
+/// addresses must not escape: an IPv4 /24 and an IPv6 /48, the smallest
+/// blocks that are routed on their own, so a host or a small provider
+/// usually holds a whole one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NetKey(IpAddr);
+
+impl NetKey {
+    pub fn of(ip: IpAddr) -> Self {
+        match canonical(ip) {
+            IpAddr::V4(v4) => Self(IpAddr::V4(Ipv4Addr::from(u32::from(v4) & !0xff))),
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 80) - 1);
+                Self(IpAddr::V6(Ipv6Addr::from(bits)))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for NetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}/24"),
+            IpAddr::V6(v6) => write!(f, "{v6}/48"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +247,17 @@ mod tests {
             IpKey::of("::ffff:1.2.3.4".parse().unwrap()),
             IpKey::of("1.2.3.4".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn networks_are_ipv4_slash_24_and_ipv6_slash_48() {
+        let net = |s: &str| NetKey::of(s.parse().unwrap());
+        assert_eq!(net("192.0.2.1"), net("192.0.2.254"));
+        assert_ne!(net("192.0.2.1"), net("192.0.3.1"));
+        assert_eq!(net("::ffff:192.0.2.9"), net("192.0.2.1"));
+        assert_eq!(net("2001:db8:1:ffff::1"), net("2001:db8:1:2::1"));
+        assert_ne!(net("2001:db8:1::1"), net("2001:db8:2::1"));
+        assert_eq!(net("192.0.2.77").to_string(), "192.0.2.0/24");
+        assert_eq!(net("2001:db8:1:2::1").to_string(), "2001:db8:1::/48");
     }
 }

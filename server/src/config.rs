@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use pow::{Argon2Params, Difficulty};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::ConnCaps;
 use crate::secret::Secret;
 use crate::settings::Settings;
 
@@ -123,6 +124,8 @@ pub struct RawConfig {
     pub challenge_grace_secs: u64,
     pub max_connections: u64,
     pub max_connections_per_ip: u64,
+    pub max_connections_per_network: u64,
+    pub reserved_proxy_connections: Option<u64>,
     pub max_body_bytes: u64,
     pub header_read_timeout_secs: u64,
     pub request_timeout_secs: u64,
@@ -171,6 +174,8 @@ impl Default for RawConfig {
             challenge_grace_secs: 120,
             max_connections: 4096,
             max_connections_per_ip: 64,
+            max_connections_per_network: 256,
+            reserved_proxy_connections: None,
             max_body_bytes: 8192,
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
@@ -255,10 +260,9 @@ pub struct Limits {
     pub solutions_per_minute: u32,
     /// Seconds an address may not submit after a wrong answer.
     pub wrong_answer_backoff: Duration,
-    /// Open connections in total.
-    pub max_connections: usize,
-    /// Open connections per peer address; trusted proxies are exempt.
-    pub max_connections_per_ip: usize,
+    /// Open connections: in total, per peer and network, and the share
+    /// kept for trusted proxies.
+    pub connections: ConnCaps,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Time a client has to send its request headers.
@@ -408,6 +412,7 @@ impl RawConfig {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let connections = self.connection_caps(!trusted_proxies.is_empty())?;
         let client_ip_header =
             HeaderName::try_from(self.client_ip_header.trim()).map_err(|_| {
                 ConfigError::new(
@@ -559,22 +564,7 @@ impl RawConfig {
                     3600,
                     " seconds (0 = off)",
                 )?),
-                max_connections: usize::try_from(ranged(
-                    "max_connections",
-                    self.max_connections,
-                    1,
-                    1_000_000,
-                    "",
-                )?)
-                .unwrap_or(1),
-                max_connections_per_ip: usize::try_from(ranged(
-                    "max_connections_per_ip",
-                    self.max_connections_per_ip,
-                    1,
-                    1_000_000,
-                    "",
-                )?)
-                .unwrap_or(1),
+                connections,
                 max_body_bytes: usize::try_from(ranged(
                     "max_body_bytes",
                     self.max_body_bytes,
@@ -605,6 +595,43 @@ impl RawConfig {
                     " seconds",
                 )?),
             },
+        })
+    }
+
+    /// The connection caps. Unless set, a quarter of the slots is kept for
+    /// trusted proxies when there are any: enough for the proxy's bursts,
+    /// while direct clients keep the rest.
+    fn connection_caps(&self, has_trusted_proxies: bool) -> Result<ConnCaps, ConfigError> {
+        let to_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        let total = ranged("max_connections", self.max_connections, 1, 1_000_000, "")?;
+        let per_peer = ranged(
+            "max_connections_per_ip",
+            self.max_connections_per_ip,
+            1,
+            1_000_000,
+            "",
+        )?;
+        let per_network = ranged(
+            "max_connections_per_network",
+            self.max_connections_per_network,
+            1,
+            1_000_000,
+            "",
+        )?;
+        let default_reserve = if has_trusted_proxies { total / 4 } else { 0 };
+        // Direct clients keep at least one slot.
+        let reserved = ranged(
+            "reserved_proxy_connections",
+            self.reserved_proxy_connections.unwrap_or(default_reserve),
+            0,
+            total - 1,
+            " (below max_connections)",
+        )?;
+        Ok(ConnCaps {
+            total: to_usize(total),
+            reserved_for_trusted: to_usize(reserved),
+            per_peer: to_usize(per_peer),
+            per_network: to_usize(per_network),
         })
     }
 }
@@ -709,6 +736,29 @@ mod tests {
             jail.create_file("other.toml", "token_hours = 5\n")?;
             let c = Config::load(Some(Path::new("other.toml"))).unwrap();
             assert_eq!(c.settings.token_hours, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_quarter_of_the_connections_is_kept_for_trusted_proxies_unless_set() {
+        Jail::expect_with(|jail| {
+            jail.set_env("POW_MAX_CONNECTIONS", "100");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.limits.connections.reserved_for_trusted, 25);
+            jail.set_env("POW_TRUSTED_PROXIES", "");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.limits.connections.reserved_for_trusted, 0);
+            jail.set_env("POW_RESERVED_PROXY_CONNECTIONS", "10");
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.limits.connections.reserved_for_trusted, 10);
+            jail.set_env("POW_RESERVED_PROXY_CONNECTIONS", "100");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("POW_RESERVED_PROXY_CONNECTIONS"), "{e}");
+            jail.set_env("POW_RESERVED_PROXY_CONNECTIONS", "10");
+            jail.set_env("POW_MAX_CONNECTIONS_PER_NETWORK", "0");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("POW_MAX_CONNECTIONS_PER_NETWORK"), "{e}");
             Ok(())
         });
     }

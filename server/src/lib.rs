@@ -29,6 +29,7 @@ pub mod db;
 pub mod error;
 pub mod forwarded;
 pub mod limits;
+pub mod linger;
 pub mod metrics;
 pub mod open_challenges;
 pub mod origin;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::client_ip::IpKey;
+use crate::client_ip::{IpKey, NetKey};
 use crate::config::Limits;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -115,19 +115,43 @@ impl RateLimits {
     }
 }
 
-/// Open-connection counts, total and per peer address.
+/// The connection caps, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnCaps {
+    /// Open connections in total.
+    pub total: usize,
+    /// Slots of `total` that only trusted proxies may take, so that direct
+    /// clients, however many, cannot lock out the proxy that carries
+    /// everyone else's traffic.
+    pub reserved_for_trusted: usize,
+    /// Open connections per peer address (IPv6 by /64).
+    pub per_peer: usize,
+    /// Open connections per peer network (IPv4 /24, IPv6 /48), so that one
+    /// network's many addresses cannot take every slot either.
+    pub per_network: usize,
+}
+
+/// Open-connection counts: in total, from untrusted peers, and per peer
+/// address and network. Trusted proxies are held only to the total: all
+/// proxied traffic arrives from them.
 pub struct ConnLimits {
-    max_total: usize,
-    max_per_ip: usize,
-    exempt: Box<dyn Fn(IpAddr) -> bool + Send + Sync>,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    caps: ConnCaps,
+    is_trusted: Box<dyn Fn(IpAddr) -> bool + Send + Sync>,
+    open: Mutex<OpenConns>,
+}
+
+#[derive(Default)]
+struct OpenConns {
+    total: usize,
+    untrusted: usize,
+    per_peer: HashMap<IpKey, usize>,
+    per_network: HashMap<NetKey, usize>,
 }
 
 impl std::fmt::Debug for ConnLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnLimits")
-            .field("max_total", &self.max_total)
-            .field("max_per_ip", &self.max_per_ip)
+            .field("caps", &self.caps)
             .finish_non_exhaustive()
     }
 }
@@ -135,29 +159,69 @@ impl std::fmt::Debug for ConnLimits {
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnRefused {
+    /// Every slot open to this peer is taken.
     Total,
-    PerIp,
+    PerPeer,
+    PerNetwork,
+}
+
+impl ConnRefused {
+    /// The `powgate_limited_total` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Total => "connections_total",
+            Self::PerPeer => "connections_per_ip",
+            Self::PerNetwork => "connections_per_network",
+        }
+    }
 }
 
 /// Held for the life of one connection; releases its slot when dropped.
 #[derive(Debug)]
 pub struct ConnGuard {
     limits: Arc<ConnLimits>,
-    ip: IpAddr,
+    /// The peer's keys; `None` for a trusted proxy, which is counted in
+    /// the total only.
+    untrusted: Option<(IpKey, NetKey)>,
+}
+
+/// Adds one to `map[key]` unless it is at `cap`.
+fn take<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, cap: usize) -> bool {
+    let n = map.entry(key).or_insert(0);
+    if *n >= cap {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+/// Subtracts one from `map[key]`, forgetting keys that reach 0 so the maps
+/// hold only peers with open connections.
+fn give_back<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
 }
 
 impl ConnLimits {
     pub fn new(
-        max_total: usize,
-        max_per_ip: usize,
-        exempt: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
+        caps: ConnCaps,
+        is_trusted: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
     ) -> Arc<Self> {
         Arc::new(Self {
-            max_total,
-            max_per_ip,
-            exempt: Box::new(exempt),
-            open: Mutex::new((0, HashMap::new())),
+            caps,
+            is_trusted: Box::new(is_trusted),
+            open: Mutex::new(OpenConns::default()),
         })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenConns> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Takes a slot for a new connection from `ip`.
@@ -165,50 +229,55 @@ impl ConnLimits {
     /// # Errors
     /// Which cap is full.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, ConnRefused> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if open.0 >= self.max_total {
+        let trusted = (self.is_trusted)(ip);
+        let mut open = self.lock();
+        if open.total >= self.caps.total {
             return Err(ConnRefused::Total);
         }
-        let per_ip = open.1.entry(ip).or_insert(0);
-        if *per_ip >= self.max_per_ip && !(self.exempt)(ip) {
-            if *per_ip == 0 {
-                open.1.remove(&ip);
-            }
-            return Err(ConnRefused::PerIp);
+        if trusted {
+            open.total += 1;
+            return Ok(ConnGuard {
+                limits: self.clone(),
+                untrusted: None,
+            });
         }
-        *per_ip += 1;
-        open.0 += 1;
+        let shared = self
+            .caps
+            .total
+            .saturating_sub(self.caps.reserved_for_trusted);
+        if open.untrusted >= shared {
+            return Err(ConnRefused::Total);
+        }
+        let (peer, net) = (IpKey::of(ip), NetKey::of(ip));
+        if !take(&mut open.per_peer, peer, self.caps.per_peer) {
+            return Err(ConnRefused::PerPeer);
+        }
+        if !take(&mut open.per_network, net, self.caps.per_network) {
+            give_back(&mut open.per_peer, &peer);
+            return Err(ConnRefused::PerNetwork);
+        }
+        open.total += 1;
+        open.untrusted += 1;
         Ok(ConnGuard {
             limits: self.clone(),
-            ip,
+            untrusted: Some((peer, net)),
         })
     }
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0
+        self.lock().total
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        let mut open = self
-            .limits
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        open.0 = open.0.saturating_sub(1);
-        if let Some(n) = open.1.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.1.remove(&self.ip);
-            }
+        let mut open = self.limits.lock();
+        open.total = open.total.saturating_sub(1);
+        if let Some((peer, net)) = &self.untrusted {
+            open.untrusted = open.untrusted.saturating_sub(1);
+            give_back(&mut open.per_peer, peer);
+            give_back(&mut open.per_network, net);
         }
     }
 }
@@ -227,20 +296,99 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::ZERO), 1);
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn caps(total: usize, reserved_for_trusted: usize) -> ConnCaps {
+        ConnCaps {
+            total,
+            reserved_for_trusted,
+            per_peer: 2,
+            per_network: 4,
+        }
+    }
+
     #[test]
-    fn connection_caps_and_exemption() {
-        let trusted: IpAddr = "127.0.0.1".parse().unwrap();
-        let l = ConnLimits::new(3, 1, move |ip| ip == trusted);
-        let a: IpAddr = "203.0.113.1".parse().unwrap();
-        let g1 = l.admit(a).unwrap();
-        assert_eq!(l.admit(a).unwrap_err(), ConnRefused::PerIp);
-        let t1 = l.admit(trusted).unwrap();
-        let t2 = l.admit(trusted).unwrap();
-        assert_eq!(l.admit(trusted).unwrap_err(), ConnRefused::Total);
-        drop((g1, t1));
-        assert_eq!(l.open(), 1);
-        let _g2 = l.admit(a).unwrap();
-        drop(t2);
+    fn trusted_proxies_are_held_only_to_the_total() {
+        let proxy = ip("127.0.0.1");
+        let l = ConnLimits::new(caps(5, 0), move |ip| ip == proxy);
+        let held: Vec<_> = (0..5).map(|_| l.admit(proxy).unwrap()).collect();
+        assert_eq!(l.admit(proxy).unwrap_err(), ConnRefused::Total);
+        drop(held);
+        assert_eq!(l.open(), 0);
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_take_the_slots_reserved_for_trusted_proxies() {
+        let proxy = ip("127.0.0.1");
+        let l = ConnLimits::new(caps(6, 2), move |ip| ip == proxy);
+        // Four networks' worth of direct clients fill the four shared slots...
+        let direct: Vec<_> = ["192.0.2.1", "198.51.100.1", "203.0.113.1", "10.0.0.1"]
+            .into_iter()
+            .map(|a| l.admit(ip(a)).unwrap())
+            .collect();
+        assert_eq!(l.admit(ip("10.9.9.9")).unwrap_err(), ConnRefused::Total);
+        // ...and the proxy still gets the two reserved ones, then the total holds.
+        let p1 = l.admit(proxy).unwrap();
+        let _p2 = l.admit(proxy).unwrap();
+        assert_eq!(l.admit(proxy).unwrap_err(), ConnRefused::Total);
+        // A freed slot is open to whoever comes next, the proxy included.
+        drop(p1);
+        assert_eq!(l.admit(ip("10.9.9.9")).unwrap_err(), ConnRefused::Total);
+        let _p3 = l.admit(proxy).unwrap();
+        drop(direct);
+        let _d = l.admit(ip("10.9.9.9")).unwrap();
+    }
+
+    #[test]
+    fn the_per_peer_cap_counts_an_ipv6_slash_64_as_one_peer() {
+        let l = ConnLimits::new(caps(100, 0), |_| false);
+        let _a = l.admit(ip("2001:db8:0:1::1")).unwrap();
+        let _b = l.admit(ip("2001:db8:0:1::2")).unwrap();
+        assert_eq!(
+            l.admit(ip("2001:db8:0:1:ffff::3")).unwrap_err(),
+            ConnRefused::PerPeer
+        );
+        let _other_64 = l.admit(ip("2001:db8:0:2::1")).unwrap();
+        // IPv4 peers are counted exactly.
+        let _c = l.admit(ip("192.0.2.1")).unwrap();
+        let _d = l.admit(ip("192.0.2.1")).unwrap();
+        assert_eq!(l.admit(ip("192.0.2.1")).unwrap_err(), ConnRefused::PerPeer);
+        let _e = l.admit(ip("192.0.2.2")).unwrap();
+    }
+
+    #[test]
+    fn one_network_cannot_take_every_slot_however_many_addresses_it_has() {
+        let l = ConnLimits::new(caps(100, 0), |_| false);
+        // Per network 4, per peer 2: two addresses of a /24 fill it.
+        let v4: Vec<_> = (1..=4)
+            .map(|i| l.admit(ip(&format!("192.0.2.{}", (i + 1) / 2))).unwrap())
+            .collect();
+        assert_eq!(
+            l.admit(ip("192.0.2.77")).unwrap_err(),
+            ConnRefused::PerNetwork
+        );
+        let _next_24 = l.admit(ip("192.0.3.1")).unwrap();
+        // An IPv6 /48 is one network across its /64s.
+        let v6: Vec<_> = (1..=4)
+            .map(|i| l.admit(ip(&format!("2001:db8:7:{i}::1"))).unwrap())
+            .collect();
+        assert_eq!(
+            l.admit(ip("2001:db8:7:ff::1")).unwrap_err(),
+            ConnRefused::PerNetwork
+        );
+        let _next_48 = l.admit(ip("2001:db8:8::1")).unwrap();
+        // A refusal by network leaves the peer's own count as it was.
+        assert_eq!(
+            l.admit(ip("192.0.2.99")).unwrap_err(),
+            ConnRefused::PerNetwork
+        );
+        drop(v4);
+        let _a = l.admit(ip("192.0.2.99")).unwrap();
+        let _b = l.admit(ip("192.0.2.99")).unwrap();
+        drop(v6);
+        assert_eq!(l.open(), 4);
     }
 
     #[test]
@@ -249,8 +397,12 @@ mod tests {
             challenges_per_minute: 0,
             solutions_per_minute: 0,
             wrong_answer_backoff: Duration::from_secs(30),
-            max_connections: 1,
-            max_connections_per_ip: 1,
+            connections: ConnCaps {
+                total: 1,
+                reserved_for_trusted: 0,
+                per_peer: 1,
+                per_network: 1,
+            },
             max_body_bytes: 8192,
             header_read_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),

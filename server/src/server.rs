@@ -10,18 +10,27 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::limits::{ConnLimits, ConnRefused};
+use crate::limits::ConnLimits;
+use crate::linger::Lingering;
 
 use crate::db;
 use crate::routes::app;
 use crate::state::AppState;
 
+/// The largest request header block, and hyper's read buffer: the 32 KiB
+/// of nginx's `large_client_header_buffers`, so whatever the proxy in front
+/// accepted fits. hyper's own buffer, about 400 KiB, let each half-sent
+/// request hold that much memory. A larger header block gets 431 and the
+/// connection is closed.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// Serves `state` on `listener` until `shutdown` resolves, then stops
 /// accepting and gives in-flight requests up to the configured grace period.
 ///
 /// The accept loop is written out (rather than `axum::serve`) because it
-/// enforces what axum does not expose: the connection caps and hyper's
-/// header-read timeout against slowloris.
+/// enforces what axum does not expose: the connection caps, hyper's
+/// header-read timeout against slowloris and its header buffer size, and
+/// the lingering close that lets a client read an early answer.
 ///
 /// # Errors
 /// When the metrics listener cannot bind.
@@ -46,16 +55,14 @@ pub async fn serve(
     };
     let limits = state.config.limits;
     let trusted = state.client_ip.clone();
-    let conns = ConnLimits::new(
-        limits.max_connections,
-        limits.max_connections_per_ip,
-        move |ip| trusted.is_trusted(ip),
-    );
+    let conns = ConnLimits::new(limits.connections, move |ip| trusted.is_trusted(ip));
     let router = app(state.clone());
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_HEADER_BYTES);
 
     tokio::pin!(shutdown);
     loop {
@@ -74,11 +81,11 @@ pub async fn serve(
         let guard = match conns.admit(peer.ip()) {
             Ok(g) => g,
             Err(refused) => {
-                let label = match refused {
-                    ConnRefused::Total => "connections_total",
-                    ConnRefused::PerIp => "connections_per_ip",
-                };
-                state.metrics.limited.with_label_values(&[label]).inc();
+                state
+                    .metrics
+                    .limited
+                    .with_label_values(&[refused.label()])
+                    .inc();
                 tokio::spawn(refuse(stream));
                 continue;
             }
@@ -86,8 +93,10 @@ pub async fn serve(
         let svc = tower::ServiceBuilder::new()
             .layer(axum::Extension(ConnectInfo(peer)))
             .service(router.clone());
-        let conn = graceful
-            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc)));
+        let conn = graceful.watch(http.serve_connection(
+            TokioIo::new(Lingering::new(stream)),
+            TowerToHyperService::new(svc),
+        ));
         let limited = state.metrics.limited.clone();
         tokio::spawn(async move {
             let _guard = guard;

@@ -198,3 +198,136 @@ fn connections_are_capped_per_address_and_in_total() {
     let answer = read_until_closed(&mut second, Duration::from_secs(5)).expect("closed");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
 }
+
+/// A connection from `local`, one of the many loopback addresses, as a
+/// separate client host would make.
+fn connect_from(local: std::net::IpAddr, server: std::net::SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((local, 0).into()).unwrap();
+        socket.connect(server).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// The sum of the `powgate_limited_total` counters whose label starts
+/// with `prefix`.
+fn limited(metrics: &str, prefix: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("powgate_limited_total{{limit=\"{prefix}")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn half_sent_requests_from_many_addresses_cannot_starve_the_trusted_proxy() {
+    let app = TestApp::spawn_with(|c| {
+        c.trusted_proxies = powgate::config::StringList::List(vec!["127.0.0.1/32".into()]);
+        c.max_connections = 40;
+        c.reserved_proxy_connections = Some(10);
+        c.max_connections_per_ip = 2;
+        c.max_connections_per_network = 20;
+    });
+    // Two /24s of attackers, 58 addresses, try two half-sent requests each:
+    // far more than the 30 slots open to them.
+    let attackers: Vec<std::net::IpAddr> = (0..=1)
+        .flat_map(|net| (2..=30).map(move |host| format!("127.0.{net}.{host}").parse().unwrap()))
+        .collect();
+    let mut held = Vec::new();
+    for &a in &attackers {
+        for _ in 0..2 {
+            let mut s = connect_from(a, app.addr);
+            // Refused ones are closed already; that write may fail.
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Half: ");
+            held.push(s);
+        }
+    }
+    // Wait until the server has taken or refused every one of them.
+    let refused = (attackers.len() * 2 - 30) as u64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while limited(&app.metrics(), "connections_") < refused && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The proxy opens all ten reserved slots at once, and each is served.
+    let mut proxy: Vec<TcpStream> = (0..10)
+        .map(|_| connect_from("127.0.0.1".parse().unwrap(), app.addr))
+        .collect();
+    for s in &mut proxy {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Real-IP: 198.51.100.7\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    for s in &mut proxy {
+        let answer = read_until_closed(s, Duration::from_secs(5)).expect("closed");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // The attackers did fill every slot open to them, by address and by
+    // network. (The proxy's own slots free once it has hung up.)
+    drop(proxy);
+    std::thread::sleep(Duration::from_millis(200));
+    let metrics = app.metrics();
+    assert_eq!(limited(&metrics, "connections_"), refused, "{metrics}");
+    assert!(
+        limited(&metrics, "connections_per_network") > 0,
+        "{metrics}"
+    );
+    assert!(limited(&metrics, "connections_total") > 0, "{metrics}");
+    drop(held);
+}
+
+#[test]
+fn an_oversized_header_block_gets_431_and_a_close() {
+    let app = TestApp::spawn();
+    let ask = |header_bytes: usize| {
+        let mut s = TcpStream::connect(app.addr).unwrap();
+        let request = format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: a={}\r\n\r\n",
+            "b".repeat(header_bytes)
+        );
+        s.write_all(request.as_bytes()).unwrap();
+        read_until_closed(&mut s, Duration::from_secs(5)).expect("closed")
+    };
+    // Headers as large as a real site's cookies pass...
+    let answer = ask(24 * 1024);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // ...and a block over the buffer is refused, not buffered.
+    let answer = ask(40 * 1024);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
+#[test]
+fn a_client_that_sends_a_2mb_body_before_reading_gets_the_413_not_a_reset() {
+    let app = TestApp::spawn();
+    let body = vec![b'x'; 2_000_000];
+    let mut s = TcpStream::connect(app.addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/solve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // At a network's pace rather than loopback's, so that the answer comes
+    // while the body is still on its way, as it does for a real client.
+    for chunk in body.chunks(64 * 1024) {
+        s.write_all(chunk)
+            .expect("powgate reset the connection while the body was being sent");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .expect("powgate reset the connection instead of closing it");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let json = &answer[answer.find("\r\n\r\n").expect("a body") + 4..];
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["error"], "too_large", "{v}");
+}
