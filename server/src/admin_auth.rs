@@ -49,11 +49,10 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::client_ip::IpKey;
+use crate::client_ip::{IpKey, NetKey};
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::error::ApiError;
@@ -75,8 +74,6 @@ const NETWORK_BUDGET: Budget = Budget {
     burst: 20,
     interval_secs: 6,
 };
-const IPV4_NETWORK_BITS: u8 = 24;
-const IPV6_NETWORK_BITS: u8 = 48;
 
 /// A GCRA bucket's shape: `burst` failures at once, then one per interval.
 #[derive(Debug, Clone, Copy)]
@@ -103,19 +100,13 @@ impl Budget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Counted {
     Address(IpKey),
-    Network(IpNet),
+    Network(NetKey),
 }
 
 impl Counted {
     fn of(ip: IpAddr) -> [Self; 2] {
-        let ip = crate::client_ip::canonical(ip);
-        let bits = if ip.is_ipv4() {
-            IPV4_NETWORK_BITS
-        } else {
-            IPV6_NETWORK_BITS
-        };
-        let network = IpNet::new(ip, bits).map_or(IpNet::from(ip), |n| n.trunc());
-        [Self::Address(IpKey::of(ip)), Self::Network(network)]
+        let address = IpKey::of(ip);
+        [Self::Address(address), Self::Network(address.network())]
     }
 
     fn budget(self) -> Budget {
@@ -375,7 +366,7 @@ mod tests {
         );
         assert_eq!(
             Counted::of("192.0.2.77".parse().unwrap())[1],
-            Counted::Network("192.0.2.0/24".parse().unwrap())
+            Counted::Network(NetKey::of("192.0.2.1".parse().unwrap()))
         );
     }
 

@@ -114,6 +114,11 @@ impl IpKey {
         }
     }
 
+    /// The network this address is counted in for per-network limits.
+    pub fn network(self) -> NetKey {
+        NetKey::of(self.0)
+    }
+
     /// 16 bytes for signing into a challenge.
     pub fn to_bytes(self) -> [u8; 16] {
         match self.0 {

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::client_ip::IpKey;
+use crate::client_ip::{IpKey, NetKey};
 use crate::config::OpenChallengeLimits;
 
 /// Most open challenges tracked in total, about 50 bytes each; beyond it new
@@ -30,7 +30,7 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Inner {
     /// Open challenges by network, so both bounds are one lookup.
-    by_network: HashMap<[u8; 16], Vec<Entry>>,
+    by_network: HashMap<NetKey, Vec<Entry>>,
     total: usize,
 }
 
@@ -46,17 +46,6 @@ pub struct Refused {
 pub struct OpenChallenges {
     limits: OpenChallengeLimits,
     inner: Mutex<Inner>,
-}
-
-/// The network an address belongs to for the per-network bound: IPv4 by
-/// /24, IPv6 by /48 (a typical site allocation). Works on the signed
-/// 16-byte form, in which IPv4 is IPv4-mapped IPv6.
-fn network(address: IpKey) -> [u8; 16] {
-    let mut b = address.to_bytes();
-    let v4_mapped = b[..10].iter().all(|x| *x == 0) && b[10] == 0xff && b[11] == 0xff;
-    let keep = if v4_mapped { 15 } else { 6 };
-    b[keep..].fill(0);
-    b
 }
 
 impl OpenChallenges {
@@ -93,7 +82,7 @@ impl OpenChallenges {
         if !self.enabled() {
             return Ok(());
         }
-        let net = network(address);
+        let net = address.network();
         let OpenChallengeLimits {
             per_ip,
             per_network,
@@ -145,7 +134,7 @@ impl OpenChallenges {
         if !self.enabled() {
             return;
         }
-        let net = network(address);
+        let net = address.network();
         self.with(|inner| {
             if let Some(entries) = inner.by_network.get_mut(&net)
                 && let Some(i) = entries.iter().position(|e| &e.id == id)
@@ -186,17 +175,6 @@ mod tests {
 
     fn key(s: &str) -> IpKey {
         IpKey::of(s.parse().unwrap())
-    }
-
-    #[test]
-    fn networks_are_ipv4_slash_24_and_ipv6_slash_48() {
-        assert_eq!(network(key("192.0.2.1")), network(key("192.0.2.254")));
-        assert_ne!(network(key("192.0.2.1")), network(key("192.0.3.1")));
-        assert_eq!(
-            network(key("2001:db8:1:1::1")),
-            network(key("2001:db8:1:ffff::1"))
-        );
-        assert_ne!(network(key("2001:db8:1::1")), network(key("2001:db8:2::1")));
     }
 
     #[test]
