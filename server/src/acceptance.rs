@@ -17,6 +17,10 @@ use pow::{Argon2Params, ChallengeClaims, Difficulty, Purpose};
 use crate::error::ApiError;
 use crate::settings::{DifficultyChange, Settings};
 
+/// How far in the future a challenge's issue time may lie: instances
+/// sharing a key may disagree on the time by this much.
+const CLOCK_SKEW_SECS: i64 = 60;
+
 /// What the server asks of a challenge at one moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Requirements<'a> {
@@ -58,6 +62,18 @@ impl Requirements<'_> {
         if claims.params != self.params {
             return Err(ApiError::Expired(
                 "this challenge was issued with other argon2 parameters than the server uses now; request a new challenge".into(),
+            ));
+        }
+        // A leaked key must not mint challenges that never die either: none
+        // the server issues is dated ahead or lives past the longest timeout
+        // an operator can set.
+        let longest = i64::from(Settings::CHALLENGE_TIMEOUT.1) * 60;
+        if claims.issued_at > self.now.saturating_add(CLOCK_SKEW_SECS)
+            || claims.expires_at.saturating_sub(claims.issued_at) > longest
+        {
+            return Err(ApiError::Expired(
+                "this challenge's lifetime is not one the server issues; request a new challenge"
+                    .into(),
             ));
         }
         let min = self.min_difficulty(claims);
@@ -127,5 +143,25 @@ mod tests {
         let mut other = claims(Purpose::New, 800, 999);
         other.params = Argon2Params::new(1, 8, 1, 32).unwrap();
         assert!(r.check(&other).is_err());
+    }
+
+    #[test]
+    fn a_leaked_key_cannot_mint_challenges_that_never_expire() {
+        let s = settings(200);
+        let r = Requirements {
+            params: Argon2Params::DEFAULT,
+            settings: &s,
+            last_change: None,
+            grace: Duration::from_secs(120),
+            now: 10_000,
+        };
+        assert!(r.check(&claims(Purpose::New, 200, 10_000)).is_ok());
+        let mut forever = claims(Purpose::New, 200, 10_000);
+        forever.expires_at = i64::MAX;
+        assert!(r.check(&forever).is_err());
+        assert!(
+            r.check(&claims(Purpose::New, 200, 10_000 + 3600)).is_err(),
+            "dated ahead"
+        );
     }
 }
