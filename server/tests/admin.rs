@@ -17,28 +17,7 @@ fn bearer(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let agent = app.agent();
-    let url = app.url(path);
-    let auth = format!("Bearer {KEY}");
-    let mut resp = match (method, body) {
-        ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
-        ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
-        ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
-        ("PATCH", Some(b)) => agent
-            .patch(&url)
-            .header("Authorization", &auth)
-            .send_json(b),
-        ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
-        other => panic!("{other:?}"),
-    }
-    .unwrap();
-    let status = resp.status().as_u16();
-    (
-        status,
-        resp.body_mut()
-            .read_json()
-            .unwrap_or(serde_json::Value::Null),
-    )
+    app.admin_call(KEY, method, path, body)
 }
 
 /// Logs in and returns the session cookie pair `powgate_admin=…`.

@@ -23,20 +23,7 @@ fn admin(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let agent = app.agent();
-    let url = app.url(path);
-    let auth = format!("Bearer {KEY}");
-    let mut resp = match (method, body) {
-        ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
-        ("PATCH", Some(b)) => agent
-            .patch(&url)
-            .header("Authorization", &auth)
-            .send_json(b),
-        other => panic!("{other:?}"),
-    }
-    .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.body_mut().read_json().unwrap())
+    app.admin_call(KEY, method, path, body)
 }
 
 fn raise_difficulty(app: &TestApp, d: u64) {

@@ -119,6 +119,39 @@ impl TestApp {
             .into()
     }
 
+    /// An admin API call with `Authorization: Bearer key`: status and JSON
+    /// body (`null` when there is none).
+    pub fn admin_call(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let agent = self.agent();
+        let url = self.url(path);
+        let auth = format!("Bearer {key}");
+        let mut resp = match (method, body) {
+            ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+            ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
+            ("POST", None) => agent.post(&url).header("Authorization", &auth).send_empty(),
+            ("PATCH", Some(b)) => agent
+                .patch(&url)
+                .header("Authorization", &auth)
+                .send_json(b),
+            ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
+            other => panic!("{other:?}"),
+        }
+        .unwrap();
+        let status = resp.status().as_u16();
+        (
+            status,
+            resp.body_mut()
+                .read_json()
+                .unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// POST /api/challenge as client `ip` (via X-Real-IP from loopback, a trusted proxy).
     pub fn challenge_as(&self, ip: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let mut r = self
