@@ -1,5 +1,5 @@
-//! What the routes owe every client whichever middleware they pass: JSON
-//! refusals and the request time bound. `/verify-token`
+//! What the routes owe every client whichever middleware they pass: the JSON
+//! API headers, JSON refusals, and the request time bound. `/verify-token`
 //! and `/healthz` skip the middleware of the other routes (routes/mod.rs),
 //! so these tests drive both groups.
 
@@ -10,6 +10,71 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::TestApp;
+
+const IP: &str = "198.51.100.60";
+
+/// Asserts both JSON API headers on one answer; `what` names it.
+fn assert_api_headers(what: &str, r: &ureq::http::Response<ureq::Body>) {
+    let h = r.headers();
+    assert_eq!(
+        h.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "{what}: {h:?}"
+    );
+    assert_eq!(
+        h.get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff"),
+        "{what}: {h:?}"
+    );
+}
+
+/// An attacker's pass found JSON API answers without `Cache-Control:
+/// no-store` (a shared cache or the browser history could keep a challenge,
+/// a token or a refusal) and without `X-Content-Type-Options: nosniff`.
+#[test]
+fn json_api_answers_are_neither_stored_nor_sniffed() {
+    let app = TestApp::spawn();
+    let agent = app.agent();
+
+    let r = agent
+        .post(&app.url("/api/challenge"))
+        .header("X-Real-IP", IP)
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_api_headers("challenge", &r);
+
+    let r = agent.get(&app.url("/api/config")).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_api_headers("page config", &r);
+
+    let r = agent
+        .post(&app.url("/api/solve"))
+        .header("Content-Type", "application/json")
+        .send("{")
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_api_headers("refused solution", &r);
+
+    let r = agent.delete(&app.url("/api/challenge")).call().unwrap();
+    assert_eq!(r.status(), 405);
+    assert_api_headers("wrong method", &r);
+
+    let r = agent.get(&app.url("/verify-token")).call().unwrap();
+    assert_eq!(r.status(), 401);
+    assert_api_headers("verify-token without a token", &r);
+
+    let token = app.obtain_token(IP);
+    let r = agent
+        .get(&app.url("/verify-token"))
+        .header("X-Real-IP", IP)
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_api_headers("verify-token with a valid token", &r);
+}
 
 /// `/verify-token` and `/healthz` no longer pass the plain-text rewriter;
 /// their refusals must be JSON by themselves, and the rewriter must still

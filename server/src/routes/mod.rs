@@ -74,6 +74,17 @@ async fn json_errors(req: Request, next: Next) -> Response {
     out
 }
 
+/// Gives every answer under `/api/` the JSON API headers, successes
+/// included (refusals carry them from [`ApiError`] already).
+async fn api_headers(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut resp = next.run(req).await;
+    if api {
+        crate::error::add_api_headers(resp.headers_mut());
+    }
+    resp
+}
+
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
@@ -103,8 +114,8 @@ fn request_tracing_enabled() -> bool {
 ///   headers. Their requests are bounded by hyper's header-read timeout
 ///   (server.rs) and, for the database work of `/verify-token`, by
 ///   [`within_request_time`] inside the handler.
-/// - everything else goes through `json_errors` and the `request_timeout`
-///   middleware, which bounds body reading too.
+/// - everything else goes through `json_errors`, `api_headers` and the
+///   `request_timeout` middleware, which bounds body reading too.
 pub fn app(state: AppState) -> Router {
     let hot = Router::new()
         .merge(verify::router())
@@ -123,6 +134,7 @@ pub fn app(state: AppState) -> Router {
     let rest = rest
         .merge(pages::router())
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(api_headers))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -252,7 +252,7 @@ fn respond(state: &AppState, decision: Decision, request: &Parts, via_proxy: boo
             "false"
         }),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::error::add_api_headers(h);
     resp
 }
 
