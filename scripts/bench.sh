@@ -40,6 +40,11 @@
 #   BENCH_BARE_PORT=18090       loopback port for the bare baseline of (a)
 #   BENCH_SECONDS=10            seconds per throughput run in (a)
 #   BENCH_ROUNDS=3              bare/verify/healthz rounds in (a), median taken
+#   BENCH_PIN=1                 in (a), both servers on CPU 0 and oha on the
+#                               others (needs 2+ CPUs and taskset): unpinned,
+#                               oha takes as much CPU as the servers and the
+#                               figure is mostly the load generator's; 0 to
+#                               let them share every CPU
 #   BENCH_CONNECTIONS=32        concurrent connections in (a)
 #   BENCH_LATENCY_SECONDS=15    seconds per constant-rate latency run
 #   BENCH_RATE=400              /verify-token requests/s in (b)
@@ -169,11 +174,13 @@ mkdir -p "$out"
 rm -f "$out"/bench-*.json
 
 # oha with JSON output; the figures are picked out with jq below.
+# oha_pin: the taskset command oha runs under, if any (part a).
+oha_pin=()
 oha_json() {
     local name=$1
     shift
-    commands+=("oha --no-tui --output-format json $(quote "$@") > bench-results/bench-$name.json")
-    oha --no-tui --output-format json "$@" >"$out/bench-$name.json"
+    commands+=("$(quote "${oha_pin[@]}" oha --no-tui --output-format json "$@") > bench-results/bench-$name.json")
+    "${oha_pin[@]}" oha --no-tui --output-format json "$@" >"$out/bench-$name.json"
 }
 # Successful (200) answers per second of a finished oha run.
 ok_rps() { jq '(.statusCodeDistribution["200"] // 0) / .summary.total | round' "$out/bench-$1.json"; }
@@ -187,6 +194,8 @@ errors() { jq '[.errorDistribution | to_entries[] | select(.key | test("deadline
 calc() { python3 -c "print(round($1, 3))"; }
 verdict() { python3 -c "print('met' if $1 else 'MISSED')"; }
 median() { python3 -c "import statistics, sys; print(round(statistics.median(float(x) for x in sys.argv[1:]), 3))" "$@"; }
+# The same, rounded to a whole number (requests per second).
+median_int() { python3 -c "import statistics, sys; print(round(statistics.median(float(x) for x in sys.argv[1:])))" "$@"; }
 # Rows of the printed table and parts of the summary JSON, filled in by
 # each part that runs.
 rows=()
@@ -221,8 +230,17 @@ fi
 # --- (a) throughput ---------------------------------------------------------------
 if want a; then
     say "(a) starting the bare baseline on port $bare_port"
-    commands+=("(baseline) target/release/examples/bare --listen 127.0.0.1:$bare_port")
-    "$bare" --listen "127.0.0.1:$bare_port" 2>>"$tmp/bare.log" &
+    server_pin=()
+    if [[ ${BENCH_PIN:-1} == 1 ]] && (($(nproc) >= 2)) && command -v taskset >/dev/null; then
+        # Both servers get CPU 0 alone, so that each is the bottleneck
+        # of its runs and oha (on the other CPUs) is not.
+        server_pin=(taskset -c 0)
+        oha_pin=(taskset -c "1-$(($(nproc) - 1))")
+        taskset -a -p -c 0 "$server_pid" >/dev/null
+        commands+=("taskset -a -p -c 0 <powgate's pid>")
+    fi
+    commands+=("(baseline) ${server_pin[*]:+${server_pin[*]} }target/release/examples/bare --listen 127.0.0.1:$bare_port")
+    "${server_pin[@]}" "$bare" --listen "127.0.0.1:$bare_port" 2>>"$tmp/bare.log" &
     bare_pid=$!
     bg_pids+=("$bare_pid")
     for _ in $(seq 100); do
@@ -231,9 +249,9 @@ if want a; then
     done
     say "(a) throughput: bare baseline, /verify-token, /healthz, $rounds rounds of ${secs} s each, $conns connections"
     # The baseline gets the same request as powgate, token included.
-    oha --no-tui -z 2s -c "$conns" -H "$auth" "$bare_base/verify-token" >/dev/null
-    oha --no-tui -z 2s -c "$conns" -H "$auth" "$base/verify-token" >/dev/null
-    oha --no-tui -z 2s -c "$conns" "$base/healthz" >/dev/null
+    "${oha_pin[@]}" oha --no-tui -z 2s -c "$conns" -H "$auth" "$bare_base/verify-token" >/dev/null
+    "${oha_pin[@]}" oha --no-tui -z 2s -c "$conns" -H "$auth" "$base/verify-token" >/dev/null
+    "${oha_pin[@]}" oha --no-tui -z 2s -c "$conns" "$base/healthz" >/dev/null
     bare_rps=()
     verify_rps=()
     health_rps=()
@@ -248,9 +266,14 @@ if want a; then
     done
     kill "$bare_pid" 2>/dev/null || true
     wait "$bare_pid" 2>/dev/null || true
-    bare_median=$(median "${bare_rps[@]}")
-    verify_median=$(median "${verify_rps[@]}")
-    health_median=$(median "${health_rps[@]}")
+    # The latency runs below, and parts (b) to (d), share every CPU again.
+    if ((${#server_pin[@]})); then
+        taskset -a -p -c "0-$(($(nproc) - 1))" "$server_pid" >/dev/null
+        oha_pin=()
+    fi
+    bare_median=$(median_int "${bare_rps[@]}")
+    verify_median=$(median_int "${verify_rps[@]}")
+    health_median=$(median_int "${health_rps[@]}")
     ratio_a=$(calc "$verify_median / $bare_median")
     ratio_a_health=$(calc "$verify_median / $health_median")
     half_rate=$(python3 -c "print(max(1, int($verify_median / 2)))")
