@@ -2,11 +2,16 @@
 # Load benchmarks (`just bench`). Every figure is a ratio of two measurements
 # taken in this one run, because the machine is shared and noisy.
 #
-#   (a) throughput of /verify-token for a valid cached token against the bare
-#       /healthz handler of the same binary (same connections and duration,
-#       runs interleaved), and /verify-token's p99 at half that throughput,
-#       beside /healthz's p99 at the same rate: the floor of this rig, where
-#       oha and the server share the CPUs;
+#   (a) throughput of /verify-token for a valid cached token against a
+#       separate bare process (server/examples/bare.rs: one axum handler
+#       answering 200 "ok" on powgate's runtime and hyper settings), so that
+#       every layer powgate puts on the hot path (middleware, routing,
+#       connection accounting, the token check) is in the figure; same
+#       connections and duration, runs alternating over a few rounds, the
+#       medians compared. The bare /healthz of powgate itself is measured in
+#       the same rounds as extra information. Then /verify-token's p99 at
+#       half its throughput, beside /healthz's p99 at the same rate: the
+#       floor of this rig, where oha and the server share the CPUs;
 #   (b) /verify-token's p99 at a constant moderate rate, without and then
 #       during a flood of wrong solutions to fresh challenges from many
 #       addresses (server/examples/flood.rs), beside the bare /healthz's p99
@@ -29,9 +34,17 @@
 # prints a table with every figure, its target, and the command behind it.
 #
 # Settings (environment):
+#   BENCH_PARTS=abcd            which parts to run, e.g. BENCH_PARTS=a for (a)
+#                               only; (c) is measured during (b), so it needs b
 #   BENCH_PORT=18089            loopback port for the server under test
+#   BENCH_BARE_PORT=18090       loopback port for the bare baseline of (a)
 #   BENCH_SECONDS=10            seconds per throughput run in (a)
-#   BENCH_ROUNDS=3              healthz/verify pairs in (a)
+#   BENCH_ROUNDS=3              bare/verify/healthz rounds in (a), median taken
+#   BENCH_PIN=1                 in (a), both servers on CPU 0 and oha on the
+#                               others (needs 2+ CPUs and taskset): unpinned,
+#                               oha takes as much CPU as the servers and the
+#                               figure is mostly the load generator's; 0 to
+#                               let them share every CPU
 #   BENCH_CONNECTIONS=32        concurrent connections in (a)
 #   BENCH_LATENCY_SECONDS=15    seconds per constant-rate latency run
 #   BENCH_RATE=400              /verify-token requests/s in (b)
@@ -44,7 +57,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+parts="${BENCH_PARTS:-abcd}"
 port="${BENCH_PORT:-18089}"
+bare_port="${BENCH_BARE_PORT:-18090}"
 secs="${BENCH_SECONDS:-10}"
 rounds="${BENCH_ROUNDS:-3}"
 conns="${BENCH_CONNECTIONS:-32}"
@@ -56,7 +71,19 @@ flood_threads="${BENCH_FLOOD_THREADS:-32}"
 permits="${BENCH_VERIFY_PERMITS:-$(nproc)}"
 verify_runs="${BENCH_VERIFY_RUNS:-15}"
 base="http://127.0.0.1:$port"
+bare_base="http://127.0.0.1:$bare_port"
 out="$root/bench-results"
+
+if [[ ! $parts =~ ^[abcd]+$ ]]; then
+    echo "BENCH_PARTS=$parts: use letters among a, b, c, d" >&2
+    exit 1
+fi
+if [[ $parts == *c* && $parts != *b* ]]; then
+    echo "BENCH_PARTS=$parts: (c) is measured during (b); add b" >&2
+    exit 1
+fi
+# True when part $1 is to run.
+want() { [[ $parts == *"$1"* ]]; }
 
 say() { printf '==> %s\n' "$*" >&2; }
 commands=()
@@ -77,10 +104,10 @@ if ! command -v oha >/dev/null; then
     cargo install --locked oha
 fi
 apt_need=()
-command -v argon2 >/dev/null || apt_need+=(argon2)
+want d && ! command -v argon2 >/dev/null && apt_need+=(argon2)
 command -v jq >/dev/null || apt_need+=(jq)
 command -v curl >/dev/null || apt_need+=(curl)
-command -v objdump >/dev/null || apt_need+=(binutils)
+want d && ! command -v objdump >/dev/null && apt_need+=(binutils)
 if ((${#apt_need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         say "installing ${apt_need[*]}"
@@ -94,13 +121,18 @@ fi
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 say "building powgate and the benchmark examples (release)"
-cargo build --release --locked -p powgate --bin powgate --example flood --example verify_cost
+cargo build --release --locked -p powgate --bin powgate --example bare --example flood --example verify_cost
 bin="$root/target/release/powgate"
+bare="$root/target/release/examples/bare"
 flood="$root/target/release/examples/flood"
 verify_cost="$root/target/release/examples/verify_cost"
 
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use; set BENCH_PORT" >&2
+    exit 1
+fi
+if want a && (exec 3<>"/dev/tcp/127.0.0.1/$bare_port") 2>/dev/null; then
+    echo "port $bare_port is in use; set BENCH_BARE_PORT" >&2
     exit 1
 fi
 
@@ -142,11 +174,13 @@ mkdir -p "$out"
 rm -f "$out"/bench-*.json
 
 # oha with JSON output; the figures are picked out with jq below.
+# oha_pin: the taskset command oha runs under, if any (part a).
+oha_pin=()
 oha_json() {
     local name=$1
     shift
-    commands+=("oha --no-tui --output-format json $(quote "$@") > bench-results/bench-$name.json")
-    oha --no-tui --output-format json "$@" >"$out/bench-$name.json"
+    commands+=("$(quote "${oha_pin[@]}" oha --no-tui --output-format json "$@") > bench-results/bench-$name.json")
+    "${oha_pin[@]}" oha --no-tui --output-format json "$@" >"$out/bench-$name.json"
 }
 # Successful (200) answers per second of a finished oha run.
 ok_rps() { jq '(.statusCodeDistribution["200"] // 0) / .summary.total | round' "$out/bench-$1.json"; }
@@ -158,6 +192,14 @@ p99_ms() { pct_ms "$1" p99; }
 non200() { jq '[.statusCodeDistribution | to_entries[] | select(.key != "200") | .value] | add // 0' "$out/bench-$1.json"; }
 errors() { jq '[.errorDistribution | to_entries[] | select(.key | test("deadline") | not) | .value] | add // 0' "$out/bench-$1.json"; }
 calc() { python3 -c "print(round($1, 3))"; }
+verdict() { python3 -c "print('met' if $1 else 'MISSED')"; }
+median() { python3 -c "import statistics, sys; print(round(statistics.median(float(x) for x in sys.argv[1:]), 3))" "$@"; }
+# The same, rounded to a whole number (requests per second).
+median_int() { python3 -c "import statistics, sys; print(round(statistics.median(float(x) for x in sys.argv[1:])))" "$@"; }
+# Rows of the printed table and parts of the summary JSON, filled in by
+# each part that runs.
+rows=()
+summary=()
 
 # --- a token ----------------------------------------------------------------------
 # Minted on a throw-away configuration (argon2 t=1, m=64 KiB, difficulty 1) so
@@ -186,148 +228,228 @@ if [[ $status != 200 ]]; then
 fi
 
 # --- (a) throughput ---------------------------------------------------------------
-say "(a) throughput: /healthz and /verify-token, $rounds rounds of ${secs} s each, $conns connections"
-oha --no-tui -z 2s -c "$conns" "$base/healthz" >/dev/null
-oha --no-tui -z 2s -c "$conns" -H "$auth" "$base/verify-token" >/dev/null
-health_rps=()
-verify_rps=()
-for r in $(seq "$rounds"); do
-    oha_json "a-healthz-$r" -z "${secs}s" -c "$conns" "$base/healthz"
-    health_rps+=("$(ok_rps "a-healthz-$r")")
-    oha_json "a-verify-$r" -z "${secs}s" -c "$conns" -H "$auth" "$base/verify-token"
-    verify_rps+=("$(ok_rps "a-verify-$r")")
-    say "  round $r: healthz ${health_rps[-1]} req/s, verify-token ${verify_rps[-1]} req/s"
-done
-mean() { python3 -c "import sys; v=[float(x) for x in sys.argv[1:]]; print(round(sum(v)/len(v)))" "$@"; }
-health_mean=$(mean "${health_rps[@]}")
-verify_mean=$(mean "${verify_rps[@]}")
-ratio_a=$(calc "$verify_mean / $health_mean")
-half_rate=$(python3 -c "print(max(1, int($verify_mean / 2)))")
+if want a; then
+    say "(a) starting the bare baseline on port $bare_port"
+    server_pin=()
+    if [[ ${BENCH_PIN:-1} == 1 ]] && (($(nproc) >= 2)) && command -v taskset >/dev/null; then
+        # Both servers get CPU 0 alone, so that each is the bottleneck
+        # of its runs and oha (on the other CPUs) is not.
+        server_pin=(taskset -c 0)
+        oha_pin=(taskset -c "1-$(($(nproc) - 1))")
+        taskset -a -p -c 0 "$server_pid" >/dev/null
+        commands+=("taskset -a -p -c 0 <powgate's pid>")
+    fi
+    commands+=("(baseline) ${server_pin[*]:+${server_pin[*]} }target/release/examples/bare --listen 127.0.0.1:$bare_port")
+    "${server_pin[@]}" "$bare" --listen "127.0.0.1:$bare_port" 2>>"$tmp/bare.log" &
+    bare_pid=$!
+    bg_pids+=("$bare_pid")
+    for _ in $(seq 100); do
+        curl -fsS -o /dev/null "$bare_base/verify-token" 2>/dev/null && break
+        sleep 0.1
+    done
+    say "(a) throughput: bare baseline, /verify-token, /healthz, $rounds rounds of ${secs} s each, $conns connections"
+    # The baseline gets the same request as powgate, token included.
+    "${oha_pin[@]}" oha --no-tui -z 2s -c "$conns" -H "$auth" "$bare_base/verify-token" >/dev/null
+    "${oha_pin[@]}" oha --no-tui -z 2s -c "$conns" -H "$auth" "$base/verify-token" >/dev/null
+    "${oha_pin[@]}" oha --no-tui -z 2s -c "$conns" "$base/healthz" >/dev/null
+    bare_rps=()
+    verify_rps=()
+    health_rps=()
+    for r in $(seq "$rounds"); do
+        oha_json "a-bare-$r" -z "${secs}s" -c "$conns" -H "$auth" "$bare_base/verify-token"
+        bare_rps+=("$(ok_rps "a-bare-$r")")
+        oha_json "a-verify-$r" -z "${secs}s" -c "$conns" -H "$auth" "$base/verify-token"
+        verify_rps+=("$(ok_rps "a-verify-$r")")
+        oha_json "a-healthz-$r" -z "${secs}s" -c "$conns" "$base/healthz"
+        health_rps+=("$(ok_rps "a-healthz-$r")")
+        say "  round $r: bare ${bare_rps[-1]}, verify-token ${verify_rps[-1]}, healthz ${health_rps[-1]} req/s"
+    done
+    kill "$bare_pid" 2>/dev/null || true
+    wait "$bare_pid" 2>/dev/null || true
+    # The latency runs below, and parts (b) to (d), share every CPU again.
+    if ((${#server_pin[@]})); then
+        taskset -a -p -c "0-$(($(nproc) - 1))" "$server_pid" >/dev/null
+        oha_pin=()
+    fi
+    bare_median=$(median_int "${bare_rps[@]}")
+    verify_median=$(median_int "${verify_rps[@]}")
+    health_median=$(median_int "${health_rps[@]}")
+    ratio_a=$(calc "$verify_median / $bare_median")
+    ratio_a_health=$(calc "$verify_median / $health_median")
+    half_rate=$(python3 -c "print(max(1, int($verify_median / 2)))")
 
-say "(a) /verify-token p99 at half the measured maximum: $half_rate req/s for ${lat_secs} s, and /healthz's at the same rate"
-oha_json a-half-rate -z "${lat_secs}s" -c "$conns" -q "$half_rate" --latency-correction -H "$auth" "$base/verify-token"
-oha_json a-half-rate-healthz -z "${lat_secs}s" -c "$conns" -q "$half_rate" --latency-correction "$base/healthz"
-p99_half=$(p99_ms a-half-rate)
-p50_half=$(pct_ms a-half-rate p50)
-rps_half=$(ok_rps a-half-rate)
-p99_half_health=$(p99_ms a-half-rate-healthz)
-p50_half_health=$(pct_ms a-half-rate-healthz p50)
+    say "(a) /verify-token p99 at half the measured maximum: $half_rate req/s for ${lat_secs} s, and /healthz's at the same rate"
+    oha_json a-half-rate -z "${lat_secs}s" -c "$conns" -q "$half_rate" --latency-correction -H "$auth" "$base/verify-token"
+    oha_json a-half-rate-healthz -z "${lat_secs}s" -c "$conns" -q "$half_rate" --latency-correction "$base/healthz"
+    p99_half=$(p99_ms a-half-rate)
+    p50_half=$(pct_ms a-half-rate p50)
+    rps_half=$(ok_rps a-half-rate)
+    p99_half_health=$(p99_ms a-half-rate-healthz)
+    p50_half_health=$(pct_ms a-half-rate-healthz p50)
+    summary+=("$(jq -n \
+        --argjson bare "$bare_median" --argjson verify "$verify_median" --argjson health "$health_median" \
+        --argjson ratio "$ratio_a" --argjson ratio_health "$ratio_a_health" --argjson rounds "$rounds" \
+        --argjson bare_rounds "[$(IFS=,; echo "${bare_rps[*]}")]" \
+        --argjson verify_rounds "[$(IFS=,; echo "${verify_rps[*]}")]" \
+        --argjson health_rounds "[$(IFS=,; echo "${health_rps[*]}")]" \
+        --argjson half_rate "$half_rate" --argjson p99_half "$p99_half" --argjson p99_half_health "$p99_half_health" \
+        '{a: {bare_rps: $bare, verify_rps: $verify, ratio: $ratio, target: ">= 0.8", rounds: $rounds,
+              bare_rps_rounds: $bare_rounds, verify_rps_rounds: $verify_rounds,
+              healthz_rps: $health, healthz_rps_rounds: $health_rounds, ratio_to_healthz: $ratio_health,
+              half_rate: $half_rate, p99_ms_at_half_rate: $p99_half, p99_target_ms: 1.0,
+              healthz_p99_ms_at_half_rate: $p99_half_health}}')")
+    rows+=("| (a) /verify-token (cached token) vs the bare process, median of $rounds rounds (rounds: ${verify_rps[*]} vs ${bare_rps[*]}) | $verify_median / $bare_median req/s = **${ratio_a}x** | >= 0.8x | $(verdict "$ratio_a >= 0.8") |")
+    rows+=("| (a) same rounds, powgate's own /healthz (rounds: ${health_rps[*]}) | $verify_median / $health_median req/s = ${ratio_a_health}x | | |")
+    rows+=("| (a) /verify-token p99 at half max ($half_rate req/s offered, $rps_half served; p50 $p50_half ms) | **$p99_half ms** | <= 1 ms | $(verdict "$p99_half <= 1.0") |")
+    rows+=("| (a) same rate, bare /healthz: the rig's floor (p50 $p50_half_health ms) | $p99_half_health ms | | |")
+fi
 
 # --- (b) and (c): latency and memory under flood -----------------------------
-# Peak RSS: VmHWM is the kernel's own high-water mark of the server process,
-# over its whole life (so it includes (a)); VmRSS is also sampled during the
-# flood, as a cross-check.
-rss_samples="$tmp/rss"
-sample_rss() {
-    while kill -0 "$server_pid" 2>/dev/null; do
-        awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || true
-        sleep 0.2
-    done >"$rss_samples"
-}
+if want b; then
+    # Peak RSS: VmHWM is the kernel's own high-water mark of the server process,
+    # over its whole life (so it includes (a)); VmRSS is also sampled during the
+    # flood, as a cross-check.
+    rss_samples="$tmp/rss"
+    sample_rss() {
+        while kill -0 "$server_pid" 2>/dev/null; do
+            awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || true
+            sleep 0.2
+        done >"$rss_samples"
+    }
 
-# Unloaded and flooded runs alternate, $flood_rounds times, and each figure
-# is the median over the rounds: a single 10-second p99 on this rig swings
-# several-fold between identical runs.
-sample_rss &
-bg_pids+=($!)
-# One flood: $1 = name, $2 = nice value of the flood client, then the oha
-# measurements to take during it, one after the other ("verify" and/or
-# "healthz"). The flood starts 3 s ahead and stops by itself.
-flood_run() {
-    local name=$1 niceness=$2
-    shift 2
-    local secs=$(($# * b_secs + 6)) what
-    say "(b) flood at nice $niceness: $flood_threads threads for ${secs} s; $* at $rate req/s from its 3rd second"
-    commands+=("nice -n $niceness $flood --url $base --threads $flood_threads --seconds $secs > bench-results/bench-$name.json")
-    nice -n "$niceness" "$flood" --url "$base" --threads "$flood_threads" --seconds "$secs" >"$out/bench-$name.json" &
-    flood_pid=$!
-    bg_pids+=("$flood_pid")
-    sleep 3
-    for what; do b_measure "$name-$what" "$what"; done
-    wait "$flood_pid"
-}
-# A constant-rate oha run of /verify-token or /healthz: $1 = name, $2 = which.
-b_measure() {
-    if [[ $2 == verify ]]; then
-        oha_json "$1" -z "${b_secs}s" -c 8 -q "$rate" --latency-correction -H "$auth" "$base/verify-token"
-    else
-        oha_json "$1" -z "${b_secs}s" -c 8 -q "$rate" --latency-correction "$base/healthz"
+    # Unloaded and flooded runs alternate, $flood_rounds times, and each figure
+    # is the median over the rounds: a single 10-second p99 on this rig swings
+    # several-fold between identical runs.
+    sample_rss &
+    bg_pids+=($!)
+    # One flood: $1 = name, $2 = nice value of the flood client, then the oha
+    # measurements to take during it, one after the other ("verify" and/or
+    # "healthz"). The flood starts 3 s ahead and stops by itself.
+    flood_run() {
+        local name=$1 niceness=$2
+        shift 2
+        local secs=$(($# * b_secs + 6)) what
+        say "(b) flood at nice $niceness: $flood_threads threads for ${secs} s; $* at $rate req/s from its 3rd second"
+        commands+=("nice -n $niceness $flood --url $base --threads $flood_threads --seconds $secs > bench-results/bench-$name.json")
+        nice -n "$niceness" "$flood" --url "$base" --threads "$flood_threads" --seconds "$secs" >"$out/bench-$name.json" &
+        flood_pid=$!
+        bg_pids+=("$flood_pid")
+        sleep 3
+        for what; do b_measure "$name-$what" "$what"; done
+        wait "$flood_pid"
+    }
+    # A constant-rate oha run of /verify-token or /healthz: $1 = name, $2 = which.
+    b_measure() {
+        if [[ $2 == verify ]]; then
+            oha_json "$1" -z "${b_secs}s" -c 8 -q "$rate" --latency-correction -H "$auth" "$base/verify-token"
+        else
+            oha_json "$1" -z "${b_secs}s" -c 8 -q "$rate" --latency-correction "$base/healthz"
+        fi
+    }
+    for r in $(seq "$flood_rounds"); do
+        say "(b) round $r of $flood_rounds: unloaded /verify-token, then /healthz, at $rate req/s for ${b_secs} s each"
+        b_measure "b-unloaded-verify-$r" verify
+        b_measure "b-unloaded-healthz-$r" healthz
+        flood_run "b-flood-$r" 19 verify healthz
+    done
+    flood_run b-flood-nice0 0 verify
+    hwm_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
+    stop_server
+    peak_sample_kib=$(sort -n "$rss_samples" | tail -n 1)
+
+    # The p99s (or p50s with $2 = p50) of one series over the rounds, in order.
+    series() { for r in $(seq "$flood_rounds"); do pct_ms "$(printf "$1" "$r")" "${2:-p99}"; done; }
+    b_unloaded=($(series b-unloaded-verify-%s))
+    b_flood=($(series b-flood-%s-verify))
+    h_unloaded=($(series b-unloaded-healthz-%s))
+    h_flood=($(series b-flood-%s-healthz))
+    p99_unloaded=$(median "${b_unloaded[@]}")
+    p99_flood=$(median "${b_flood[@]}")
+    p50_unloaded=$(median $(series b-unloaded-verify-%s p50))
+    p50_flood=$(median $(series b-flood-%s-verify p50))
+    ratio_b=$(calc "$p99_flood / $p99_unloaded")
+    p99_unloaded_health=$(median "${h_unloaded[@]}")
+    p99_flood_health=$(median "${h_flood[@]}")
+    ratio_b_health=$(calc "$p99_flood_health / $p99_unloaded_health")
+    p99_flood0=$(p99_ms b-flood-nice0-verify)
+    p50_flood0=$(pct_ms b-flood-nice0-verify p50)
+    ratio_b0=$(calc "$p99_flood0 / $p99_unloaded")
+    rps_flood_verify=$(median $(for r in $(seq "$flood_rounds"); do ok_rps "b-flood-$r-verify"; done))
+    non200_flood=$(python3 -c "import sys; print(sum(int(x) for x in sys.argv[1:]))" $(for r in $(seq "$flood_rounds"); do non200 "b-flood-$r-verify"; done))
+    errors_flood=$(python3 -c "import sys; print(sum(int(x) for x in sys.argv[1:]))" $(for r in $(seq "$flood_rounds"); do errors "b-flood-$r-verify"; done))
+    # Requests per second, answers by status, and argon2 verifications of a flood.
+    flood_rate() { jq '.requests_per_second | . * 10 | round / 10' "$out/bench-$1.json"; }
+    flood_answers() { jq -r '.by_status | to_entries | map("\(.key) \(.value.count) (\(.value.per_second * 10 | round / 10)/s)") | join(", ")' "$out/bench-$1.json"; }
+    flood_verified() { jq '[.by_status | to_entries[] | select(.key | test("^solve (200|403)$")) | .value.count] | add // 0' "$out/bench-$1.json"; }
+    flood_rps=$(median $(for r in $(seq "$flood_rounds"); do flood_rate "b-flood-$r"; done))
+    flood_status=$(flood_answers b-flood-1)
+    verifications=$(python3 -c "import sys; print(sum(int(x) for x in sys.argv[1:]))" $(for r in $(seq "$flood_rounds"); do flood_verified "b-flood-$r"; done))
+    flood0_rps=$(flood_rate b-flood-nice0)
+    verifications0=$(flood_verified b-flood-nice0)
+
+    m_kib=65536
+    bound_mib=$((permits * m_kib / 1024 + 64))
+    peak_mib=$(calc "$hwm_kib / 1024")
+    sample_mib=$(calc "${peak_sample_kib:-0} / 1024")
+    summary+=("$(jq -n \
+        --argjson rate "$rate" --argjson p99_unloaded "$p99_unloaded" --argjson p99_flood "$p99_flood" \
+        --argjson ratio_b "$ratio_b" --argjson flood_rps "$flood_rps" --argjson verifications "$verifications" \
+        --argjson p99_unloaded_health "$p99_unloaded_health" --argjson p99_flood_health "$p99_flood_health" \
+        --argjson ratio_b_health "$ratio_b_health" --argjson rounds_b "$flood_rounds" \
+        --argjson b_unloaded_rounds "[$(IFS=,; echo "${b_unloaded[*]}")]" --argjson b_flood_rounds "[$(IFS=,; echo "${b_flood[*]}")]" \
+        --argjson p99_flood0 "$p99_flood0" --argjson ratio_b0 "$ratio_b0" --argjson flood0_rps "$flood0_rps" \
+        '{b: {rate: $rate, rounds: $rounds_b, p99_ms_unloaded: $p99_unloaded, p99_ms_flood: $p99_flood, ratio: $ratio_b,
+              p99_ms_unloaded_rounds: $b_unloaded_rounds, p99_ms_flood_rounds: $b_flood_rounds,
+              target: "<= 2.0", flood_client_nice: 19, flood_requests_per_second: $flood_rps,
+              flood_verifications: $verifications,
+              healthz_floor: {p99_ms_unloaded: $p99_unloaded_health, p99_ms_flood: $p99_flood_health, ratio: $ratio_b_health},
+              at_normal_priority: {p99_ms_flood: $p99_flood0, ratio: $ratio_b0, flood_requests_per_second: $flood0_rps}}}')")
+    rows+=("| (b) /verify-token p99 at $rate req/s, median of $flood_rounds rounds: unloaded / under flood, flood client at nice 19 (p50: $p50_unloaded / $p50_flood ms) | $p99_unloaded / $p99_flood ms = **${ratio_b}x** | <= 2x | $(verdict "$ratio_b <= 2.0") |")
+    rows+=("| (b) the rounds' p99s, unloaded / under flood | ${b_unloaded[*]} / ${b_flood[*]} ms | | |")
+    rows+=("| (b) same rate and flood, bare /healthz: the rig's floor (rounds: ${h_unloaded[*]} / ${h_flood[*]} ms) | $p99_unloaded_health / $p99_flood_health ms = ${ratio_b_health}x | | |")
+    rows+=("| (b) flood (median of the rounds; answers of round 1) | $flood_rps req/s ($flood_status); $verifications argon2 verifications in all; /verify-token during it: $rps_flood_verify req/s served, $non200_flood not 200, $errors_flood errors | | |")
+    rows+=("| (b) same, flood client at normal priority, taking CPU from server and oha ($flood0_rps req/s of flood, $verifications0 verifications; p50 $p50_flood0 ms) | $p99_unloaded / $p99_flood0 ms = ${ratio_b0}x | | |")
+    if want c; then
+        summary+=("$(jq -n --argjson peak_mib "$peak_mib" --argjson sample_mib "$sample_mib" \
+            --argjson bound_mib "$bound_mib" --argjson permits "$permits" \
+            '{c: {peak_rss_mib: $peak_mib, sampled_rss_mib: $sample_mib, bound_mib: $bound_mib, permits: $permits}}')")
+        rows+=("| (c) server peak RSS (VmHWM; VmRSS sampled in flood: $sample_mib MiB) | **$peak_mib MiB** | <= $permits x 64 + 64 = $bound_mib MiB | $(verdict "$peak_mib <= $bound_mib") |")
     fi
-}
-for r in $(seq "$flood_rounds"); do
-    say "(b) round $r of $flood_rounds: unloaded /verify-token, then /healthz, at $rate req/s for ${b_secs} s each"
-    b_measure "b-unloaded-verify-$r" verify
-    b_measure "b-unloaded-healthz-$r" healthz
-    flood_run "b-flood-$r" 19 verify healthz
-done
-flood_run b-flood-nice0 0 verify
-hwm_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
-stop_server
-peak_sample_kib=$(sort -n "$rss_samples" | tail -n 1)
-
-median() { python3 -c "import statistics, sys; print(round(statistics.median(float(x) for x in sys.argv[1:]), 3))" "$@"; }
-# The p99s (or p50s with $2 = p50) of one series over the rounds, in order.
-series() { for r in $(seq "$flood_rounds"); do pct_ms "$(printf "$1" "$r")" "${2:-p99}"; done; }
-b_unloaded=($(series b-unloaded-verify-%s))
-b_flood=($(series b-flood-%s-verify))
-h_unloaded=($(series b-unloaded-healthz-%s))
-h_flood=($(series b-flood-%s-healthz))
-p99_unloaded=$(median "${b_unloaded[@]}")
-p99_flood=$(median "${b_flood[@]}")
-p50_unloaded=$(median $(series b-unloaded-verify-%s p50))
-p50_flood=$(median $(series b-flood-%s-verify p50))
-ratio_b=$(calc "$p99_flood / $p99_unloaded")
-p99_unloaded_health=$(median "${h_unloaded[@]}")
-p99_flood_health=$(median "${h_flood[@]}")
-ratio_b_health=$(calc "$p99_flood_health / $p99_unloaded_health")
-p99_flood0=$(p99_ms b-flood-nice0-verify)
-p50_flood0=$(pct_ms b-flood-nice0-verify p50)
-ratio_b0=$(calc "$p99_flood0 / $p99_unloaded")
-rps_flood_verify=$(median $(for r in $(seq "$flood_rounds"); do ok_rps "b-flood-$r-verify"; done))
-non200_flood=$(python3 -c "import sys; print(sum(int(x) for x in sys.argv[1:]))" $(for r in $(seq "$flood_rounds"); do non200 "b-flood-$r-verify"; done))
-errors_flood=$(python3 -c "import sys; print(sum(int(x) for x in sys.argv[1:]))" $(for r in $(seq "$flood_rounds"); do errors "b-flood-$r-verify"; done))
-# Requests per second, answers by status, and argon2 verifications of a flood.
-flood_rate() { jq '.requests_per_second | . * 10 | round / 10' "$out/bench-$1.json"; }
-flood_answers() { jq -r '.by_status | to_entries | map("\(.key) \(.value.count) (\(.value.per_second * 10 | round / 10)/s)") | join(", ")' "$out/bench-$1.json"; }
-flood_verified() { jq '[.by_status | to_entries[] | select(.key | test("^solve (200|403)$")) | .value.count] | add // 0' "$out/bench-$1.json"; }
-flood_rps=$(median $(for r in $(seq "$flood_rounds"); do flood_rate "b-flood-$r"; done))
-flood_status=$(flood_answers b-flood-1)
-verifications=$(python3 -c "import sys; print(sum(int(x) for x in sys.argv[1:]))" $(for r in $(seq "$flood_rounds"); do flood_verified "b-flood-$r"; done))
-flood0_rps=$(flood_rate b-flood-nice0)
-verifications0=$(flood_verified b-flood-nice0)
-
-m_kib=65536
-bound_mib=$((permits * m_kib / 1024 + 64))
-peak_mib=$(calc "$hwm_kib / 1024")
-sample_mib=$(calc "${peak_sample_kib:-0} / 1024")
+fi
 
 # --- (d) verification cost -------------------------------------------------------
-say "(d) one verification (t=8, m=64 MiB, p=1): Rust (reused block) vs the C reference CLI, $verify_runs runs each, interleaved"
-commands+=("$verify_cost --runs $verify_runs --c-cli argon2 > bench-results/bench-d-verify-cost.json   # C side per run: echo -n password | argon2 somesalt16bytes! -id -t 8 -k 65536 -p 1 -l 32 -r")
-"$verify_cost" --runs "$verify_runs" --c-cli argon2 >"$out/bench-d-verify-cost.json"
-d="$out/bench-d-verify-cost.json"
-rust_wall=$(jq '.rust_reused_block.wall_median_ms | . * 10 | round / 10' "$d")
-rust_cpu=$(jq '.rust_reused_block.cpu_median_ms | . * 10 | round / 10' "$d")
-c_wall=$(jq '.c_cli.wall_median_ms | . * 10 | round / 10' "$d")
-c_cpu=$(jq '.c_cli.cpu_median_ms | . * 10 | round / 10' "$d")
-ratio_d_wall=$(jq '.ratio_rust_over_c_wall * 1000 | round / 1000' "$d")
-ratio_d_cpu=$(jq '.ratio_rust_over_c_cpu * 1000 | round / 1000' "$d")
-c_startup=$(jq '.c_startup_ms | . * 10 | round / 10' "$d")
-rust_fresh=$(jq '.rust_fresh_block_median_ms | . * 10 | round / 10' "$d")
-# opt.c, the SSE2 build, multiplies with pmuludq (_mm_mul_epu32) in every
-# BlaMka step; the portable ref.c has none.
-argon2_bin=$(command -v argon2)
-sse_ops=$(objdump -d "$argon2_bin" | grep -c pmuludq || true)
-if ((sse_ops > 0)); then c_build="SSE-optimised (opt.c, $sse_ops pmuludq)"; else c_build="portable reference (ref.c: no pmuludq in $argon2_bin)"; fi
+if want d; then
+    say "(d) one verification (t=8, m=64 MiB, p=1): Rust (reused block) vs the C reference CLI, $verify_runs runs each, interleaved"
+    commands+=("$verify_cost --runs $verify_runs --c-cli argon2 > bench-results/bench-d-verify-cost.json   # C side per run: echo -n password | argon2 somesalt16bytes! -id -t 8 -k 65536 -p 1 -l 32 -r")
+    "$verify_cost" --runs "$verify_runs" --c-cli argon2 >"$out/bench-d-verify-cost.json"
+    d="$out/bench-d-verify-cost.json"
+    rust_wall=$(jq '.rust_reused_block.wall_median_ms | . * 10 | round / 10' "$d")
+    rust_cpu=$(jq '.rust_reused_block.cpu_median_ms | . * 10 | round / 10' "$d")
+    c_wall=$(jq '.c_cli.wall_median_ms | . * 10 | round / 10' "$d")
+    c_cpu=$(jq '.c_cli.cpu_median_ms | . * 10 | round / 10' "$d")
+    ratio_d_wall=$(jq '.ratio_rust_over_c_wall * 1000 | round / 1000' "$d")
+    ratio_d_cpu=$(jq '.ratio_rust_over_c_cpu * 1000 | round / 1000' "$d")
+    c_startup=$(jq '.c_startup_ms | . * 10 | round / 10' "$d")
+    rust_fresh=$(jq '.rust_fresh_block_median_ms | . * 10 | round / 10' "$d")
+    # opt.c, the SSE2 build, multiplies with pmuludq (_mm_mul_epu32) in every
+    # BlaMka step; the portable ref.c has none.
+    argon2_bin=$(command -v argon2)
+    sse_ops=$(objdump -d "$argon2_bin" | grep -c pmuludq || true)
+    if ((sse_ops > 0)); then c_build="SSE-optimised (opt.c, $sse_ops pmuludq)"; else c_build="portable reference (ref.c: no pmuludq in $argon2_bin)"; fi
+    summary+=("$(jq -n \
+        --argjson rust_wall "$rust_wall" --argjson c_wall "$c_wall" --argjson ratio_d_wall "$ratio_d_wall" \
+        --argjson rust_cpu "$rust_cpu" --argjson c_cpu "$c_cpu" --argjson ratio_d_cpu "$ratio_d_cpu" \
+        --arg c_build "$c_build" \
+        '{d: {rust_wall_ms: $rust_wall, c_wall_ms: $c_wall, ratio_wall: $ratio_d_wall,
+              rust_cpu_ms: $rust_cpu, c_cpu_ms: $c_cpu, ratio_cpu: $ratio_d_cpu, target: "<= 0.7",
+              c_build: $c_build}}')")
+    rows+=("| (d) one verification, Rust (reused block) / C reference, wall median | $rust_wall / $c_wall ms = **${ratio_d_wall}x** | <= 0.7x | $(verdict "$ratio_d_wall <= 0.7") |")
+    rows+=("| (d) same, CPU time median (noise check) | $rust_cpu / $c_cpu ms = ${ratio_d_cpu}x | | |")
+    rows+=("| (d) C CLI startup (t=1, m=8 KiB) / Rust with a fresh block per hash | $c_startup ms / $rust_fresh ms | | |")
+    rows+=("| (d) C build | $c_build | | |")
+fi
 
 # --- summary ---------------------------------------------------------------------------
-verdict() { python3 -c "print('met' if $1 else 'MISSED')"; }
-v_a=$(verdict "$ratio_a >= 0.8")
-v_half=$(verdict "$p99_half <= 1.0")
-v_b=$(verdict "$ratio_b <= 2.0")
-v_c=$(verdict "$peak_mib <= $bound_mib")
-v_d=$(verdict "$ratio_d_wall <= 0.7")
-
 # As shown: the token replaced by $TOKEN, paths relative to the repository.
 shown=()
 for c in "${commands[@]}"; do
@@ -335,58 +457,18 @@ for c in "${commands[@]}"; do
     shown+=("${c//$root\//}")
 done
 
-jq -n \
-    --argjson health "$health_mean" --argjson verify "$verify_mean" --argjson ratio_a "$ratio_a" \
-    --argjson half_rate "$half_rate" --argjson p99_half "$p99_half" --argjson p99_half_health "$p99_half_health" \
-    --argjson rate "$rate" --argjson p99_unloaded "$p99_unloaded" --argjson p99_flood "$p99_flood" \
-    --argjson ratio_b "$ratio_b" --argjson flood_rps "$flood_rps" --argjson verifications "$verifications" \
-    --argjson p99_unloaded_health "$p99_unloaded_health" --argjson p99_flood_health "$p99_flood_health" \
-    --argjson ratio_b_health "$ratio_b_health" --argjson rounds_b "$flood_rounds" \
-    --argjson b_unloaded_rounds "[$(IFS=,; echo "${b_unloaded[*]}")]" --argjson b_flood_rounds "[$(IFS=,; echo "${b_flood[*]}")]" \
-    --argjson p99_flood0 "$p99_flood0" --argjson ratio_b0 "$ratio_b0" --argjson flood0_rps "$flood0_rps" \
-    --argjson peak_mib "$peak_mib" --argjson sample_mib "$sample_mib" --argjson bound_mib "$bound_mib" \
-    --argjson permits "$permits" \
-    --argjson rust_wall "$rust_wall" --argjson c_wall "$c_wall" --argjson ratio_d_wall "$ratio_d_wall" \
-    --argjson rust_cpu "$rust_cpu" --argjson c_cpu "$c_cpu" --argjson ratio_d_cpu "$ratio_d_cpu" \
-    --arg c_build "$c_build" \
-    --args '{
-        a: {healthz_rps: $health, verify_rps: $verify, ratio: $ratio_a, target: ">= 0.8",
-            half_rate: $half_rate, p99_ms_at_half_rate: $p99_half, p99_target_ms: 1.0,
-            healthz_p99_ms_at_half_rate: $p99_half_health},
-        b: {rate: $rate, rounds: $rounds_b, p99_ms_unloaded: $p99_unloaded, p99_ms_flood: $p99_flood, ratio: $ratio_b,
-            p99_ms_unloaded_rounds: $b_unloaded_rounds, p99_ms_flood_rounds: $b_flood_rounds,
-            target: "<= 2.0", flood_client_nice: 19, flood_requests_per_second: $flood_rps,
-            flood_verifications: $verifications,
-            healthz_floor: {p99_ms_unloaded: $p99_unloaded_health, p99_ms_flood: $p99_flood_health, ratio: $ratio_b_health},
-            at_normal_priority: {p99_ms_flood: $p99_flood0, ratio: $ratio_b0, flood_requests_per_second: $flood0_rps}},
-        c: {peak_rss_mib: $peak_mib, sampled_rss_mib: $sample_mib, bound_mib: $bound_mib, permits: $permits},
-        d: {rust_wall_ms: $rust_wall, c_wall_ms: $c_wall, ratio_wall: $ratio_d_wall,
-            rust_cpu_ms: $rust_cpu, c_cpu_ms: $c_cpu, ratio_cpu: $ratio_d_cpu, target: "<= 0.7",
-            c_build: $c_build},
-        commands: $ARGS.positional
-    }' "${shown[@]}" >"$out/bench-summary.json"
+printf '%s\n' "${summary[@]}" | jq -s --args 'add + {parts: $parts, commands: $ARGS.positional}' \
+    --arg parts "$parts" "${shown[@]}" >"$out/bench-summary.json"
 
 cat <<EOF
 
-powgate load benchmarks ($(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ); JSON in bench-results/)
+powgate load benchmarks, parts $parts ($(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ); JSON in bench-results/)
 load average (1/5/15 min) before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)
 
 | figure | value | target | |
 |---|---|---|---|
-| (a) /verify-token vs /healthz throughput | $verify_mean / $health_mean req/s = **${ratio_a}x** | >= 0.8x | $v_a |
-| (a) /verify-token p99 at half max ($half_rate req/s offered, $rps_half served; p50 $p50_half ms) | **$p99_half ms** | <= 1 ms | $v_half |
-| (a) same rate, bare /healthz: the rig's floor (p50 $p50_half_health ms) | $p99_half_health ms | | |
-| (b) /verify-token p99 at $rate req/s, median of $flood_rounds rounds: unloaded / under flood, flood client at nice 19 (p50: $p50_unloaded / $p50_flood ms) | $p99_unloaded / $p99_flood ms = **${ratio_b}x** | <= 2x | $v_b |
-| (b) the rounds' p99s, unloaded / under flood | ${b_unloaded[*]} / ${b_flood[*]} ms | | |
-| (b) same rate and flood, bare /healthz: the rig's floor (rounds: ${h_unloaded[*]} / ${h_flood[*]} ms) | $p99_unloaded_health / $p99_flood_health ms = ${ratio_b_health}x | | |
-| (b) flood (median of the rounds; answers of round 1) | $flood_rps req/s ($flood_status); $verifications argon2 verifications in all; /verify-token during it: $rps_flood_verify req/s served, $non200_flood not 200, $errors_flood errors | | |
-| (b) same, flood client at normal priority, taking CPU from server and oha ($flood0_rps req/s of flood, $verifications0 verifications; p50 $p50_flood0 ms) | $p99_unloaded / $p99_flood0 ms = ${ratio_b0}x | | |
-| (c) server peak RSS (VmHWM; VmRSS sampled in flood: $sample_mib MiB) | **$peak_mib MiB** | <= $permits x 64 + 64 = $bound_mib MiB | $v_c |
-| (d) one verification, Rust (reused block) / C reference, wall median | $rust_wall / $c_wall ms = **${ratio_d_wall}x** | <= 0.7x | $v_d |
-| (d) same, CPU time median (noise check) | $rust_cpu / $c_cpu ms = ${ratio_d_cpu}x | | |
-| (d) C CLI startup (t=1, m=8 KiB) / Rust with a fresh block per hash | $c_startup ms / $rust_fresh ms | | |
-| (d) C build | $c_build | | |
-
-Commands (TOKEN = a token minted with \`powgate solve\` on the same database):
 EOF
+printf '%s\n' "${rows[@]}"
+echo
+echo "Commands (TOKEN = a token minted with \`powgate solve\` on the same database):"
 printf '  %s\n' "${shown[@]}"

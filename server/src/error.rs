@@ -5,11 +5,31 @@
 //! server's insides reaches a client.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pow::wire::ErrorBody;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// Headers every JSON API answer carries, refusals included. `no-store`:
+/// an answer is about one client at one moment (a token, a challenge, a
+/// refusal), so no shared cache or browser history may keep it. `nosniff`:
+/// a browser must never read JSON that echoes request data as HTML or
+/// script. Static values, so adding them costs no allocation.
+const API_HEADERS: [(HeaderName, HeaderValue); 2] = [
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+];
+
+/// Marks an answer as a JSON API answer (see [`API_HEADERS`]).
+pub fn add_api_headers(headers: &mut HeaderMap) {
+    for (name, value) in API_HEADERS {
+        headers.insert(name, value);
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -134,6 +154,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, Json(body)).into_response();
+        add_api_headers(resp.headers_mut());
         if let Some(secs) = retry {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

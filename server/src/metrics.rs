@@ -3,8 +3,11 @@
 //! Every name carries the `powgate_` prefix.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+use crate::routes::verify::Decision;
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -17,6 +20,11 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     /// `/verify-token` answers, by `outcome`.
     pub verify_decisions: IntCounterVec,
+    /// `verify_decisions`' counters, resolved once, one per
+    /// [`Decision::LABELS`] entry and in its order: `with_label_values`
+    /// hashes the label and takes a lock on every call, and /verify-token
+    /// counts one decision per request of the protected site.
+    pub verify_outcomes: [IntCounter; Decision::LABELS.len()],
     /// Requests let through by an allowlist rule, by `rule`.
     pub allowlist_matches: IntCounterVec,
     /// Requests refused by a limit, by `limit`.
@@ -57,7 +65,15 @@ impl Metrics {
     /// here is a programming error caught by the tests.
     pub fn new() -> Self {
         let r = Registry::new();
+        let verify_decisions = counter(
+            &r,
+            "powgate_verify_decisions_total",
+            "/verify-token answers, by outcome.",
+            &["outcome"],
+        );
         Self {
+            verify_outcomes: Decision::LABELS.map(|l| verify_decisions.with_label_values(&[l])),
+            verify_decisions,
             challenges_issued: counter(
                 &r,
                 "powgate_challenges_issued_total",
@@ -75,12 +91,6 @@ impl Metrics {
                 "powgate_tokens_total",
                 "Token events: issued, refreshed, revoked, purged, expired.",
                 &["event"],
-            ),
-            verify_decisions: counter(
-                &r,
-                "powgate_verify_decisions_total",
-                "/verify-token answers, by outcome.",
-                &["outcome"],
             ),
             allowlist_matches: counter(
                 &r,
@@ -164,5 +174,24 @@ mod tests {
         }
         assert!(text.contains("powgate_challenges_issued_total{purpose=\"new\"} 1"));
         assert!(text.contains("# TYPE powgate_verify_token_duration_seconds histogram"));
+    }
+
+    /// The pre-resolved counters must count under their own label: an
+    /// off-by-one between `Decision::LABELS` and `verify_outcomes` would
+    /// report valid tokens as allowlisted.
+    #[test]
+    fn each_verify_outcome_counter_counts_its_own_label() {
+        let m = Metrics::new();
+        for (i, counter) in m.verify_outcomes.iter().enumerate() {
+            counter.inc_by(i as u64 + 1);
+        }
+        let text = m.render();
+        for (i, label) in Decision::LABELS.iter().enumerate() {
+            let line = format!(
+                "powgate_verify_decisions_total{{outcome=\"{label}\"}} {}",
+                i + 1
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 }

@@ -16,6 +16,7 @@ use crate::cookies;
 use crate::error::ApiError;
 use crate::forwarded::{self, OriginalRequest};
 use crate::routes::extract::ClientIp;
+use crate::routes::within_request_time;
 use crate::state::AppState;
 use crate::token::PlainToken;
 use crate::token_store::IpCheck;
@@ -65,17 +66,36 @@ impl Decision {
         }
     }
 
-    pub fn label(self) -> &'static str {
+    /// Every [`Self::label`], at [`Self::index`]: the `outcome` values of
+    /// `powgate_verify_decisions_total`, whose counters are resolved once
+    /// from this list ([`crate::metrics::Metrics::verify_outcomes`]).
+    pub const LABELS: [&'static str; 8] = [
+        "valid",
+        "allowlisted",
+        "missing",
+        "malformed",
+        "unknown",
+        "expired",
+        "revoked",
+        "ip_limit",
+    ];
+
+    /// The position of this decision's label in [`Self::LABELS`].
+    pub fn index(self) -> usize {
         match self {
-            Self::Valid => "valid",
-            Self::Allowlisted => "allowlisted",
-            Self::Missing => "missing",
-            Self::Malformed => "malformed",
-            Self::Unknown => "unknown",
-            Self::Expired { .. } => "expired",
-            Self::Revoked => "revoked",
-            Self::IpLimit => "ip_limit",
+            Self::Valid => 0,
+            Self::Allowlisted => 1,
+            Self::Missing => 2,
+            Self::Malformed => 3,
+            Self::Unknown => 4,
+            Self::Expired { .. } => 5,
+            Self::Revoked => 6,
+            Self::IpLimit => 7,
         }
+    }
+
+    pub fn label(self) -> &'static str {
+        Self::LABELS[self.index()]
     }
 
     /// What the client should do about it.
@@ -179,13 +199,15 @@ async fn verify(
             .inc();
         Decision::Allowlisted
     } else {
-        decide(&state, cookies::presented_token(headers), &client).await?
+        // The route skips the request_timeout middleware (routes/mod.rs);
+        // the database work is the one thing here that can wait.
+        within_request_time(
+            &state,
+            decide(&state, cookies::presented_token(headers), &client),
+        )
+        .await??
     };
-    state
-        .metrics
-        .verify_decisions
-        .with_label_values(&[decision.label()])
-        .inc();
+    state.metrics.verify_outcomes[decision.index()].inc();
     let resp = respond(&state, decision, &parts, client.via_trusted_proxy);
     state
         .metrics
@@ -231,7 +253,7 @@ fn respond(state: &AppState, decision: Decision, request: &Parts, via_proxy: boo
             "false"
         }),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    crate::error::add_api_headers(h);
     resp
 }
 
@@ -280,6 +302,27 @@ fn refusal(state: &AppState, decision: Decision, request: &Parts, via_proxy: boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_decision_has_its_own_label() {
+        let all = [
+            Decision::Valid,
+            Decision::Allowlisted,
+            Decision::Missing,
+            Decision::Malformed,
+            Decision::Unknown,
+            Decision::Expired { refreshable: true },
+            Decision::Revoked,
+            Decision::IpLimit,
+        ];
+        let mut seen: Vec<usize> = all.iter().map(|d| d.index()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..Decision::LABELS.len()).collect::<Vec<_>>());
+        assert_eq!(
+            Decision::Expired { refreshable: false }.label(),
+            Decision::Expired { refreshable: true }.label()
+        );
+    }
 
     #[test]
     fn passing_bodies_are_the_serialized_response() {
