@@ -15,9 +15,13 @@ use std::sync::Mutex;
 use crate::client_ip::{IpKey, NetKey};
 use crate::config::OpenChallengeLimits;
 
-/// Most open challenges tracked in total, about 50 bytes each; beyond it new
-/// challenges are refused until expiry frees entries. Reaching it takes
-/// thousands of networks each at its bound.
+/// Most open challenges tracked in total, about 50 bytes each. Beyond it a
+/// new challenge is issued untracked rather than refused: asking for a
+/// challenge costs nothing, so a refusal for a full ledger would let a
+/// botnet that fills it (thousands of networks at their bound) shut the
+/// page for every visitor. Untracked challenges are counted in
+/// `powgate_limited_total{limit="open_challenges_untracked"}`; the
+/// per-address and per-network bounds still hold for what is tracked.
 const CAPACITY: usize = 500_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -42,16 +46,33 @@ pub struct Refused {
     pub retry_after: u64,
 }
 
+/// What [`OpenChallenges::open`] did with a challenge it let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// Counted against its address and network until spent or expired.
+    Tracked,
+    /// Not counted: the bounds are off.
+    Unbounded,
+    /// Not counted: the ledger is full (see [`CAPACITY`]).
+    LedgerFull,
+}
+
 #[derive(Debug)]
 pub struct OpenChallenges {
     limits: OpenChallengeLimits,
+    capacity: usize,
     inner: Mutex<Inner>,
 }
 
 impl OpenChallenges {
     pub fn new(limits: OpenChallengeLimits) -> Self {
+        Self::with_capacity(limits, CAPACITY)
+    }
+
+    fn with_capacity(limits: OpenChallengeLimits, capacity: usize) -> Self {
         Self {
             limits,
+            capacity,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -70,18 +91,19 @@ impl OpenChallenges {
     /// Records challenge `id` as open for `address` until `expires_at`.
     ///
     /// # Errors
-    /// [`Refused`] when `address`, its network or the ledger as a whole is
-    /// at its bound; nothing is recorded then.
+    /// [`Refused`] when `address` or its network is at its bound; nothing
+    /// is recorded then.
     pub fn open(
         &self,
         address: IpKey,
         id: [u8; 16],
         expires_at: i64,
         now: i64,
-    ) -> Result<(), Refused> {
+    ) -> Result<Opened, Refused> {
         if !self.enabled() {
-            return Ok(());
+            return Ok(Opened::Unbounded);
         }
+        let capacity = self.capacity;
         let net = address.network();
         let OpenChallengeLimits {
             per_ip,
@@ -112,12 +134,12 @@ impl OpenChallenges {
             if per_network > 0 && entries.len() >= per_network as usize {
                 return Err(refuse("open_challenges_per_network", &mut entries.iter()));
             }
-            if inner.total >= CAPACITY {
+            if inner.total >= capacity {
                 // The periodic sweep frees expired entries of other networks.
-                return Err(Refused {
-                    limit: "open_challenges_total",
-                    retry_after: 60,
-                });
+                if entries.is_empty() {
+                    inner.by_network.remove(&net);
+                }
+                return Ok(Opened::LedgerFull);
             }
             entries.push(Entry {
                 id,
@@ -125,7 +147,7 @@ impl OpenChallenges {
                 expires_at,
             });
             inner.total += 1;
-            Ok(())
+            Ok(Opened::Tracked)
         })
     }
 
@@ -199,5 +221,35 @@ mod tests {
         l.forget_expired(150);
         assert_eq!(l.count(), 1, "only [2; 16] expires after 150");
         l.open(a, [6; 16], 300, 150).unwrap();
+    }
+
+    /// A botnet filling the ledger with many networks at their bound must
+    /// not shut the page for a network it has never seen.
+    #[test]
+    fn a_full_ledger_does_not_refuse_a_fresh_network() {
+        let limits = OpenChallengeLimits {
+            per_ip: 2,
+            per_network: 2,
+        };
+        let l = OpenChallenges::with_capacity(limits, 4);
+        for (n, net) in ["192.0.2.1", "198.51.100.1"].into_iter().enumerate() {
+            for i in 0..2u8 {
+                let id = [u8::try_from(n).unwrap() * 2 + i; 16];
+                assert_eq!(l.open(key(net), id, 100, 0), Ok(Opened::Tracked));
+            }
+        }
+        assert_eq!(l.count(), 4);
+        assert_eq!(
+            l.open(key("203.0.113.1"), [9; 16], 100, 0),
+            Ok(Opened::LedgerFull)
+        );
+        assert_eq!(
+            l.open(key("192.0.2.1"), [10; 16], 100, 0)
+                .unwrap_err()
+                .limit,
+            "open_challenges_per_ip",
+            "the tracked bounds still hold"
+        );
+        assert_eq!(l.count(), 4);
     }
 }

@@ -9,6 +9,7 @@ use pow::{ChallengeClaims, Purpose};
 
 use crate::cookies;
 use crate::error::{ApiError, Result};
+use crate::open_challenges::Opened;
 use crate::routes::extract::{ClientIp, JsonBody};
 use crate::state::AppState;
 use crate::token::PlainToken;
@@ -38,7 +39,7 @@ async fn issue(
     getrandom::fill(&mut id)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("random generator: {e}")))?;
     let expires_at = now + i64::from(settings.challenge_timeout_minutes) * 60;
-    state
+    let opened = state
         .open_challenges
         .open(client.key, id, expires_at, now)
         .map_err(|refused| {
@@ -49,6 +50,13 @@ async fn issue(
                 .inc();
             ApiError::RateLimited(refused.retry_after)
         })?;
+    if opened == Opened::LedgerFull {
+        state
+            .metrics
+            .limited
+            .with_label_values(&["open_challenges_untracked"])
+            .inc();
+    }
     let claims = ChallengeClaims {
         id,
         purpose,
