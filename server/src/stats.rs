@@ -6,12 +6,14 @@
 //! attackers a cheap way to make the database work; the numbers restart
 //! with the process. Durable facts (tokens) live in SQLite.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use pow::wire::Telemetry;
 use pow::{Argon2Params, Difficulty};
 use serde::Serialize;
+
+use crate::client_ip::NetKey;
 
 /// Minutes of history kept.
 const MINUTES: usize = 24 * 60;
@@ -34,6 +36,10 @@ const ELAPSED_SLACK_MS: u64 = 2_000;
 /// The fastest plausible client, as a multiple of the reference desktop: a
 /// 64-core server is about 20 times a 4-core desktop.
 const MAX_RATE_OVER_DESKTOP: f64 = 100.0;
+/// The slowest plausible client, as a fraction of the reference phone: a
+/// throttled background tab on an old phone. Slower "rates" are a client
+/// that claims few hashes over a long wait, to make the page look slow.
+const MIN_RATE_UNDER_PHONE: f64 = 20.0;
 
 /// The kind of device a client is, from its User-Agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -106,6 +112,9 @@ pub struct Bucket {
 struct Sample {
     at: i64,
     class: DeviceClass,
+    /// Where it came from: the estimates take one rate per network, so a
+    /// client cannot supply the median on its own, whatever its addresses.
+    network: NetKey,
     elapsed_ms: u64,
     /// Whole-client hashes per second, when reported.
     rate: Option<f64>,
@@ -128,7 +137,8 @@ impl SolveReport {
     ///
     /// A sample is dropped when its time is zero or longer than the server
     /// saw pass, when its hashes exceed a generous multiple of the
-    /// difficulty, or when its rate is beyond the fastest plausible device.
+    /// difficulty, or when its rate is beyond the fastest or below the
+    /// slowest plausible device.
     pub fn vet(
         t: Telemetry,
         d: Difficulty,
@@ -152,7 +162,9 @@ impl SolveReport {
                 }
                 #[allow(clippy::cast_precision_loss)]
                 let rate = h as f64 * 1000.0 / elapsed_ms as f64;
-                if rate > DeviceClass::Desktop.reference_rate(params) * MAX_RATE_OVER_DESKTOP {
+                if rate > DeviceClass::Desktop.reference_rate(params) * MAX_RATE_OVER_DESKTOP
+                    || rate < DeviceClass::Phone.reference_rate(params) / MIN_RATE_UNDER_PHONE
+                {
                     return None;
                 }
                 Some(rate)
@@ -272,7 +284,13 @@ impl Stats {
         self.bump(now, |b| b.failed += 1);
     }
 
-    pub fn record_solved(&self, now: i64, class: DeviceClass, report: Option<SolveReport>) {
+    pub fn record_solved(
+        &self,
+        now: i64,
+        class: DeviceClass,
+        network: NetKey,
+        report: Option<SolveReport>,
+    ) {
         self.bump(now, |b| b.solved += 1);
         let Some(SolveReport { elapsed_ms, rate }) = report else {
             return;
@@ -281,6 +299,7 @@ impl Stats {
             s.samples.push_back(Sample {
                 at: now,
                 class,
+                network,
                 elapsed_ms,
                 rate,
             });
@@ -398,11 +417,14 @@ impl Stats {
         DeviceClass::ALL
             .iter()
             .map(|class| {
+                // The latest rate of each network: samples are oldest first.
                 let mut rates: Vec<f64> = self.with(|s| {
                     s.samples
                         .iter()
                         .filter(|x| x.class == *class && x.at > now - 86_400)
-                        .filter_map(|x| x.rate)
+                        .filter_map(|x| x.rate.map(|r| (x.network, r)))
+                        .collect::<HashMap<NetKey, f64>>()
+                        .into_values()
                         .collect()
                 });
                 rates.sort_by(f64::total_cmp);
@@ -430,6 +452,7 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_ip::IpKey;
 
     #[test]
     fn user_agents_map_to_classes() {
@@ -468,8 +491,9 @@ mod tests {
         let d = Difficulty::new(100).unwrap();
         let report = SolveReport::vet(t, d, Argon2Params::DEFAULT, 10);
         assert!(report.is_some());
-        for _ in 0..MIN_SAMPLES - 1 {
-            s.record_solved(now, DeviceClass::Phone, report);
+        let net = |i: usize| IpKey::of(format!("198.51.{i}.7").parse().unwrap()).network();
+        for i in 0..MIN_SAMPLES - 1 {
+            s.record_solved(now, DeviceClass::Phone, net(i), report);
         }
         let phone = |s: &Stats| {
             s.estimates(now, d, Argon2Params::DEFAULT, 1800.0)
@@ -478,7 +502,13 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(phone(&s).source, "reference", "too few samples yet");
-        s.record_solved(now, DeviceClass::Phone, report);
+        s.record_solved(now, DeviceClass::Phone, net(0), report);
+        assert_eq!(
+            phone(&s).source,
+            "reference",
+            "a network counts once, however often it reports"
+        );
+        s.record_solved(now, DeviceClass::Phone, net(MIN_SAMPLES), report);
         let est = s.estimates(
             now,
             Difficulty::new(100).unwrap(),
@@ -493,7 +523,7 @@ mod tests {
             .find(|e| e.class == DeviceClass::Desktop)
             .unwrap();
         assert_eq!(desktop.source, "reference");
-        assert_eq!(s.counts(now).solved.hour, MIN_SAMPLES as u64);
+        assert_eq!(s.counts(now).solved.hour, MIN_SAMPLES as u64 + 1);
         assert_eq!(s.solve_times(now).p50_ms, Some(10_000));
     }
 

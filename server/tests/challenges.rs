@@ -323,7 +323,11 @@ const USER_AGENTS: [&str; 3] = [
 ];
 
 fn solve_reporting(app: &TestApp, user_agent: &str, telemetry: Telemetry) {
-    let ch = app.new_challenge(IP);
+    solve_reporting_from(app, IP, user_agent, telemetry);
+}
+
+fn solve_reporting_from(app: &TestApp, ip: &str, user_agent: &str, telemetry: Telemetry) {
+    let ch = app.new_challenge(ip);
     let req = SolveRequest {
         telemetry: Some(telemetry),
         ..answer(&ch)
@@ -331,7 +335,7 @@ fn solve_reporting(app: &TestApp, user_agent: &str, telemetry: Telemetry) {
     let mut r = app
         .agent()
         .post(&app.url("/api/solve"))
-        .header("X-Real-IP", IP)
+        .header("X-Real-IP", ip)
         .header("User-Agent", user_agent)
         .send_json(&req)
         .unwrap();
@@ -365,6 +369,13 @@ fn poisoned_telemetry_leaves_the_estimates_at_the_reference() {
                     elapsed_ms: Some(u64::MAX),
                     workers: Some(2),
                 },
+                // Too slow: one hash in a second is far below any phone at
+                // these parameters, a lie to make the page look slow.
+                Telemetry {
+                    hashes: Some(1),
+                    elapsed_ms: Some(1_000),
+                    workers: Some(2),
+                },
             ] {
                 solve_reporting(&app, ua, t);
             }
@@ -385,13 +396,16 @@ fn poisoned_telemetry_leaves_the_estimates_at_the_reference() {
 #[test]
 fn honest_telemetry_still_replaces_the_reference() {
     let app = app();
-    for _ in 0..5 {
-        solve_reporting(
+    // 200 hashes in 100 ms: plausible at the tests' tiny argon2 parameters.
+    // Five networks, since each counts once in the estimates.
+    for n in 0..5 {
+        solve_reporting_from(
             &app,
+            &format!("198.51.{n}.30"),
             USER_AGENTS[0],
             Telemetry {
-                hashes: Some(4),
-                elapsed_ms: Some(1_000),
+                hashes: Some(200),
+                elapsed_ms: Some(100),
                 workers: Some(1),
             },
         );
@@ -400,6 +414,24 @@ fn honest_telemetry_still_replaces_the_reference() {
     let desktop = &stats["device_classes"][0];
     assert_eq!(desktop["class"], "desktop", "{stats}");
     assert_eq!(desktop["source"], "measured", "{desktop}");
-    assert_eq!(desktop["hash_rate"], 4.0, "{desktop}");
+    assert_eq!(desktop["hash_rate"], 2000.0, "{desktop}");
     assert_eq!(stats["solve_time"]["samples"], 5);
+}
+
+#[test]
+fn one_network_cannot_supply_the_measured_rate_alone() {
+    let app = app();
+    for _ in 0..8 {
+        solve_reporting(
+            &app,
+            USER_AGENTS[0],
+            Telemetry {
+                hashes: Some(200),
+                elapsed_ms: Some(100),
+                workers: Some(1),
+            },
+        );
+    }
+    let stats = device_classes(&app);
+    assert_eq!(stats["device_classes"][0]["source"], "reference", "{stats}");
 }

@@ -183,7 +183,15 @@ async fn check_and_issue(
         }
     };
     tracing::info!(ip = %client.key, refreshed, id = %token.hashed().short_id(), "token issued");
-    record_success(state, headers, req.telemetry, &claims, refreshed, now);
+    record_success(
+        state,
+        &client,
+        headers,
+        req.telemetry,
+        &claims,
+        refreshed,
+        now,
+    );
     let plain = token.expose();
     let mut resp = Json(SolveResponse {
         token: plain.clone(),
@@ -197,6 +205,7 @@ async fn check_and_issue(
 
 fn record_success(
     state: &AppState,
+    client: &ClientIp,
     headers: &HeaderMap,
     telemetry: Option<Telemetry>,
     claims: &ChallengeClaims,
@@ -224,9 +233,12 @@ fn record_success(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    state
-        .stats
-        .record_solved(now, DeviceClass::from_user_agent(ua), report);
+    state.stats.record_solved(
+        now,
+        DeviceClass::from_user_agent(ua),
+        client.key.network(),
+        report,
+    );
 }
 
 fn set_cookie(state: &AppState, resp: &mut Response, token: &str, token_hours: u32) {
