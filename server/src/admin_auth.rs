@@ -120,8 +120,7 @@ impl Counted {
 /// A credential presented for the admin API.
 #[derive(Debug, Clone, Copy)]
 pub enum Credential<'a> {
-    /// The admin key, from the login form or `Authorization: Bearer`. An
-    /// unusable `Authorization` header is an empty key: a wrong guess.
+    /// The admin key, from the login form or `Authorization: Bearer`.
     Key(&'a str),
     /// The id from the session cookie.
     Session(&'a str),

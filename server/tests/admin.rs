@@ -212,6 +212,27 @@ fn admin_api_without_auth_or_with_a_wrong_key_is_401() {
     assert_eq!(body["authenticated"], false);
 }
 
+/// An admin page behind HTTP Basic at the proxy: the browser sends the
+/// Basic header on every call. It must neither hide the session nor count
+/// as a wrong key, or the operator is locked out after five calls.
+#[test]
+fn http_basic_in_front_of_the_admin_page_does_not_lock_the_operator_out() {
+    let app = app();
+    let session = login(&app);
+    for _ in 0..12 {
+        let r = app
+            .agent()
+            .get(&app.url("/api/admin/settings"))
+            .header("Authorization", "Basic b3BlcmF0b3I6cGFzc3dvcmQ=")
+            .header("Cookie", &session)
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let (status, _) = bearer(&app, "GET", "/api/admin/settings", None);
+    assert_eq!(status, 200, "no failure was counted");
+}
+
 #[test]
 fn failed_logins_are_rate_limited_per_address() {
     let app = app();

@@ -68,15 +68,16 @@ fn same_origin(parts: &Parts, state: &AppState, client: &ClientIp) -> bool {
     ) == RequestOrigin::Same
 }
 
-/// The admin credential a request carries: `Authorization` if present (a
-/// malformed one is an empty, so wrong, key), else the session cookie.
+/// The admin credential a request carries: a `Bearer` key if present, else
+/// the session cookie. Any other `Authorization` (HTTP Basic from a proxy
+/// in front of the admin page) is not ours: it neither hides the session
+/// nor counts as a wrong key, or such a site would lock its operator out.
 fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
-    if headers.contains_key(header::AUTHORIZATION) {
-        Some(Credential::Key(
-            cookies::bearer(headers).ok().flatten().unwrap_or_default(),
-        ))
-    } else {
-        cookies::cookie_str(headers, cookies::SESSION_COOKIE).map(Credential::Session)
+    match cookies::bearer(headers) {
+        Ok(Some(key)) => Some(Credential::Key(key)),
+        Ok(None) | Err(_) => {
+            cookies::cookie_str(headers, cookies::SESSION_COOKIE).map(Credential::Session)
+        }
     }
 }
 
