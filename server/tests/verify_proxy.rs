@@ -222,14 +222,31 @@ fn basic_auth_or_a_foreign_bearer_does_not_void_a_valid_token_cookie() {
         );
     }
 
+    // A token-shaped Bearer that is not a valid powgate token is judged on
+    // its own (malformed, unknown), but it may be the application's own
+    // UUID credential, so a valid cookie beside it still passes.
     let malformed = "Bearer zzzzzzzz-0e5c-4f7e-9d2a-111111111111";
-    let (status, _, _, body) = ask(
-        &app,
-        &[
-            ("X-Real-IP", ip),
-            ("Authorization", malformed),
-            ("Cookie", &cookie),
-        ],
-    );
-    assert_eq!((status, body["status"].as_str()), (401, Some("malformed")));
+    let app_uuid = "Bearer 3f2b8c1e-0e5c-4f7e-9d2a-111111111111";
+    for (authorization, alone) in [(malformed, "malformed"), (app_uuid, "unknown")] {
+        let (status, _, _, body) =
+            ask(&app, &[("X-Real-IP", ip), ("Authorization", authorization)]);
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (401, Some(alone)),
+            "{authorization}"
+        );
+        let (status, _, _, body) = ask(
+            &app,
+            &[
+                ("X-Real-IP", ip),
+                ("Authorization", authorization),
+                ("Cookie", &cookie),
+            ],
+        );
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("valid")),
+            "{authorization} beside a valid cookie"
+        );
+    }
 }

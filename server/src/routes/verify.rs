@@ -201,11 +201,7 @@ async fn verify(
     } else {
         // The route skips the request_timeout middleware (routes/mod.rs);
         // the database work is the one thing here that can wait.
-        within_request_time(
-            &state,
-            decide(&state, cookies::presented_token(headers), &client),
-        )
-        .await??
+        within_request_time(&state, decide_presented(&state, headers, &client)).await??
     };
     state.metrics.verify_outcomes[decision.index()].inc();
     let resp = respond(&state, decision, &parts, client.via_trusted_proxy);
@@ -214,6 +210,33 @@ async fn verify(
         .verify_latency
         .observe(started.elapsed().as_secs_f64());
     Ok(resp)
+}
+
+/// Judges the token a request presents ([`cookies::presented_token`]). A
+/// token-shaped `Bearer` that does not pass may be the application's own
+/// credential (UUID API keys are common), so a valid cookie beside it still
+/// lets the request through; the refusal otherwise stays the Bearer's.
+async fn decide_presented(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    client: &ClientIp,
+) -> Result<Decision, ApiError> {
+    let presented = cookies::presented_token(headers);
+    let decision = decide(state, presented, client).await?;
+    if decision == Decision::Valid {
+        return Ok(decision);
+    }
+    match cookies::cookie_str(headers, cookies::TOKEN_COOKIE) {
+        Some(cookie) if Some(cookie) != presented => {
+            let by_cookie = decide(state, Some(cookie), client).await?;
+            Ok(if by_cookie == Decision::Valid {
+                by_cookie
+            } else {
+                decision
+            })
+        }
+        _ => Ok(decision),
+    }
 }
 
 /// The challenge page's URL (`page`), with `redir` set to the original URL
