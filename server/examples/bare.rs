@@ -7,8 +7,9 @@
 //! cost, and nothing else:
 //! - `tokio::runtime::Runtime::new()`, as `serve` in server/src/main.rs:
 //!   multi-threaded, one worker per core;
-//! - hyper's http1 builder with the same timer and header-read timeout as
-//!   server/src/server.rs, one task per connection, keep-alive on.
+//! - hyper's http1 builder with the same timer, header-read timeout and
+//!   header size limits as server/src/server.rs, one task per connection,
+//!   keep-alive on.
 //!
 //! What it leaves out is what powgate adds: the connection caps, graceful
 //! shutdown, the connect-info extension, the middleware layers and the
@@ -50,7 +51,9 @@ async fn serve(args: Args) -> std::io::Result<()> {
     let listener = TcpListener::bind(args.listen).await?;
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(args.header_read_timeout_secs));
+        .header_read_timeout(Duration::from_secs(args.header_read_timeout_secs))
+        .max_header_size(powgate::server::MAX_HEADER_BYTES)
+        .max_buf_size(powgate::server::MAX_HEADER_BYTES);
     eprintln!("bare baseline listening on {}", listener.local_addr()?);
     loop {
         let (stream, _) = match listener.accept().await {

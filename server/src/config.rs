@@ -421,13 +421,23 @@ impl RawConfig {
                 )
             })?;
 
-        if let Some(url) = &self.public_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(ConfigError::new(
-                "public_url",
-                format!("{url:?} must start with http:// or https://"),
-            ));
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "public_url",
+                    format!("{url:?} must start with http:// or https://"),
+                ));
+            }
+            // Its path becomes the admin cookie's Path and the page's
+            // address: a query, fragment or cookie separator would break both.
+            if url.contains(['?', '#', ';', ',', ' ']) {
+                return Err(ConfigError::new(
+                    "public_url",
+                    format!(
+                        "{url:?} must be a plain base URL such as https://example.com/.powgate, without ?, #, ;, comma or space"
+                    ),
+                ));
+            }
         }
         let secret = match self.secret {
             Some(s) if s.len() < 32 => {
@@ -671,6 +681,23 @@ mod tests {
         let c = RawConfig::default().validate().unwrap();
         assert_eq!(c.settings.difficulty, Difficulty::LOW);
         assert_eq!(Difficulty::DEFAULT, Difficulty::LOW);
+    }
+
+    /// A query in the public URL gave the admin cookie an invalid Path, and
+    /// sign-in answered 204 without setting any cookie.
+    #[test]
+    fn a_public_url_with_a_query_or_fragment_is_refused() {
+        for url in ["https://example.com/.powgate?x=1", "https://example.com/#a"] {
+            let raw = RawConfig {
+                public_url: Some(url.into()),
+                ..RawConfig::default()
+            };
+            let e = raw.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("POW_PUBLIC_URL") && e.contains("plain base URL"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
