@@ -10,6 +10,7 @@
 //! - [`routes`]: HTTP handlers; [`routes::app`] builds the router.
 //! - [`db`]: SQLite pool, migrations and queries.
 //! - [`token_store`]: tokens with an in-memory cache in front of the database.
+//! - [`challenge_ledger`]: spent challenges, so each is used once.
 //! - [`verifier`]: bounded, off-runtime argon2 verification.
 //! - [`acceptance`]: which signed challenges are still worth an argon2 run.
 //! - [`open_challenges`]: the bounded ledger of issued, unspent challenges.
@@ -20,6 +21,7 @@
 pub mod acceptance;
 pub mod admin_auth;
 pub mod allowlist;
+pub mod challenge_ledger;
 pub mod cli;
 pub mod client_ip;
 pub mod clock;

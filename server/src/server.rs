@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 use crate::limits::ConnLimits;
 use crate::linger::Lingering;
 
-use crate::db;
 use crate::routes::app;
 use crate::state::AppState;
 
@@ -165,10 +164,7 @@ pub async fn purge_once(state: &AppState) -> anyhow::Result<Purged> {
         limiters.open_challenges.forget_expired(now);
     })
     .await?;
-    let challenges = state
-        .db
-        .call(move |c| db::challenges::purge_expired(c, now))
-        .await?;
+    let challenges = state.challenge_ledger.purge_expired(now).await?;
     Ok(Purged { tokens, challenges })
 }
 

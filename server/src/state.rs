@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::admin_auth::AdminAuth;
+use crate::challenge_ledger::ChallengeLedger;
 use crate::client_ip::ClientIpResolver;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -27,7 +28,11 @@ pub struct AppState {
 pub struct Inner {
     /// Validated start-up configuration.
     pub config: Config,
-    /// The SQLite pool.
+    /// The SQLite pool. Routes reach the database through the stores
+    /// ([`TokenStore`], [`ChallengeLedger`]), never through this; it stays
+    /// public only for the admin settings view and [`LiveSettings::update`],
+    /// until settings move behind their own store, and for tests that check
+    /// rows directly.
     pub db: Db,
     /// Time source; a manual clock in tests.
     pub clock: Arc<dyn Clock>,
@@ -38,6 +43,8 @@ pub struct Inner {
     pub settings: LiveSettings,
     /// Tokens, cached in front of the database.
     pub tokens: TokenStore,
+    /// Spent challenges.
+    pub challenge_ledger: ChallengeLedger,
     /// Bounded argon2 verification.
     pub verifier: Verifier,
     /// Believes forwarded-IP headers only from trusted proxies.
@@ -87,6 +94,7 @@ impl AppState {
         let settings = LiveSettings::new(stored_settings(&db, config.settings)?);
         let admin = AdminAuth::load(&config, &db, now)?;
         let tokens = TokenStore::new(db.clone(), TOKEN_CACHE_CAPACITY);
+        let challenge_ledger = ChallengeLedger::new(db.clone());
         let verifier = Verifier::new(
             config.verify_permits,
             config.verify_queue,
@@ -107,6 +115,7 @@ impl AppState {
                 challenge_key,
                 settings,
                 tokens,
+                challenge_ledger,
                 verifier,
                 client_ip,
                 admin,

@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use quick_cache::sync::Cache;
 
 use crate::client_ip::IpKey;
-use crate::db::tokens::{self as rows, AddIp, Issued, RevokeScope, TokenRecord};
+use crate::db::tokens::{self as rows, AddIp, Issued};
+// The token types routes work with, so they need not reach into `db`.
+pub use crate::db::tokens::{RevokeScope, TokenRecord, TokenState};
 use crate::db::{Db, DbError};
 use crate::token::HashedToken;
 
@@ -242,15 +244,49 @@ impl TokenStore {
         Ok(revoked.len())
     }
 
-    /// Drops one entry, after a change made elsewhere (admin revocation).
-    pub fn invalidate(&self, hash: &HashedToken) {
-        self.forget([hash]);
+    /// Revokes the unrevoked tokens whose hash starts with `prefix`, the
+    /// 6 bytes of the admin list's id (see [`rows::revoke_by_prefix`]), and
+    /// returns how many.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn revoke_by_id(&self, prefix: Vec<u8>, now: i64) -> Result<usize, DbError> {
+        let revoked = self
+            .db
+            .call(move |c| rows::revoke_by_prefix(c, &prefix, now))
+            .await?;
+        self.forget(&revoked);
+        Ok(revoked.len())
     }
 
-    /// Drops every entry, after a bulk change.
-    pub fn invalidate_all(&self) {
+    /// Expires every active token now, leaving them refreshable, and
+    /// returns how many. The statement does not say which rows it changed,
+    /// so the whole cache goes, after the write as always.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn expire_all(&self, now: i64) -> Result<usize, DbError> {
+        let expired = self.db.call(move |c| rows::expire_all(c, now)).await?;
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.clear();
+        Ok(expired)
+    }
+
+    /// One page of tokens, newest first, and the total count, read from the
+    /// database: the admin list must show every token, not the cached ones.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn list(&self, limit: u32, offset: u64) -> Result<(Vec<TokenRecord>, i64), DbError> {
+        self.db.call(move |c| rows::list(c, limit, offset)).await
+    }
+
+    /// How many tokens are active (unexpired and unrevoked) at `now`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn count_active(&self, now: i64) -> Result<i64, DbError> {
+        self.db.call(move |c| rows::count_active(c, now)).await
     }
 }
 
@@ -286,12 +322,10 @@ mod tests {
             .unwrap()
             .unwrap();
         let revoked = store
-            .db
-            .call(move |c| rows::revoke_by_prefix(c, &hash.0[..6], 1_500))
+            .revoke_by_id(hash.0[..6].to_vec(), 1_500)
             .await
             .unwrap();
-        assert_eq!(revoked, vec![hash]);
-        store.invalidate(&hash);
+        assert_eq!(revoked, 1);
         store.cache_if_current(seen, Arc::new(stale));
 
         let rec = store.lookup(hash).await.unwrap().unwrap();
@@ -355,6 +389,23 @@ mod tests {
         store.remember_absent_if_current(seen, hash);
 
         assert!(store.lookup(hash).await.unwrap().is_some());
+    }
+
+    /// Expire-all changes rows it does not name, so a token cached as
+    /// active before it must not keep passing from the cache after it.
+    #[tokio::test]
+    async fn expire_all_leaves_no_cached_token_active() {
+        let (_dir, store, hash) = store_with_a_token().await;
+        let before = store.lookup(hash).await.unwrap().unwrap();
+        assert_eq!(before.state(1_500, 60), TokenState::Active);
+
+        assert_eq!(store.expire_all(1_500).await.unwrap(), 1);
+
+        let after = store.lookup(hash).await.unwrap().unwrap();
+        assert_eq!(
+            after.state(1_500, 60),
+            TokenState::Expired { refreshable: true }
+        );
     }
 
     #[tokio::test]

@@ -19,7 +19,48 @@ pub struct TokenRecord {
     pub ips: Vec<String>,
 }
 
+/// Where a token stands at one moment: the one place the rules of
+/// revocation, expiry and the refresh window are written, read by
+/// `/verify-token`, the refresh challenge and the admin list alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    /// Not expired and not revoked.
+    Active,
+    /// Past `expires_at`; `refreshable` while the refresh window after it
+    /// is still open, so a half-difficulty solve can extend it.
+    Expired { refreshable: bool },
+    /// Revoked by an admin: never valid or refreshable again, whatever its
+    /// expiry says.
+    Revoked,
+}
+
+impl TokenState {
+    /// The status shown in the admin token list.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired { .. } => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
 impl TokenRecord {
+    /// The token's state at `now`, with a refresh window of
+    /// `refresh_window` seconds after expiry. Expiry is inclusive
+    /// (`expires_at == now` is expired) and so is the window's end.
+    pub fn state(&self, now: i64, refresh_window: i64) -> TokenState {
+        if self.revoked_at.is_some() {
+            TokenState::Revoked
+        } else if self.expires_at <= now {
+            TokenState::Expired {
+                refreshable: now < self.expires_at.saturating_add(refresh_window),
+            }
+        } else {
+            TokenState::Active
+        }
+    }
+
     /// Whether the token is already used from `ip`.
     pub fn has_ip(&self, ip: IpKey) -> bool {
         self.ips.iter().any(|i| ip.is_text(i))
@@ -428,6 +469,49 @@ pub fn revoke_scope(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(expires_at: i64, revoked_at: Option<i64>) -> TokenRecord {
+        TokenRecord {
+            id: 1,
+            hash: HashedToken([7; 32]),
+            created_at: 0,
+            expires_at,
+            revoked_at,
+            refresh_count: 0,
+            ips: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_token_expires_at_its_expiry_second_and_stays_refreshable_until_the_window_ends() {
+        let (expiry, window) = (1_000, 100);
+        let state = |now| record(expiry, None).state(now, window);
+        assert_eq!(state(999), TokenState::Active);
+        assert_eq!(state(1_000), TokenState::Expired { refreshable: true });
+        assert_eq!(state(1_099), TokenState::Expired { refreshable: true });
+        assert_eq!(state(1_100), TokenState::Expired { refreshable: false });
+    }
+
+    /// A revoked token must not pass or be refreshed because its expiry
+    /// still looks fine (or its refresh window is still open).
+    #[test]
+    fn a_revoked_token_is_revoked_whatever_its_expiry() {
+        for now in [500, 1_000, 1_050, 5_000] {
+            assert_eq!(
+                record(1_000, Some(400)).state(now, 100),
+                TokenState::Revoked,
+                "{now}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_huge_refresh_window_does_not_overflow() {
+        assert_eq!(
+            record(i64::MAX - 1, None).state(i64::MAX - 1, i64::MAX),
+            TokenState::Expired { refreshable: true }
+        );
+    }
 
     #[test]
     fn a_stored_address_key_is_in_a_network_it_overlaps() {

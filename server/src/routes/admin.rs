@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use crate::admin_auth::{Credential, SESSION_SECS};
 use crate::cookies;
 use crate::db;
-use crate::db::tokens::RevokeScope;
 use crate::error::{ApiError, Result};
 use crate::origin::{self, RequestOrigin};
 use crate::routes::extract::{ClientIp, JsonBody};
@@ -29,6 +28,7 @@ use crate::routes::pages;
 use crate::settings::{FIELDS, Persist, Settings};
 use crate::state::AppState;
 use crate::stats::{ClassEstimate, Counts, SolveTimes, Timeline};
+use crate::token_store::RevokeScope;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -326,10 +326,7 @@ struct StatsView {
 async fn stats(State(state): State<AppState>, _admin: Admin) -> Result<Json<StatsView>> {
     let now = state.now();
     let s = state.settings.get();
-    let active_tokens = state
-        .db
-        .call(move |c| db::tokens::count_active(c, now))
-        .await?;
+    let active_tokens = state.tokens.count_active(now).await?;
     let timeout = u64::from(s.challenge_timeout_minutes) * 60;
     #[allow(clippy::cast_precision_loss)]
     let device_classes =
@@ -386,24 +383,15 @@ async fn list_tokens(
         p.per_page,
         (p.page - 1).saturating_mul(u64::from(p.per_page)),
     );
-    let (rows, total) = state
-        .db
-        .call(move |c| db::tokens::list(c, per_page, offset))
-        .await?;
-    let now = state.now();
+    let (rows, total) = state.tokens.list(per_page, offset).await?;
+    let (now, window) = (state.now(), state.config.refresh_window_secs());
     let tokens: Vec<TokenView> = rows
         .into_iter()
         .map(|r| TokenView {
             id: r.hash.short_id(),
             created_at: r.created_at,
             expires_at: r.expires_at,
-            status: if r.revoked_at.is_some() {
-                "revoked"
-            } else if r.expires_at <= now {
-                "expired"
-            } else {
-                "active"
-            },
+            status: r.state(now, window).label(),
             ips: r.ips,
             refresh_count: r.refresh_count,
         })
@@ -423,23 +411,17 @@ async fn revoke(
         .filter(|b| b.len() == 6)
         .ok_or_else(|| ApiError::BadRequest("token id is 12 hex digits, as listed".into()))?;
     let now = state.now();
-    let revoked = state
-        .db
-        .call(move |c| db::tokens::revoke_by_prefix(c, &prefix, now))
-        .await?;
-    if revoked.is_empty() {
+    let revoked = state.tokens.revoke_by_id(prefix, now).await?;
+    if revoked == 0 {
         return Err(ApiError::NotFound(format!("no active token with id {id}")));
-    }
-    for h in &revoked {
-        state.tokens.invalidate(h);
     }
     state
         .metrics
         .tokens
         .with_label_values(&["revoked"])
-        .inc_by(revoked.len() as u64);
+        .inc_by(revoked as u64);
     tracing::info!(id, "token revoked by admin");
-    Ok(Json(serde_json::json!({ "revoked": revoked.len() })))
+    Ok(Json(serde_json::json!({ "revoked": revoked })))
 }
 
 async fn expire_all(
@@ -447,11 +429,7 @@ async fn expire_all(
     _admin: Admin,
 ) -> Result<Json<serde_json::Value>> {
     let now = state.now();
-    let n = state
-        .db
-        .call(move |c| db::tokens::expire_all(c, now))
-        .await?;
-    state.tokens.invalidate_all();
+    let n = state.tokens.expire_all(now).await?;
     state
         .metrics
         .tokens

@@ -13,6 +13,7 @@ use crate::open_challenges::Opened;
 use crate::routes::extract::{ClientIp, JsonBody};
 use crate::state::AppState;
 use crate::token::PlainToken;
+use crate::token_store::TokenState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/challenge", post(issue))
@@ -126,20 +127,23 @@ pub async fn refreshable_token_id(state: &AppState, client: &ClientIp, token: &s
     })?;
     let now = state.now();
     let settings = state.settings.get();
-    if rec.revoked_at.is_some() {
-        return Err(ApiError::Forbidden(
-            "this token was revoked and cannot be refreshed".into(),
-        ));
-    }
-    if rec.expires_at > now {
-        return Err(ApiError::BadRequest(
-            "this token has not expired yet; there is nothing to refresh".into(),
-        ));
-    }
-    if now >= rec.expires_at + state.config.refresh_window_secs() {
-        return Err(ApiError::Expired(
-            "this token is past its refresh window; solve a new challenge".into(),
-        ));
+    match rec.state(now, state.config.refresh_window_secs()) {
+        TokenState::Revoked => {
+            return Err(ApiError::Forbidden(
+                "this token was revoked and cannot be refreshed".into(),
+            ));
+        }
+        TokenState::Active => {
+            return Err(ApiError::BadRequest(
+                "this token has not expired yet; there is nothing to refresh".into(),
+            ));
+        }
+        TokenState::Expired { refreshable: false } => {
+            return Err(ApiError::Expired(
+                "this token is past its refresh window; solve a new challenge".into(),
+            ));
+        }
+        TokenState::Expired { refreshable: true } => {}
     }
     if !rec.has_ip(client.key) && rec.ips.len() >= settings.token_max_ips as usize {
         return Err(ApiError::WrongIp(

@@ -7,7 +7,6 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::db;
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -18,10 +17,7 @@ pub fn router() -> Router<AppState> {
 async fn render(State(state): State<AppState>) -> Result<Response> {
     // Gauges are read at scrape time, so they are never stale.
     let now = state.now();
-    let active = state
-        .db
-        .call(move |c| db::tokens::count_active(c, now))
-        .await?;
+    let active = state.tokens.count_active(now).await?;
     let m = &state.metrics;
     m.active_tokens.set(active);
     m.verify_queue_depth

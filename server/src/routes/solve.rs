@@ -19,7 +19,6 @@ use serde::Deserialize;
 
 use crate::acceptance::Requirements;
 use crate::cookies;
-use crate::db;
 use crate::error::{ApiError, Result};
 use crate::origin::{self, RequestOrigin};
 use crate::redirect::safe_redirect;
@@ -127,11 +126,7 @@ async fn check_and_issue(
         ApiError::Busy(2)
     })?;
     let (id, expires_at) = (claims.id, claims.expires_at);
-    if !state
-        .db
-        .call(move |c| db::challenges::spend(c, &id, now, expires_at))
-        .await?
-    {
+    if !state.challenge_ledger.spend(id, now, expires_at).await? {
         return Err(ApiError::AlreadySpent);
     }
     state.open_challenges.close(client.key, &id);

@@ -19,7 +19,7 @@ use crate::routes::extract::ClientIp;
 use crate::routes::within_request_time;
 use crate::state::AppState;
 use crate::token::PlainToken;
-use crate::token_store::IpCheck;
+use crate::token_store::{IpCheck, TokenState};
 
 /// Everything but RFC 3986's unreserved characters is escaped in `redir`.
 const REDIR_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
@@ -147,15 +147,11 @@ pub async fn decide(
     let Some(rec) = state.tokens.lookup(token.hashed()).await? else {
         return Ok(Decision::Unknown);
     };
-    if rec.revoked_at.is_some() {
-        return Ok(Decision::Revoked);
-    }
     let now = state.now();
-    if rec.expires_at <= now {
-        let window = state.config.refresh_window_secs();
-        return Ok(Decision::Expired {
-            refreshable: now < rec.expires_at + window,
-        });
+    match rec.state(now, state.config.refresh_window_secs()) {
+        TokenState::Revoked => return Ok(Decision::Revoked),
+        TokenState::Expired { refreshable } => return Ok(Decision::Expired { refreshable }),
+        TokenState::Active => {}
     }
     if rec.has_ip(client.key) {
         return Ok(Decision::Valid);
