@@ -8,6 +8,7 @@
 //! - [`config`]: layered, validated configuration.
 //! - [`state`]: the shared [`state::AppState`].
 //! - [`routes`]: HTTP handlers; [`routes::app`] builds the router.
+//! - [`gate`]: may this request pass (allowlist, then token).
 //! - [`db`]: SQLite pool, migrations and queries.
 //! - [`token_store`]: tokens with an in-memory cache in front of the database.
 //! - [`challenge_ledger`]: spent challenges, so each is used once.
@@ -30,6 +31,7 @@ pub mod cookies;
 pub mod db;
 pub mod error;
 pub mod forwarded;
+pub mod gate;
 pub mod limits;
 pub mod linger;
 pub mod metrics;

@@ -7,7 +7,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::routes::verify::Decision;
+use crate::gate::Decision;
 
 #[derive(Debug, Clone)]
 pub struct Metrics {

@@ -20,10 +20,10 @@ use serde::Deserialize;
 use crate::acceptance::Requirements;
 use crate::cookies;
 use crate::error::{ApiError, Result};
+use crate::gate::{Decision, judge_token};
 use crate::origin::{self, RequestOrigin};
 use crate::redirect::safe_redirect;
 use crate::routes::extract::{ClientIp, JsonBody};
-use crate::routes::verify::{Decision, decide};
 use crate::state::AppState;
 use crate::stats::{DeviceClass, SolveReport};
 use crate::token::PlainToken;
@@ -275,7 +275,7 @@ async fn paste_token(
         ));
     }
     let token = form.token.trim();
-    let decision = decide(&state, Some(token), &client).await?;
+    let decision = judge_token(&state, Some(token), &client).await?;
     if decision != Decision::Valid {
         let msg = match decision {
             Decision::Expired { .. } => "That token has expired. Run powgate solve again.",
