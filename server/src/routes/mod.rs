@@ -156,6 +156,8 @@ pub fn app(state: AppState) -> Router {
 mod tests {
     use std::sync::{Arc, Mutex};
 
+    use axum::http::header;
+
     use tracing::field::{Field, Visit};
     use tracing::{Event, Level, Subscriber};
     use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -201,6 +203,69 @@ mod tests {
         assert!(lines[0].contains("database is locked"), "{lines:?}");
     }
 
+    fn test_state(dir: &tempfile::TempDir) -> AppState {
+        let raw = crate::config::RawConfig {
+            database: dir.path().join("powgate.db"),
+            ..crate::config::RawConfig::default()
+        };
+        AppState::new(raw.validate().unwrap(), Arc::new(crate::clock::SystemClock)).unwrap()
+    }
+
+    /// With no middleware left to rewrite plain-text answers, each wrapped
+    /// extractor must refuse in JSON itself, with axum's status for the
+    /// rejection and the API headers.
+    #[test]
+    fn form_and_path_rejections_are_json_with_their_own_status() {
+        use tower::ServiceExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let state = test_state(&dir);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cases = [
+            // FormBody: not a form at all.
+            ("/api/token", "application/json", "{\"token\": 1}", 415),
+            // FormBody: a form without its required field.
+            (
+                "/api/token",
+                "application/x-www-form-urlencoded",
+                "redir=/",
+                422,
+            ),
+            // PathParams: a path that is not UTF-8 once decoded.
+            ("/%FF", "text/plain", "", 400),
+        ];
+        for (uri, content_type, body, status) in cases {
+            let method = if body.is_empty() { "GET" } else { "POST" };
+            let mut req = axum::http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-type", content_type)
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let peer: std::net::SocketAddr = "192.0.2.7:4000".parse().unwrap();
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let resp = rt.block_on(app(state.clone()).oneshot(req)).unwrap();
+            assert_eq!(resp.status(), status, "{uri}");
+            let headers = resp.headers().clone();
+            assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+            assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{uri}");
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{uri}");
+            let bytes = rt
+                .block_on(axum::body::to_bytes(resp.into_body(), 4096))
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(json["error"], "bad_request", "{uri}: {json}");
+            assert!(
+                json["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{json}"
+            );
+        }
+    }
+
     /// Served without connect info, the client-address extractor has no
     /// peer and fails with a 500: an internal error through the whole
     /// router, on each side of the hot-path split.
@@ -209,12 +274,7 @@ mod tests {
         use tower::ServiceExt;
 
         let dir = tempfile::tempdir().unwrap();
-        let raw = crate::config::RawConfig {
-            database: dir.path().join("powgate.db"),
-            ..crate::config::RawConfig::default()
-        };
-        let state =
-            AppState::new(raw.validate().unwrap(), Arc::new(crate::clock::SystemClock)).unwrap();
+        let state = test_state(&dir);
         for (method, uri) in [("GET", "/verify-token"), ("POST", "/api/challenge")] {
             let lines = error_lines_of(|| {
                 let rt = tokio::runtime::Builder::new_current_thread()
