@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: Rust unit and integration tests, the page's JavaScript
-# unit tests, and the end-to-end tests in headless Chromium (and, where they
-# exist, behind real nginx and Caddy).
+# Runs every check: formatting and clippy, then Rust unit and integration
+# tests, the page's JavaScript unit tests, and the end-to-end tests in
+# headless Chromium (and, where they exist, behind real nginx and Caddy).
 #
 # On a fresh machine it first installs what the tests need: Debian packages
 # (when run as root and they are missing), the wasm32 target, and the e2e
@@ -30,6 +30,14 @@ fi
 
 rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
     || rustup target add wasm32-unknown-unknown
+
+# Formatting and lints first (as `just lint`): cheaper than the tests, and
+# what every commit must pass anyway.
+say "formatting"
+cargo fmt --all --check
+
+say "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "Rust tests"
 cargo test --workspace --exclude powgate-solver-wasm --locked

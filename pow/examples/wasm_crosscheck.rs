@@ -16,6 +16,7 @@
 // `#[unsafe(no_mangle)]` is what exports a function to the wasm host; there
 // is no unsafe block here.
 #![allow(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::fmt::Write as _;
 use std::sync::Mutex;

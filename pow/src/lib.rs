@@ -27,6 +27,11 @@
 //! Each nonce then wins with probability 1/D, so a client needs D hashes on
 //! average. L is at least 32 so the comparison always has 256 bits.
 
+// As RustCrypto's argon2 does: this code runs on the server's verification
+// path and in every browser, so a panic or a silently truncated length is a
+// bug to fix, not to risk (clippy.toml allows unwrap inside tests).
+#![deny(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
 pub mod argon2id;
 pub mod challenge;
 mod huge_pages;

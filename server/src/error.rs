@@ -1,8 +1,12 @@
 //! One error type for every HTTP answer that is not a success.
 //!
-//! Each variant knows its status and a stable `error` code. Internal causes
-//! are logged here and replaced by a generic message, so nothing about the
-//! server's insides reaches a client.
+//! Each variant knows its status and a stable `error` code. An internal
+//! cause is replaced by a generic message, so nothing about the server's
+//! insides reaches a client; it travels on the response as an
+//! [`InternalCause`] extension, which the router's one log hook
+//! (`routes::log_internal_errors`) writes to the log.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -30,6 +34,11 @@ pub fn add_api_headers(headers: &mut HeaderMap) {
         headers.insert(name, value);
     }
 }
+
+/// The cause of a 500, riding on the response (never in its body) to the
+/// router's log hook. An `Arc` because response extensions must be `Clone`.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub Arc<anyhow::Error>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -78,10 +87,11 @@ pub enum ApiError {
     /// 405
     #[error("this method is not allowed here")]
     MethodNotAllowed,
-    /// Any other 4xx produced by the framework before a handler ran.
+    /// Any other 4xx produced by the framework before a handler ran (an
+    /// extractor's rejection, see `routes::extract`).
     #[error("{}", if message.is_empty() { status.canonical_reason().unwrap_or("rejected") } else { message.as_str() })]
     Rejected { status: StatusCode, message: String },
-    /// 500: logged, never shown.
+    /// 500: logged (see [`InternalCause`]), never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -136,28 +146,33 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = match &self {
-            Self::Internal(cause) => {
-                tracing::error!(error = ?cause, "internal error");
-                "internal error; the operator can find details in the server log".to_owned()
-            }
-            other => other.to_string(),
-        };
         let status = self.status_code();
         let retry = self.retry_after();
+        let field = match &self {
+            Self::InvalidField { field, .. } => Some((*field).to_owned()),
+            _ => None,
+        };
+        let code = self.code().to_owned();
+        let (message, cause) = match self {
+            Self::Internal(cause) => (
+                "internal error; the operator can find details in the server log".to_owned(),
+                Some(InternalCause(Arc::new(cause))),
+            ),
+            other => (other.to_string(), None),
+        };
         let body = ErrorBody {
-            error: self.code().to_owned(),
+            error: code,
             message,
-            field: match &self {
-                Self::InvalidField { field, .. } => Some((*field).to_owned()),
-                _ => None,
-            },
+            field,
         };
         let mut resp = (status, Json(body)).into_response();
         add_api_headers(resp.headers_mut());
         if let Some(secs) = retry {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(cause) = cause {
+            resp.extensions_mut().insert(cause);
         }
         resp
     }
@@ -166,5 +181,38 @@ impl IntoResponse for ApiError {
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         Self::Internal(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_cause_reaches_the_log_hook_but_not_the_client() {
+        let resp =
+            ApiError::Internal(anyhow::anyhow!("disk /var/lib/powgate is full")).into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let cause = resp
+            .extensions()
+            .get::<InternalCause>()
+            .expect("a 500 carries its cause for the log hook");
+        assert_eq!(cause.0.to_string(), "disk /var/lib/powgate is full");
+        let body = body_text(resp);
+        assert!(
+            !body.contains("/var/lib"),
+            "cause leaked to the client: {body}"
+        );
+        assert!(body.contains("\"error\":\"internal\""), "{body}");
+    }
+
+    fn body_text(resp: Response) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt
+            .block_on(axum::body::to_bytes(resp.into_body(), 4096))
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 }

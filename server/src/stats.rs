@@ -469,14 +469,37 @@ mod tests {
         assert_eq!(DeviceClass::from_user_agent(chrome), DeviceClass::Desktop);
     }
 
+    /// What the admin page's estimate promises before any client reported:
+    /// twice the difficulty or twice argon2's passes is twice the wait, and
+    /// a timeout below the 95th percentile is flagged, one above is not.
     #[test]
-    fn reference_rates_give_the_documented_times() {
-        let (mean, p95) = expected_times(
-            Difficulty::MEDIUM,
-            DeviceClass::Desktop.reference_rate(Argon2Params::DEFAULT),
-        );
-        assert!((mean - 75.0).abs() < 1e-9, "900 / 12 H/s");
-        assert!((p95 - 75.0 * 20f64.ln()).abs() < 1e-9);
+    fn reference_estimates_follow_difficulty_argon2_cost_and_the_timeout() {
+        let s = Stats::default();
+        let desktop = |d: u64, t_cost: u32, timeout: f64| {
+            let params = Argon2Params::new(
+                t_cost,
+                Argon2Params::DEFAULT_MEMORY_KIB,
+                Argon2Params::DEFAULT_PARALLELISM,
+                Argon2Params::DEFAULT_HASH_LENGTH,
+            )
+            .unwrap();
+            s.estimates(0, Difficulty::new(d).unwrap(), params, timeout)
+                .into_iter()
+                .find(|e| e.class == DeviceClass::Desktop)
+                .unwrap()
+        };
+        let t = Argon2Params::DEFAULT_TIME_COST;
+        let base = desktop(900, t, 1e9);
+        assert_eq!(base.source, "reference");
+        assert!(base.mean_seconds > 0.0 && base.p95_seconds > base.mean_seconds);
+        let ratio = |a: f64, b: f64| (a / b - 2.0).abs() < 1e-9;
+        assert!(ratio(desktop(1800, t, 1e9).mean_seconds, base.mean_seconds));
+        assert!(ratio(
+            desktop(900, 2 * t, 1e9).mean_seconds,
+            base.mean_seconds
+        ));
+        assert!(desktop(900, t, base.p95_seconds * 0.99).exceeds_timeout);
+        assert!(!desktop(900, t, base.p95_seconds * 1.01).exceeds_timeout);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! send `Origin` on such requests, so a missing or foreign `Origin` is
 //! refused (CSRF).
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,7 +23,7 @@ use crate::cookies;
 use crate::db;
 use crate::error::{ApiError, Result};
 use crate::origin::{self, RequestOrigin};
-use crate::routes::extract::{ClientIp, JsonBody};
+use crate::routes::extract::{ClientIp, JsonBody, PathParams, QueryParams};
 use crate::routes::pages;
 use crate::settings::{FIELDS, Persist, Settings};
 use crate::state::AppState;
@@ -372,7 +372,7 @@ struct TokenView {
 async fn list_tokens(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(p): Query<Page>,
+    QueryParams(p): QueryParams<Page>,
 ) -> Result<Json<serde_json::Value>> {
     if p.page == 0 || !(1..=500).contains(&p.per_page) {
         return Err(ApiError::BadRequest(
@@ -404,7 +404,7 @@ async fn list_tokens(
 async fn revoke(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<serde_json::Value>> {
     let prefix = hex::decode(&id)
         .ok()

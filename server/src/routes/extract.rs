@@ -1,10 +1,15 @@
 //! Request extractors whose failures are [`ApiError`]s, so every refusal is
 //! JSON with a precise status rather than axum's plain-text rejections.
+//!
+//! Handlers use these instead of axum's `Query`, `Form` and `Path`: a
+//! rejection becomes an [`ApiError`] where it happens, so no middleware has
+//! to find and rewrite plain-text answers afterwards.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Form, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -33,16 +38,11 @@ impl FromRequestParts<AppState> for ClientIp {
             .ok_or_else(|| {
                 ApiError::Internal(anyhow::anyhow!("no peer address: serve with connect info"))
             })?;
-        let via_trusted_proxy = state.client_ip.is_trusted(peer);
-        let ip = if via_trusted_proxy {
-            state.client_ip.forwarded_client(peer, &parts.headers)
-        } else {
-            crate::client_ip::canonical(peer)
-        };
+        let ip = state.client_ip.resolve(peer, &parts.headers);
         Ok(Self {
             ip,
             key: IpKey::of(ip),
-            via_trusted_proxy,
+            via_trusted_proxy: state.client_ip.is_trusted(peer),
         })
     }
 }
@@ -75,5 +75,75 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         serde_json::from_slice(bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+// Each rejection keeps the status axum chose for it (400 for a query string
+// that does not parse, 415 for a form without the form content type, 422 for
+// a form missing a field, 413 for a form over the body limit) and its text.
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::Rejected {
+            status: e.status(),
+            message: e.body_text(),
+        }
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(e: FormRejection) -> Self {
+        Self::Rejected {
+            status: e.status(),
+            message: e.body_text(),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::Rejected {
+            status: e.status(),
+            message: e.body_text(),
+        }
+    }
+}
+
+/// A query string deserialized into `T`.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(value) = Query::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// A URL-encoded form body deserialized into `T`.
+#[derive(Debug)]
+pub struct FormBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Form(value) = Form::from_request(req, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// The route's path parameters deserialized into `T`.
+#[derive(Debug)]
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(value) = Path::from_request_parts(parts, state).await?;
+        Ok(Self(value))
     }
 }

@@ -6,7 +6,7 @@
 //! ETag: browsers revalidate on each load (a cheap 304), so an upgraded
 //! binary can never be paired with a stale cached wasm or script.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::error::ApiError;
+use crate::routes::extract::PathParams;
 use crate::state::AppState;
 
 mod embedded {
@@ -44,7 +45,7 @@ async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
 
-async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+async fn asset(PathParams(path): PathParams<String>, headers: HeaderMap) -> Response {
     serve(&path, &headers)
 }
 

@@ -8,7 +8,7 @@
 //! argon2 hash, and a queue slot is taken before the challenge is spent, so
 //! a busy server answers 503 without burning the client's challenge.
 
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::post;
@@ -23,7 +23,7 @@ use crate::error::{ApiError, Result};
 use crate::gate::{Decision, judge_token};
 use crate::origin::{self, RequestOrigin};
 use crate::redirect::safe_redirect;
-use crate::routes::extract::{ClientIp, JsonBody};
+use crate::routes::extract::{ClientIp, FormBody, JsonBody};
 use crate::state::AppState;
 use crate::stats::{DeviceClass, SolveReport};
 use crate::token::PlainToken;
@@ -261,7 +261,7 @@ async fn paste_token(
     State(state): State<AppState>,
     client: ClientIp,
     headers: HeaderMap,
-    Form(form): Form<PastedToken>,
+    FormBody(form): FormBody<PastedToken>,
 ) -> Result<Response> {
     if origin::request_origin(
         &headers,
