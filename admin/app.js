@@ -30,6 +30,8 @@ import {
   previewDeviceClasses,
   relativeTime,
   retryAfterSeconds,
+  settingFormFields,
+  settingLabel,
   summarizeSolveTimes,
   summarizeTimeline,
   timelineChart,
@@ -42,17 +44,6 @@ const CHART_HEIGHT = 200;
 /** Below this the charts would be unreadable; the box scrolls instead. */
 const MIN_CHART_WIDTH = 280;
 
-/** The four settings of the settings form, with their input ids and names. */
-const SETTING_FIELDS = [
-  { name: 'challenge_timeout', id: 'challenge-timeout', label: 'challenge timeout' },
-  { name: 'token_hours', id: 'token-hours', label: 'token lifetime' },
-  { name: 'token_max_ips', id: 'token-max-ips', label: 'addresses per token' },
-  { name: 'max_tokens_per_ip', id: 'max-tokens-per-ip', label: 'tokens per address' },
-];
-const FIELD_LABELS = {
-  difficulty: 'difficulty',
-  ...Object.fromEntries(SETTING_FIELDS.map((f) => [f.name, f.label])),
-};
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -83,6 +74,7 @@ const ui = {
   solveTimeWarning: $('solve-time-warning'),
 
   settingsForm: $('settings-form'),
+  settingsFields: $('settings-fields'),
   settingsSave: $('settings-save'),
   settingsStatus: $('settings-status'),
   settingsRevert: $('settings-revert'),
@@ -121,6 +113,8 @@ const state = {
   view: 'loading',
   /** The last GET/PATCH/DELETE settings answer. */
   settings: null,
+  /** The settings form's fields, drawn from the server's settings table. */
+  formFields: [],
   /** The last GET stats answer. */
   stats: null,
   /** Values last written into the settings form, to spot the operator's edits. */
@@ -384,6 +378,50 @@ async function onLogout() {
 // Settings and difficulty
 // ---------------------------------------------------------------------------
 
+/** What the page calls the setting `name`. */
+function fieldLabel(name) {
+  return settingLabel(name, state.settings && state.settings.specs);
+}
+
+/**
+ * Draws the settings form's fields from the server's settings table, once,
+ * and again only if the table changes (a server upgraded under the page).
+ */
+function renderSettingFields(specs) {
+  const fields = settingFormFields(specs);
+  if (JSON.stringify(fields) === JSON.stringify(state.formFields)) return;
+  state.formFields = fields;
+  state.shownSettings = {};
+  ui.settingsFields.replaceChildren(...fields.map((f) => {
+    const label = make('label', { attrs: { for: f.id } }, [`${f.label} `]);
+    if (f.unit) label.append(make('span', { cls: 'unit', text: `(${f.unit})` }), ' ');
+    label.append(make('span', {
+      cls: 'badge badge-override',
+      text: 'set here',
+      attrs: { 'data-override': f.name, hidden: '' },
+    }));
+    const input = make('input', {
+      attrs: {
+        id: f.id,
+        name: f.name,
+        type: 'number',
+        inputmode: 'numeric',
+        min: f.min,
+        max: f.max,
+        step: 1,
+        title: f.description,
+        'aria-describedby': `${f.id}-hint ${f.id}-error`,
+      },
+    });
+    return make('div', { cls: 'field' }, [
+      label,
+      input,
+      make('p', { cls: 'small hint', text: f.hint, attrs: { id: `${f.id}-hint`, 'data-range': f.name } }),
+      make('p', { cls: 'field-error', attrs: { id: `${f.id}-error`, 'data-error': f.name } }),
+    ]);
+  }));
+}
+
 function isOverridden(name) {
   const list = state.settings && Array.isArray(state.settings.overridden) ? state.settings.overridden : [];
   return list.includes(name);
@@ -443,16 +481,9 @@ function renderSettings(s) {
   }
   ui.difficultyCustom.placeholder = String(cur.difficulty);
 
-  for (const f of SETTING_FIELDS) {
+  renderSettingFields(s.specs);
+  for (const f of state.formFields) {
     const input = $(f.id);
-    const range = ranges[f.name];
-    if (range) {
-      input.min = String(range[0]);
-      input.max = String(range[1]);
-      const hint = document.querySelector(`[data-range="${f.name}"]`);
-      const extra = f.name === 'max_tokens_per_ip' ? '; 0 means no limit' : '';
-      hint.textContent = `${formatInt(range[0])} – ${formatInt(range[1])}${extra}`;
-    }
     // Leave a value the operator has started to edit alone; a background
     // reload (another admin changed something) must not undo their typing.
     const shown = state.shownSettings[f.name];
@@ -464,7 +495,7 @@ function renderSettings(s) {
 
   const overridden = Array.isArray(s.overridden) ? s.overridden : [];
   ui.overriddenSummary.textContent = overridden.length
-    ? `Set on this page and kept across restarts, ahead of the configuration: ${overridden.map((n) => FIELD_LABELS[n] || n).join(', ')}. Reverting puts every setting back to the configured value.`
+    ? `Set on this page and kept across restarts, ahead of the configuration: ${overridden.map((n) => fieldLabel(n)).join(', ')}. Reverting puts every setting back to the configured value.`
     : 'Every setting has its configured value (from config.toml or the environment).';
   renderRevertButton();
 
@@ -535,11 +566,10 @@ async function onSettingsSubmit(event) {
   if (!state.settings) return;
   const wanted = {};
   let firstBad = null;
-  for (const f of SETTING_FIELDS) {
+  for (const f of state.formFields) {
     const input = $(f.id);
     const errorEl = document.querySelector(`[data-error="${f.name}"]`);
-    const range = (state.settings.ranges && state.settings.ranges[f.name]) || [Number(input.min), Number(input.max)];
-    const parsed = parseWholeNumber(input.value, range);
+    const parsed = parseWholeNumber(input.value, [f.min, f.max]);
     if ('error' in parsed) {
       setFieldError(input, errorEl, input.validity.badInput ? 'Enter a whole number (digits only).' : parsed.error);
       firstBad = firstBad || input;
@@ -565,12 +595,12 @@ async function onSettingsSubmit(event) {
       // The saved values are now the shown ones.
       state.shownSettings = {};
       renderSettings(s);
-      const names = Object.keys(body).map((n) => FIELD_LABELS[n] || n).join(', ');
+      const names = Object.keys(body).map((n) => fieldLabel(n)).join(', ');
       ui.settingsStatus.textContent = `Saved: ${names}.`;
       refreshStats();
     } catch (err) {
       if (isSessionEnd(err)) return;
-      const f = SETTING_FIELDS.find((x) => x.name === err.field);
+      const f = state.formFields.find((x) => x.name === err.field);
       if (f) {
         setFieldError($(f.id), document.querySelector(`[data-error="${f.name}"]`), err.message);
         $(f.id).focus();
@@ -583,7 +613,7 @@ async function onSettingsSubmit(event) {
 }
 
 async function onRevert() {
-  const names = (state.settings && state.settings.overridden || []).map((n) => FIELD_LABELS[n] || n);
+  const names = (state.settings && state.settings.overridden || []).map((n) => fieldLabel(n));
   const ok = await confirmAction({
     title: 'Revert to configured values?',
     message: `This drops the values set on this page (${names.join(', ') || 'none'}) and goes back to what the configuration says.`,
@@ -594,7 +624,7 @@ async function onRevert() {
     try {
       const s = await api('DELETE', 'settings');
       state.shownSettings = {};
-      for (const f of SETTING_FIELDS) setFieldError($(f.id), document.querySelector(`[data-error="${f.name}"]`), '');
+      for (const f of state.formFields) setFieldError($(f.id), document.querySelector(`[data-error="${f.name}"]`), '');
       renderSettings(s);
       ui.settingsStatus.textContent = `Reverted to the configured values; difficulty is ${difficultyText(s)}.`;
       refreshStats();
@@ -619,7 +649,7 @@ function previewInputs() {
   const dRange = (s.ranges && s.ranges.difficulty) || [1, 1e9];
   const tRange = (s.ranges && s.ranges.challenge_timeout) || [1, 1440];
   const d = parseWholeNumber(ui.difficultyCustom.value, dRange);
-  const t = parseWholeNumber($('challenge-timeout').value, tRange);
+  const t = parseWholeNumber($('challenge-timeout')?.value, tRange);
   const difficulty = 'value' in d ? d.value : s.settings.difficulty;
   const timeoutMinutes = 'value' in t ? t.value : s.settings.challenge_timeout;
   if (difficulty === s.settings.difficulty && timeoutMinutes === s.settings.challenge_timeout) return null;
@@ -1042,7 +1072,10 @@ async function main() {
     setFieldError(ui.difficultyCustom, ui.difficultyError, '');
     renderDeviceClasses();
   });
-  $('challenge-timeout').addEventListener('input', renderDeviceClasses);
+  // The fields are drawn later, from the server's settings table.
+  ui.settingsFields.addEventListener('input', (event) => {
+    if (event.target.name === 'challenge_timeout') renderDeviceClasses();
+  });
   ui.settingsForm.addEventListener('submit', onSettingsSubmit);
   ui.settingsRevert.addEventListener('click', onRevert);
 

@@ -92,6 +92,56 @@ export function changedSettings(current, wanted) {
 }
 
 /**
+ * @typedef {object} SettingSpec One row of the server's settings table
+ *   (`specs` in GET /api/admin/settings).
+ * @property {string} name API name
+ * @property {string} label what the page calls it, lower case
+ * @property {string} unit empty for a plain count
+ * @property {number} min
+ * @property {number} max
+ * @property {boolean} zero_is_off
+ * @property {boolean} presets whether preset names are accepted (difficulty)
+ * @property {string} description
+ */
+
+/**
+ * The fields of the settings form, drawn from the server's settings table
+ * so a new setting needs no change here. The difficulty has a card of its
+ * own (its presets), so specs that take preset names are left out.
+ *
+ * @param {SettingSpec[] | undefined} specs
+ * @returns {{name: string, id: string, label: string, unit: string,
+ *   min: number, max: number, hint: string, description: string}[]}
+ */
+export function settingFormFields(specs) {
+  if (!Array.isArray(specs)) return [];
+  return specs
+    .filter((s) => !s.presets)
+    .map((s) => ({
+      name: s.name,
+      id: s.name.replaceAll('_', '-'),
+      label: capitalize(s.label),
+      unit: s.unit || '',
+      min: s.min,
+      max: s.max,
+      hint: `${formatInt(s.min)} – ${formatInt(s.max)}${s.zero_is_off ? '; 0 means no limit' : ''}`,
+      description: s.description || '',
+    }));
+}
+
+/**
+ * What the page calls the setting `name`, from the settings table; the
+ * name itself for one the table does not list.
+ *
+ * @param {string} name
+ * @param {SettingSpec[] | undefined} specs
+ */
+export function settingLabel(name, specs) {
+  const spec = Array.isArray(specs) ? specs.find((s) => s.name === name) : undefined;
+  return spec ? spec.label : name;
+}
+
+/**
  * The preset whose value is `difficulty`, if any. The server reports this
  * itself (`difficulty_preset`); this is the fallback when it does not.
  *

@@ -28,6 +28,8 @@ import {
   previewDeviceClasses,
   relativeTime,
   retryAfterSeconds,
+  settingFormFields,
+  settingLabel,
   solveTimeEstimate,
   summarizeSolveTimes,
   summarizeTimeline,
@@ -455,3 +457,40 @@ describe('chart summaries', () => {
     assert.equal(text, '20 recent solves: median 1.4 s, 95th percentile 9.0 s. The largest group, 50 %, took 1 s – 2 s.');
   });
 });
+
+describe('settingFormFields', () => {
+  // The shape GET /api/admin/settings sends in `specs`.
+  const specs = [
+    { name: 'difficulty', label: 'difficulty', unit: 'expected hashes', min: 1, max: 1e9, zero_is_off: false, presets: true, description: 'd' },
+    { name: 'challenge_timeout', label: 'challenge timeout', unit: 'minutes', min: 1, max: 1440, zero_is_off: false, presets: false, description: 'How long.' },
+    { name: 'max_tokens_per_ip', label: 'tokens per address', unit: '', min: 0, max: 100000, zero_is_off: true, presets: false, description: 'Cap.' },
+  ];
+
+  it('builds one field per spec from the table, leaving the difficulty to its own card', () => {
+    const fields = settingFormFields(specs);
+    assert.deepEqual(fields.map((f) => f.name), ['challenge_timeout', 'max_tokens_per_ip']);
+    assert.deepEqual(fields[0], {
+      name: 'challenge_timeout',
+      id: 'challenge-timeout',
+      label: 'Challenge timeout',
+      unit: 'minutes',
+      min: 1,
+      max: 1440,
+      hint: '1 – 1,440',
+      description: 'How long.',
+    });
+    assert.equal(fields[1].id, 'max-tokens-per-ip');
+    assert.equal(fields[1].hint, '0 – 100,000; 0 means no limit');
+  });
+
+  it('draws no field from a missing table', () => {
+    assert.deepEqual(settingFormFields(undefined), []);
+  });
+
+  it('labels settings from the table', () => {
+    assert.equal(settingLabel('max_tokens_per_ip', specs), 'tokens per address');
+    assert.equal(settingLabel('unknown', specs), 'unknown');
+    assert.equal(settingLabel('token_hours', undefined), 'token_hours');
+  });
+});
+

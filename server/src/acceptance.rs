@@ -67,7 +67,9 @@ impl Requirements<'_> {
         // A leaked key must not mint challenges that never die either: none
         // the server issues is dated ahead or lives past the longest timeout
         // an operator can set.
-        let longest = i64::from(Settings::CHALLENGE_TIMEOUT.1) * 60;
+        let longest = i64::try_from(crate::settings::CHALLENGE_TIMEOUT.max)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(60);
         if claims.issued_at > self.now.saturating_add(CLOCK_SKEW_SECS)
             || claims.expires_at.saturating_sub(claims.issued_at) > longest
         {

@@ -14,12 +14,12 @@ use axum::http::HeaderName;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
-use pow::{Argon2Params, Difficulty};
+use pow::Argon2Params;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::ConnCaps;
 use crate::secret::Secret;
-use crate::settings::Settings;
+use crate::settings::{self, SPECS, Settings};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -150,11 +150,11 @@ impl Default for RawConfig {
             public_url: None,
             secret: None,
             difficulty_level: DifficultyValue::Name("low".into()),
-            challenge_timeout: 30,
-            token_hours: 24,
-            token_max_ips: 2,
+            challenge_timeout: settings::CHALLENGE_TIMEOUT.default,
+            token_hours: settings::TOKEN_HOURS.default,
+            token_max_ips: settings::TOKEN_MAX_IPS.default,
             token_purge_hours: 48,
-            max_tokens_per_ip: 0,
+            max_tokens_per_ip: settings::MAX_TOKENS_PER_IP.default,
             trusted_proxies: StringList::List(vec!["127.0.0.0/8".into(), "::1/128".into()]),
             client_ip_header: "X-Real-IP".into(),
             cookie_domain: None,
@@ -318,6 +318,33 @@ impl RawConfig {
             .merge(Env::prefixed("ARGON2_").map(|k| format!("argon2.{k}").into()))
     }
 
+    /// The start-up values of the live settings, each read from the key
+    /// its [`settings::SettingSpec`] names and checked against its range. The keys
+    /// are looked up by name in the serialised form, so a new entry in
+    /// [`crate::settings::SPECS`] needs no code here, only its field above.
+    fn live_settings(&self) -> Result<Settings, ConfigError> {
+        let raw = serde_json::to_value(self)
+            .map_err(|e| ConfigError::new("config", format!("cannot read: {e}")))?;
+        let mut settings = Settings::defaults();
+        for spec in SPECS {
+            let key = spec.config_key;
+            match raw.get(key) {
+                Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(|| {
+                    format!("{n} is not a whole number in {}..={}", spec.min, spec.max)
+                }),
+                Some(serde_json::Value::String(s)) => spec.parse_text(s),
+                Some(other) => Err(format!("expected a whole number, got {other}")),
+                None => Err(format!(
+                    "no `{key}` field to read setting {} from",
+                    spec.name
+                )),
+            }
+            .and_then(|v| spec.set(&mut settings, v))
+            .map_err(|message| ConfigError::new(key, message))?;
+        }
+        Ok(settings)
+    }
+
     /// Checks every value and builds the typed configuration.
     ///
     /// # Errors
@@ -332,11 +359,6 @@ impl RawConfig {
                 ),
             )
         })?;
-        let difficulty = match &self.difficulty_level {
-            DifficultyValue::Number(n) => Difficulty::new(*n),
-            DifficultyValue::Name(s) => s.parse(),
-        }
-        .map_err(|e| ConfigError::new("difficulty_level", e.to_string()))?;
         let a = &self.argon2;
         let param = |key: &str, v: u64, min: u32, max: u32| ranged_u32(key, v, min, max, "");
         let argon2 = Argon2Params::new(
@@ -367,37 +389,7 @@ impl RawConfig {
         )
         .map_err(|e| ConfigError::new("argon2.memory_kb", e.to_string()))?;
 
-        let settings = Settings {
-            difficulty,
-            challenge_timeout_minutes: ranged_u32(
-                "challenge_timeout",
-                self.challenge_timeout,
-                Settings::CHALLENGE_TIMEOUT.0,
-                Settings::CHALLENGE_TIMEOUT.1,
-                " minutes",
-            )?,
-            token_hours: ranged_u32(
-                "token_hours",
-                self.token_hours,
-                Settings::TOKEN_HOURS.0,
-                Settings::TOKEN_HOURS.1,
-                " hours",
-            )?,
-            token_max_ips: ranged_u32(
-                "token_max_ips",
-                self.token_max_ips,
-                Settings::TOKEN_MAX_IPS.0,
-                Settings::TOKEN_MAX_IPS.1,
-                "",
-            )?,
-            max_tokens_per_ip: ranged_u32(
-                "max_tokens_per_ip",
-                self.max_tokens_per_ip,
-                Settings::MAX_TOKENS_PER_IP.0,
-                Settings::MAX_TOKENS_PER_IP.1,
-                " (0 = off)",
-            )?,
-        };
+        let settings = self.live_settings()?;
 
         let trusted_proxies = self
             .trusted_proxies
@@ -673,6 +665,7 @@ impl Config {
 mod tests {
     use super::*;
     use figment::Jail;
+    use pow::Difficulty;
 
     /// The default was `medium` (900 hashes), about four minutes for a
     /// visitor on a slow machine; the design's default is `low`.
@@ -681,6 +674,26 @@ mod tests {
         let c = RawConfig::default().validate().unwrap();
         assert_eq!(c.settings.difficulty, Difficulty::LOW);
         assert_eq!(Difficulty::DEFAULT, Difficulty::LOW);
+    }
+
+    /// The live settings' config keys and defaults come from the settings
+    /// table: every spec is read from a real `config.toml` key, and the
+    /// built-in defaults are the table's.
+    #[test]
+    fn live_settings_default_to_the_table_and_read_its_keys() {
+        let c = RawConfig::default().validate().unwrap();
+        assert_eq!(c.settings, Settings::defaults());
+        for spec in SPECS {
+            let mut raw = serde_json::to_value(RawConfig::default()).unwrap();
+            raw[spec.config_key] = serde_json::json!(spec.max + 1);
+            let raw: RawConfig = serde_json::from_value(raw).unwrap();
+            let e = raw.validate().unwrap_err().to_string();
+            let env = format!("POW_{}", spec.config_key.to_uppercase());
+            assert!(
+                e.contains(&env) && e.contains(&format!("{}..={}", spec.min, spec.max)),
+                "{e}"
+            );
+        }
     }
 
     /// A query in the public URL gave the admin cookie an invalid Path, and

@@ -1,6 +1,12 @@
 //! The settings an operator may change while powgate runs: difficulty,
 //! challenge timeout and the token rules. Handlers read a snapshot per
 //! request, so a change applies to the very next challenge.
+//!
+//! [`SPECS`] is the one table of these settings: their names in the admin
+//! API, the `settings` table and `config.toml`, their ranges, defaults and
+//! descriptions. Config validation, PATCH parsing, the ranges the admin API
+//! reports and the admin page's form are all driven from it, so adding a
+//! live setting means one entry there plus its field in [`Settings`].
 
 use std::sync::{Arc, RwLock};
 
@@ -24,12 +30,233 @@ pub struct Settings {
     pub max_tokens_per_ip: u32,
 }
 
+/// How one live setting is named, bounded and explained.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SettingSpec {
+    /// Name in the admin API and in the `settings` table.
+    pub name: &'static str,
+    /// Key in `config.toml`; the environment variable is the same,
+    /// upper-cased, with a `POW_` prefix.
+    pub config_key: &'static str,
+    /// What the admin page calls it.
+    pub label: &'static str,
+    /// Unit of the value; empty for a plain count.
+    pub unit: &'static str,
+    /// Smallest allowed value.
+    pub min: u64,
+    /// Largest allowed value.
+    pub max: u64,
+    /// Whether 0 switches the rule off rather than meaning zero.
+    pub zero_is_off: bool,
+    /// Whether the difficulty preset names (low, medium…) are accepted too.
+    pub presets: bool,
+    /// The value when neither `config.toml` nor the environment sets it.
+    pub default: u64,
+    /// One line on what the setting does.
+    pub description: &'static str,
+    #[serde(skip)]
+    get: fn(&Settings) -> u64,
+    /// Stores a value already checked against `min..=max`.
+    #[serde(skip)]
+    put: fn(&mut Settings, u64),
+}
+
+/// A `u32` field's value from a number already checked against a range
+/// that lies inside `u32` (the `spec_ranges_fit_their_fields` test).
+fn to_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+pub const DIFFICULTY: SettingSpec = SettingSpec {
+    name: "difficulty",
+    config_key: "difficulty_level",
+    label: "difficulty",
+    unit: "expected hashes",
+    min: Difficulty::MIN.get(),
+    max: Difficulty::MAX.get(),
+    zero_is_off: false,
+    presets: true,
+    default: Difficulty::LOW.get(),
+    description: "Expected hashes for a new token; refreshes cost half.",
+    get: |s| s.difficulty.get(),
+    put: |s, v| {
+        if let Ok(d) = Difficulty::new(v) {
+            s.difficulty = d;
+        }
+    },
+};
+
+pub const CHALLENGE_TIMEOUT: SettingSpec = SettingSpec {
+    name: "challenge_timeout",
+    config_key: "challenge_timeout",
+    label: "challenge timeout",
+    unit: "minutes",
+    min: 1,
+    max: 1440,
+    zero_is_off: false,
+    presets: false,
+    default: 30,
+    description: "How long a challenge stays solvable.",
+    get: |s| s.challenge_timeout_minutes.into(),
+    put: |s, v| s.challenge_timeout_minutes = to_u32(v),
+};
+
+pub const TOKEN_HOURS: SettingSpec = SettingSpec {
+    name: "token_hours",
+    config_key: "token_hours",
+    label: "token lifetime",
+    unit: "hours",
+    min: 1,
+    max: 8760,
+    zero_is_off: false,
+    presets: false,
+    default: 24,
+    description: "How long a token is valid after it is solved or refreshed.",
+    get: |s| s.token_hours.into(),
+    put: |s, v| s.token_hours = to_u32(v),
+};
+
+pub const TOKEN_MAX_IPS: SettingSpec = SettingSpec {
+    name: "token_max_ips",
+    config_key: "token_max_ips",
+    label: "addresses per token",
+    unit: "",
+    min: 1,
+    max: 1000,
+    zero_is_off: false,
+    presets: false,
+    default: 2,
+    description: "Distinct client addresses one token may be used from.",
+    get: |s| s.token_max_ips.into(),
+    put: |s, v| s.token_max_ips = to_u32(v),
+};
+
+pub const MAX_TOKENS_PER_IP: SettingSpec = SettingSpec {
+    name: "max_tokens_per_ip",
+    config_key: "max_tokens_per_ip",
+    label: "tokens per address",
+    unit: "",
+    min: 0,
+    max: 100_000,
+    zero_is_off: true,
+    presets: false,
+    default: 0,
+    description: "Active tokens per client address before the oldest is expired.",
+    get: |s| s.max_tokens_per_ip.into(),
+    put: |s, v| s.max_tokens_per_ip = to_u32(v),
+};
+
+/// Every live setting, in the order the admin page shows them.
+pub const SPECS: &[SettingSpec] = &[
+    DIFFICULTY,
+    CHALLENGE_TIMEOUT,
+    TOKEN_HOURS,
+    TOKEN_MAX_IPS,
+    MAX_TOKENS_PER_IP,
+];
+
+impl SettingSpec {
+    /// The spec of the setting the admin API calls `name`.
+    pub fn by_name(name: &str) -> Option<&'static Self> {
+        SPECS.iter().find(|s| s.name == name)
+    }
+
+    /// The names of all live settings, for messages that list them.
+    pub fn names() -> String {
+        SPECS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `value` if it lies in this setting's range.
+    ///
+    /// # Errors
+    /// A message naming the allowed range. It quotes `value` as sent: a
+    /// negative number must not be reported as what it became after a
+    /// conversion (issue 12, item 4).
+    pub fn check(&self, value: impl Into<i128> + Copy) -> Result<u64, String> {
+        let sent: i128 = value.into();
+        u64::try_from(sent)
+            .ok()
+            .filter(|v| (self.min..=self.max).contains(v))
+            .ok_or_else(|| {
+                let unit = if self.unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", self.unit)
+                };
+                let off = if self.zero_is_off { " (0 = off)" } else { "" };
+                format!(
+                    "{sent} is out of range: allowed {}..={}{unit}{off}",
+                    self.min, self.max
+                )
+            })
+    }
+
+    /// A value written as text: a preset name (or a number) for the
+    /// difficulty.
+    ///
+    /// # Errors
+    /// A message naming what is accepted; also when this setting takes
+    /// numbers only.
+    pub fn parse_text(&self, text: &str) -> Result<u64, String> {
+        if self.presets {
+            text.parse::<Difficulty>()
+                .map(Difficulty::get)
+                .map_err(|e| e.to_string())
+        } else {
+            Err(format!(
+                "expected an integer in {}..={}, got {text:?}",
+                self.min, self.max
+            ))
+        }
+    }
+
+    /// This setting's value in `s`.
+    pub fn get(&self, s: &Settings) -> u64 {
+        (self.get)(s)
+    }
+
+    /// Sets this setting in `s` after checking its range.
+    ///
+    /// # Errors
+    /// As [`Self::check`]; `s` is unchanged then.
+    pub fn set(&self, s: &mut Settings, value: impl Into<i128> + Copy) -> Result<(), String> {
+        let v = self.check(value)?;
+        (self.put)(s, v);
+        Ok(())
+    }
+}
+
 impl Settings {
-    /// Allowed ranges, inclusive, shared by the config loader and the admin API.
-    pub const CHALLENGE_TIMEOUT: (u32, u32) = (1, 1440);
-    pub const TOKEN_HOURS: (u32, u32) = (1, 8760);
-    pub const TOKEN_MAX_IPS: (u32, u32) = (1, 1000);
-    pub const MAX_TOKENS_PER_IP: (u32, u32) = (0, 100_000);
+    /// Every setting at its [`SettingSpec::default`].
+    pub fn defaults() -> Self {
+        let mut s = Self {
+            difficulty: Difficulty::LOW,
+            challenge_timeout_minutes: 0,
+            token_hours: 0,
+            token_max_ips: 0,
+            max_tokens_per_ip: 0,
+        };
+        for spec in SPECS {
+            (spec.put)(&mut s, spec.default);
+        }
+        s
+    }
+
+    /// A field's value by its API name.
+    pub fn field(&self, name: &str) -> Option<i64> {
+        SettingSpec::by_name(name).map(|spec| i64::try_from(spec.get(self)).unwrap_or(i64::MAX))
+    }
+
+    /// Sets a field by its API name after checking its range.
+    ///
+    /// # Errors
+    /// A message naming the allowed range, or the known names.
+    pub fn set_field(&mut self, name: &str, value: i64) -> Result<(), String> {
+        match SettingSpec::by_name(name) {
+            Some(spec) => spec.set(self, value),
+            None => Err(format!("unknown setting; known: {}", SettingSpec::names())),
+        }
+    }
 }
 
 /// When the difficulty last changed, and from what: challenges issued at
@@ -52,8 +279,16 @@ pub enum Persist {
     ClearOverrides,
 }
 
-/// The settings in force and the last difficulty change, swapped together.
-type Current = (Arc<Settings>, Option<DifficultyChange>);
+/// The settings in force, the last difficulty change and the names of the
+/// stored overrides, swapped together.
+#[derive(Debug)]
+struct Current {
+    settings: Arc<Settings>,
+    change: Option<DifficultyChange>,
+    /// Names of the settings stored in the `settings` table, sorted; kept
+    /// here so the admin page need not read the table.
+    overridden: Arc<[&'static str]>,
+}
 
 /// The current settings, swapped whole on change.
 ///
@@ -68,11 +303,56 @@ pub struct LiveSettings {
 }
 
 impl LiveSettings {
+    /// Live settings with no stored overrides.
     pub fn new(s: Settings) -> Self {
+        Self::with_overridden(s, Vec::new())
+    }
+
+    fn with_overridden(s: Settings, mut overridden: Vec<&'static str>) -> Self {
+        overridden.sort_unstable();
+        overridden.dedup();
         Self {
-            current: Arc::new(RwLock::new((Arc::new(s), None))),
+            current: Arc::new(RwLock::new(Current {
+                settings: Arc::new(s),
+                change: None,
+                overridden: overridden.into(),
+            })),
             writer: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// The configured settings with the admin API's stored overrides on
+    /// top. Overrides win, because an operator who turned difficulty up
+    /// during an attack must not have a restart silently undo it; each
+    /// configured value that loses is logged, and each stored value that
+    /// is unknown or out of range is logged and ignored.
+    ///
+    /// # Errors
+    /// The database error.
+    pub fn load(db: &Db, configured: Settings) -> Result<Self, DbError> {
+        let rows = db.call_blocking(|c| crate::db::settings::load(c))?;
+        let mut s = configured;
+        let mut overridden = Vec::new();
+        for (name, value) in rows {
+            let Some(spec) = SettingSpec::by_name(&name) else {
+                continue;
+            };
+            if let Err(e) = spec.set(&mut s, value) {
+                tracing::warn!(setting = %name, value, error = %e, "ignoring invalid stored setting");
+                continue;
+            }
+            overridden.push(spec.name);
+            if configured.field(&name) != Some(value) {
+                tracing::warn!(
+                    setting = %name,
+                    configured = configured.field(&name),
+                    stored = value,
+                    "the value set on the admin page overrides the configured one; \
+                     revert it there (or DELETE /api/admin/settings) to use the configuration"
+                );
+            }
+        }
+        Ok(Self::with_overridden(s, overridden))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
@@ -85,14 +365,20 @@ impl LiveSettings {
 
     /// A snapshot; cheap (one `Arc` clone).
     pub fn get(&self) -> Arc<Settings> {
-        self.read().0.clone()
+        self.read().settings.clone()
     }
 
     /// A snapshot together with the last difficulty change, read at once so
     /// the two agree.
     pub fn get_with_change(&self) -> (Arc<Settings>, Option<DifficultyChange>) {
         let cur = self.read();
-        (cur.0.clone(), cur.1)
+        (cur.settings.clone(), cur.change)
+    }
+
+    /// The names of the settings set through the admin API, which win over
+    /// the configuration at start-up; sorted.
+    pub fn overridden(&self) -> Arc<[&'static str]> {
+        self.read().overridden.clone()
     }
 
     /// Applies `change` to the current settings and stores what it returns,
@@ -119,101 +405,40 @@ impl LiveSettings {
         // when this future is dropped; the writers' lock goes with it.
         db.call(move |c| {
             let _writer = writer;
-            match persist {
-                Persist::Overrides(fields) => crate::db::settings::store(c, &fields, now)?,
-                Persist::ClearOverrides => drop(crate::db::settings::clear(c)?),
-            }
+            let overridden: Option<Vec<&'static str>> = match persist {
+                Persist::Overrides(fields) => {
+                    crate::db::settings::store(c, &fields, now)?;
+                    Some(fields.iter().map(|(name, _)| *name).collect())
+                }
+                Persist::ClearOverrides => {
+                    crate::db::settings::clear(c)?;
+                    None
+                }
+            };
             let mut cur = current
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if next.difficulty != before.difficulty {
-                cur.1 = Some(DifficultyChange {
+                cur.change = Some(DifficultyChange {
                     previous: before.difficulty,
                     at: now,
                 });
             }
-            cur.0 = Arc::new(next);
+            cur.settings = Arc::new(next);
+            cur.overridden = match overridden {
+                Some(added) => {
+                    let mut all: Vec<&'static str> =
+                        cur.overridden.iter().copied().chain(added).collect();
+                    all.sort_unstable();
+                    all.dedup();
+                    all.into()
+                }
+                None => Arc::from([]),
+            };
             Ok(())
         })
         .await?;
         Ok(next)
-    }
-}
-
-/// Field names as the admin API and the `settings` table spell them.
-pub const FIELDS: [&str; 5] = [
-    "difficulty",
-    "challenge_timeout",
-    "token_hours",
-    "token_max_ips",
-    "max_tokens_per_ip",
-];
-
-impl Settings {
-    /// A field's value by its API name.
-    pub fn field(&self, name: &str) -> Option<i64> {
-        Some(match name {
-            "difficulty" => i64::try_from(self.difficulty.get()).unwrap_or(i64::MAX),
-            "challenge_timeout" => self.challenge_timeout_minutes.into(),
-            "token_hours" => self.token_hours.into(),
-            "token_max_ips" => self.token_max_ips.into(),
-            "max_tokens_per_ip" => self.max_tokens_per_ip.into(),
-            _ => return None,
-        })
-    }
-
-    /// Sets a field by its API name after checking its range.
-    ///
-    /// # Errors
-    /// A message naming the allowed range.
-    pub fn set_field(&mut self, name: &str, value: i64) -> Result<(), String> {
-        // The message quotes `value` as sent: a negative number must not be
-        // reported as what it became after a conversion.
-        let out_of_range = |(min, max): (u64, u64), unit: &str| {
-            format!("{value} is out of range: allowed {min}..={max}{unit}")
-        };
-        let ranged = |(min, max): (u32, u32), unit: &str| {
-            u32::try_from(value)
-                .ok()
-                .filter(|v| (min..=max).contains(v))
-                .ok_or_else(|| out_of_range((min.into(), max.into()), unit))
-        };
-        match name {
-            "difficulty" => {
-                self.difficulty = u64::try_from(value)
-                    .ok()
-                    .and_then(|v| Difficulty::new(v).ok())
-                    .ok_or_else(|| {
-                        out_of_range(
-                            (Difficulty::MIN.get(), Difficulty::MAX.get()),
-                            " expected hashes",
-                        )
-                    })?;
-            }
-            "challenge_timeout" => {
-                self.challenge_timeout_minutes = ranged(Self::CHALLENGE_TIMEOUT, " minutes")?
-            }
-            "token_hours" => self.token_hours = ranged(Self::TOKEN_HOURS, " hours")?,
-            "token_max_ips" => self.token_max_ips = ranged(Self::TOKEN_MAX_IPS, "")?,
-            "max_tokens_per_ip" => {
-                self.max_tokens_per_ip = ranged(Self::MAX_TOKENS_PER_IP, " (0 = off)")?
-            }
-            _ => return Err(format!("unknown setting; known: {}", FIELDS.join(", "))),
-        }
-        Ok(())
-    }
-
-    /// Allowed range of a field, for the admin page.
-    pub fn range(name: &str) -> Option<(u64, u64)> {
-        let r = |(a, b): (u32, u32)| (u64::from(a), u64::from(b));
-        Some(match name {
-            "difficulty" => (Difficulty::MIN.get(), Difficulty::MAX.get()),
-            "challenge_timeout" => r(Self::CHALLENGE_TIMEOUT),
-            "token_hours" => r(Self::TOKEN_HOURS),
-            "token_max_ips" => r(Self::TOKEN_MAX_IPS),
-            "max_tokens_per_ip" => r(Self::MAX_TOKENS_PER_IP),
-            _ => return None,
-        })
     }
 }
 
@@ -234,7 +459,8 @@ mod tests {
     #[test]
     fn fields_round_trip_and_ranges_hold() {
         let mut s = base();
-        for name in FIELDS {
+        for spec in SPECS {
+            let name = spec.name;
             let v = s.field(name).unwrap();
             s.set_field(name, v).unwrap();
         }
@@ -260,5 +486,82 @@ mod tests {
         let e = s.set_field("difficulty", 0).unwrap_err();
         assert!(e.starts_with("0 is out of range"), "{e}");
         assert_eq!(s, base());
+    }
+
+    /// The table must describe values its fields can hold, or a spec's
+    /// range would be cut short when stored.
+    #[test]
+    fn every_spec_default_lies_in_its_range_and_fits_its_field() {
+        let mut names: Vec<_> = SPECS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SPECS.len(), "names are unique");
+        for spec in SPECS {
+            assert!(
+                (spec.min..=spec.max).contains(&spec.default),
+                "{}: default {} outside {}..={}",
+                spec.name,
+                spec.default,
+                spec.min,
+                spec.max
+            );
+            let mut s = Settings::defaults();
+            assert_eq!(spec.get(&s), spec.default, "{}", spec.name);
+            for v in [spec.min, spec.max] {
+                spec.set(&mut s, v).unwrap();
+                assert_eq!(spec.get(&s), v, "{} holds {v}", spec.name);
+            }
+            let over = i128::from(spec.max) + 1;
+            assert!(
+                spec.set(&mut s, over).is_err(),
+                "{} refuses {over}",
+                spec.name
+            );
+            if spec.min > 0 {
+                assert!(spec.set(&mut s, spec.min - 1).is_err(), "{}", spec.name);
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_difficulty_takes_preset_names() {
+        assert_eq!(DIFFICULTY.parse_text("high"), Ok(Difficulty::HIGH.get()));
+        assert!(DIFFICULTY.parse_text("insane").is_err());
+        assert!(TOKEN_HOURS.parse_text("high").is_err());
+    }
+
+    #[tokio::test]
+    async fn overridden_follows_updates_without_reading_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), 2).unwrap();
+        let live = LiveSettings::load(&db, base()).unwrap();
+        assert!(live.overridden().is_empty());
+        let set = |name: &'static str, v: i64| {
+            move |s: &mut Settings| {
+                s.set_field(name, v).unwrap();
+                Ok::<_, DbError>(Persist::Overrides(vec![(name, v)]))
+            }
+        };
+        live.update(&db, 1, set("token_hours", 5)).await.unwrap();
+        live.update(&db, 2, set("difficulty", 1234)).await.unwrap();
+        live.update(&db, 3, set("token_hours", 6)).await.unwrap();
+        assert_eq!(&*live.overridden(), ["difficulty", "token_hours"]);
+        // A restart finds the same list in the table.
+        let reloaded = LiveSettings::load(&db, base()).unwrap();
+        assert_eq!(reloaded.overridden(), live.overridden());
+        assert_eq!(reloaded.get().token_hours, 6);
+        live.update(&db, 4, |s| {
+            *s = base();
+            Ok::<_, DbError>(Persist::ClearOverrides)
+        })
+        .await
+        .unwrap();
+        assert!(live.overridden().is_empty());
+        assert!(
+            LiveSettings::load(&db, base())
+                .unwrap()
+                .overridden()
+                .is_empty()
+        );
     }
 }

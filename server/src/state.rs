@@ -13,7 +13,7 @@ use crate::db::{self, Db};
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::open_challenges::OpenChallenges;
-use crate::settings::{FIELDS, LiveSettings, Settings};
+use crate::settings::LiveSettings;
 use crate::stats::Stats;
 use crate::token_store::TokenStore;
 use crate::verifier::Verifier;
@@ -91,7 +91,8 @@ impl AppState {
                 .call_blocking(|c| db::secrets::get_or_create(c, CHALLENGE_KEY, now, random_key))
                 .context("cannot read or store the challenge key")?,
         };
-        let settings = LiveSettings::new(stored_settings(&db, config.settings)?);
+        let settings =
+            LiveSettings::load(&db, config.settings).context("cannot read stored settings")?;
         let admin = AdminAuth::load(&config, &db, now)?;
         let tokens = TokenStore::new(db.clone(), TOKEN_CACHE_CAPACITY);
         let challenge_ledger = ChallengeLedger::new(db.clone());
@@ -130,36 +131,6 @@ impl AppState {
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
-}
-
-/// The configured settings with the admin API's stored overrides on top.
-/// Overrides win, because an operator who turned difficulty up during an
-/// attack must not have a restart silently undo it; each configured value
-/// that loses is logged.
-fn stored_settings(db: &Db, configured: Settings) -> anyhow::Result<Settings> {
-    let rows = db
-        .call_blocking(|c| db::settings::load(c))
-        .context("cannot read stored settings")?;
-    let mut s = configured;
-    for (name, value) in rows {
-        if !FIELDS.contains(&name.as_str()) {
-            continue;
-        }
-        if let Err(e) = s.set_field(&name, value) {
-            tracing::warn!(setting = %name, value, error = %e, "ignoring invalid stored setting");
-            continue;
-        }
-        if configured.field(&name) != Some(value) {
-            tracing::warn!(
-                setting = %name,
-                configured = configured.field(&name),
-                stored = value,
-                "the value set on the admin page overrides the configured one; \
-                 revert it there (or DELETE /api/admin/settings) to use the configuration"
-            );
-        }
-    }
-    Ok(s)
 }
 
 /// 32 bytes from the operating system's CSPRNG.

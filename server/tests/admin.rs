@@ -866,3 +866,52 @@ fn revoking_a_network_takes_every_token_used_from_it() {
         assert_eq!(status, 400, "{body}: {resp}");
     }
 }
+
+/// Issue 13, item 3: the admin form is drawn from `specs`, and `ranges`,
+/// `settings` and `configured` must all come from that same table, or the
+/// form would offer a value the PATCH refuses (or miss a setting).
+#[test]
+fn settings_answer_ranges_and_values_come_from_the_table_the_form_is_drawn_from() {
+    let app = app();
+    let (status, body) = bearer(&app, "GET", "/api/admin/settings", None);
+    assert_eq!(status, 200, "{body}");
+    let specs = body["specs"].as_array().expect("specs is a list");
+    assert!(!specs.is_empty());
+    let names: Vec<&str> = specs.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for key in ["settings", "configured", "ranges"] {
+        let mut keys: Vec<&str> = body[key]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut want = names.clone();
+        keys.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(keys, want, "{key} lists exactly the table's settings");
+    }
+    for spec in specs {
+        let name = spec["name"].as_str().unwrap();
+        let (min, max) = (spec["min"].as_u64().unwrap(), spec["max"].as_u64().unwrap());
+        assert_eq!(
+            body["ranges"][name],
+            serde_json::json!([min, max]),
+            "{name}"
+        );
+        assert!(!spec["label"].as_str().unwrap().is_empty(), "{name}");
+        assert!(!spec["description"].as_str().unwrap().is_empty(), "{name}");
+        assert!(spec["unit"].is_string(), "{name}");
+        // The table's range is the one PATCH enforces.
+        for (value, ok) in [(min, true), (max, true), (max + 1, false)] {
+            let (status, body) = bearer(
+                &app,
+                "PATCH",
+                "/api/admin/settings",
+                Some(serde_json::json!({ name: value })),
+            );
+            assert_eq!(status == 200, ok, "{name}={value}: {body}");
+        }
+    }
+    let (status, _) = bearer(&app, "DELETE", "/api/admin/settings", None);
+    assert_eq!(status, 200);
+}

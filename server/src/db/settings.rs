@@ -1,4 +1,8 @@
 //! Settings overrides stored by the admin API.
+//!
+//! One row per overridden setting; `name` is a [`crate::settings::SPECS`]
+//! name (the list in `migrations/0002_settings.sql` is only the one of its
+//! day). Only [`crate::settings::LiveSettings`] reads and writes this table.
 
 use rusqlite::{Connection, params};
 

@@ -20,12 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::admin_auth::{Credential, SESSION_SECS};
 use crate::cookies;
-use crate::db;
 use crate::error::{ApiError, Result};
 use crate::origin::{self, RequestOrigin};
 use crate::routes::extract::{ClientIp, JsonBody, PathParams, QueryParams};
 use crate::routes::pages;
-use crate::settings::{FIELDS, Persist, Settings};
+use crate::settings::{Persist, SPECS, SettingSpec, Settings};
 use crate::state::AppState;
 use crate::stats::{ClassEstimate, Counts, SolveTimes, Timeline};
 use crate::token_store::RevokeScope;
@@ -184,73 +183,74 @@ struct SettingsView {
     configured: serde_json::Map<String, serde_json::Value>,
     difficulty_preset: Option<&'static str>,
     presets: serde_json::Map<String, serde_json::Value>,
+    /// `[min, max]` of each setting, from the settings table.
     ranges: serde_json::Map<String, serde_json::Value>,
+    /// The settings table itself, in display order: what the admin page
+    /// builds its form from.
+    specs: &'static [SettingSpec],
     /// Fields set through this API; they win over config and env at start-up.
-    overridden: Vec<String>,
+    overridden: Vec<&'static str>,
     argon2: pow::Argon2Params,
     token_purge_hours: u32,
 }
 
-async fn settings_view(state: &AppState) -> Result<SettingsView> {
+/// Each setting's value in `s`, by API name.
+fn values(s: &Settings) -> serde_json::Map<String, serde_json::Value> {
+    SPECS
+        .iter()
+        .map(|spec| (spec.name.to_owned(), spec.get(s).into()))
+        .collect()
+}
+
+fn settings_view(state: &AppState) -> SettingsView {
     let s = state.settings.get();
-    let overridden = state
-        .db
-        .call(|c| db::settings::load(c))
-        .await?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    Ok(SettingsView {
-        settings: FIELDS
-            .iter()
-            .filter_map(|f| s.field(f).map(|v| ((*f).to_owned(), v.into())))
-            .collect(),
-        configured: FIELDS
-            .iter()
-            .filter_map(|f| {
-                state
-                    .config
-                    .settings
-                    .field(f)
-                    .map(|v| ((*f).to_owned(), v.into()))
-            })
-            .collect(),
+    SettingsView {
+        settings: values(&s),
+        configured: values(&state.config.settings),
         difficulty_preset: s.difficulty.preset_name(),
         presets: Difficulty::PRESETS
             .iter()
             .map(|(n, d)| ((*n).to_owned(), d.get().into()))
             .collect(),
-        ranges: FIELDS
+        ranges: SPECS
             .iter()
-            .filter_map(|f| {
-                Settings::range(f).map(|(a, b)| ((*f).to_owned(), serde_json::json!([a, b])))
+            .map(|spec| {
+                (
+                    spec.name.to_owned(),
+                    serde_json::json!([spec.min, spec.max]),
+                )
             })
             .collect(),
-        overridden,
+        specs: SPECS,
+        overridden: state.settings.overridden().to_vec(),
         argon2: state.config.argon2,
         token_purge_hours: state.config.token_purge_hours,
-    })
+    }
 }
 
-async fn get_settings(State(state): State<AppState>, _admin: Admin) -> Result<Json<SettingsView>> {
-    Ok(Json(settings_view(&state).await?))
+async fn get_settings(State(state): State<AppState>, _admin: Admin) -> Json<SettingsView> {
+    Json(settings_view(&state))
 }
 
-/// Reads one PATCH value: an integer, or for `difficulty` also a preset name.
-fn patch_value(field: &'static str, v: &serde_json::Value) -> Result<i64> {
-    let invalid = |message: String| ApiError::InvalidField { field, message };
-    let (min, max) = Settings::range(field).unwrap_or((0, 0));
+/// Reads one PATCH value: an integer, or for the difficulty also a preset
+/// name.
+fn patch_value(spec: &SettingSpec, v: &serde_json::Value) -> Result<i64> {
+    let invalid = |message: String| ApiError::InvalidField {
+        field: spec.name,
+        message,
+    };
+    let (min, max) = (spec.min, spec.max);
     match v {
         serde_json::Value::Number(n) => n
             .as_i64()
             .ok_or_else(|| invalid(format!("{n} is not a whole number in {min}..={max}"))),
-        serde_json::Value::String(s) if field == "difficulty" => s
-            .parse::<Difficulty>()
-            .map(|d| i64::try_from(d.get()).unwrap_or(i64::MAX))
-            .map_err(|e| invalid(e.to_string())),
+        serde_json::Value::String(s) if spec.presets => spec
+            .parse_text(s)
+            .map(|d| i64::try_from(d).unwrap_or(i64::MAX))
+            .map_err(invalid),
         other => Err(invalid(format!(
             "expected {} in {min}..={max}, got {other}",
-            if field == "difficulty" {
+            if spec.presets {
                 "low, medium, high, extreme or an integer"
             } else {
                 "an integer"
@@ -267,7 +267,7 @@ async fn patch_settings(
     if body.is_empty() {
         return Err(ApiError::BadRequest(format!(
             "send at least one of: {}",
-            FIELDS.join(", ")
+            SettingSpec::names()
         )));
     }
     // Checked and applied inside the settings' write lock, so a concurrent
@@ -277,22 +277,25 @@ async fn patch_settings(
         .update(&state.db, state.now(), |next| {
             let mut changed: Vec<(&'static str, i64)> = Vec::new();
             for (name, value) in &body {
-                let Some(field) = FIELDS.iter().find(|f| **f == name.as_str()) else {
+                let Some(spec) = SettingSpec::by_name(name) else {
                     return Err(ApiError::BadRequest(format!(
                         "unknown setting {name:?}; known: {}",
-                        FIELDS.join(", ")
+                        SettingSpec::names()
                     )));
                 };
-                let v = patch_value(field, value)?;
-                next.set_field(field, v)
-                    .map_err(|message| ApiError::InvalidField { field, message })?;
-                changed.push((field, v));
+                let v = patch_value(spec, value)?;
+                spec.set(next, v)
+                    .map_err(|message| ApiError::InvalidField {
+                        field: spec.name,
+                        message,
+                    })?;
+                changed.push((spec.name, v));
             }
             Ok(Persist::Overrides(changed))
         })
         .await?;
     tracing::info!(settings = ?next, "settings changed by admin");
-    Ok(Json(settings_view(&state).await?))
+    Ok(Json(settings_view(&state)))
 }
 
 async fn reset_settings(
@@ -308,7 +311,7 @@ async fn reset_settings(
         })
         .await?;
     tracing::info!("settings reverted to configuration by admin");
-    Ok(Json(settings_view(&state).await?))
+    Ok(Json(settings_view(&state)))
 }
 
 #[derive(Debug, Serialize)]
