@@ -35,7 +35,8 @@ const MAX_RATE_OVER_DESKTOP: f64 = 100.0;
 /// that claims few hashes over a long wait, to make the page look slow.
 const MIN_RATE_UNDER_PHONE: f64 = 20.0;
 
-/// The kind of device a client is, from its User-Agent.
+/// The kind of device a client is: the class it reports, else its
+/// User-Agent's (see [`DeviceClass::reported_or_from_user_agent`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceClass {
@@ -178,7 +179,7 @@ impl SolveReport {
     }
 }
 
-/// Vetted solve samples of the last day, oldest first.
+/// The latest [`SAMPLES`] vetted solves, oldest first.
 #[derive(Debug, Default)]
 pub struct SolveModel(Mutex<VecDeque<Sample>>);
 
