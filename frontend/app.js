@@ -13,7 +13,8 @@
 // broken engine); powgateStatus.solver says which build is in use.
 
 import {
-  chooseSolver, describeCaps, etaSeconds, safeRedirect, successProbability, WorkerPool,
+  chooseSolver, describeCaps, etaSeconds, safeRedirect, solveTelemetry, successProbability,
+  WorkerPool,
 } from './pool.js';
 
 const STORAGE_KEY = 'powgate.challenge';
@@ -361,7 +362,9 @@ function solve(c) {
       },
       onFound: ({ nonce, hashes, workers }) => {
         status.hashes = hashes;
-        resolve({ nonce, hashes, workers, elapsedMs: pool.activeMs });
+        resolve({
+          nonce, hashes, workers, elapsedMs: pool.activeMs, deviceClass: caps.deviceClass,
+        });
       },
       onFatal: (err) => {
         // The last worker's drop comes with the fatal error, not onWorkerDropped.
@@ -398,11 +401,7 @@ async function submit(c, found) {
   const r = await post('api/solve', {
     challenge: c.challenge,
     nonce: found.nonce,
-    telemetry: {
-      hashes: Math.round(found.hashes),
-      elapsed_ms: Math.round(found.elapsedMs),
-      workers: found.workers,
-    },
+    telemetry: solveTelemetry(found),
   });
   if (r.status === 200 && r.data && typeof r.data.token === 'string') return r.data;
   if (r.status === 409 || r.status === 410) {

@@ -66,6 +66,21 @@ export function detectPlatform({ userAgent = '', maxTouchPoints = 0, platform = 
 }
 
 /**
+ * The device class the workers were sized for, named as the server's
+ * solve-time estimates name it. WebKit comes first because its worker cap
+ * sets it apart whatever the form factor. The page reports this class in its
+ * telemetry, so the server files the solve where the page sized it rather
+ * than guessing again from the User-Agent.
+ *
+ * @param {{webkit: boolean, mobile: boolean}} platform
+ * @returns {'desktop' | 'phone' | 'safari_ios'}
+ */
+export function deviceClass({ webkit, mobile }) {
+  if (webkit) return 'safari_ios';
+  return mobile ? 'phone' : 'desktop';
+}
+
+/**
  * The memory all workers together may use, in KiB.
  *
  * @param {{mobile: boolean, deviceMemory?: number}} info
@@ -87,7 +102,8 @@ export function memoryBudgetKiB({ mobile, deviceMemory }) {
  * @param {object} env navigator-like facts plus the challenge's memory cost:
  *   {hardwareConcurrency, userAgent, deviceMemory, memoryKiB, maxTouchPoints, platform}
  * @returns {{workers: number, limit: string, explanation: string, cores: number,
- *            webkit: boolean, mobile: boolean, budgetKiB: number, memoryKiB: number}}
+ *            webkit: boolean, mobile: boolean, deviceClass: string,
+ *            budgetKiB: number, memoryKiB: number}}
  */
 export function describeCaps(env = {}) {
   const hc = Number(env.hardwareConcurrency);
@@ -119,12 +135,30 @@ export function describeCaps(env = {}) {
   const explanation = value < 1
     ? `1 worker: ${reason}, but one is always tried.`
     : `${workers} worker${workers === 1 ? '' : 's'}: ${reason}.`;
-  return { workers, limit, explanation, cores, webkit, mobile, budgetKiB, memoryKiB };
+  return {
+    workers, limit, explanation, cores, webkit, mobile,
+    deviceClass: deviceClass({ webkit, mobile }), budgetKiB, memoryKiB,
+  };
 }
 
 /** The worker count alone; see describeCaps for the rules. */
 export function chooseWorkerCount(env = {}) {
   return describeCaps(env).workers;
+}
+
+/**
+ * The optional `telemetry` of POST /api/solve: what the search took, and the
+ * device class it was sized for (see deviceClass).
+ *
+ * @param {{hashes: number, elapsedMs: number, workers: number, deviceClass: string}} found
+ */
+export function solveTelemetry({ hashes, elapsedMs, workers, deviceClass: cls }) {
+  return {
+    hashes: Math.round(hashes),
+    elapsed_ms: Math.round(elapsedMs),
+    workers,
+    class: cls,
+  };
 }
 
 // ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import {
   nextBatchSize,
   PHONE_BUDGET_KIB,
   safeRedirect,
+  solveTelemetry,
   successProbability,
   WorkerPool,
 } from '../pool.js';
@@ -33,9 +34,38 @@ const UA = {
   firefoxIphone: 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) FxiOS/121.0 Mobile/15E148 Safari/605.1.15',
   edgeIpad: 'Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 EdgiOS/120.0.2210.116 Mobile/15E148 Safari/605.1.15',
   chromeAndroid: 'Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36',
+  // Android's stock WebView: "Safari" and "AppleWebKit" but no "Chrome".
+  webviewAndroid: 'Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Mobile Safari/537.36',
 };
 
 const MIB = 1024; // KiB per MiB
+
+// Issue 13: the server guessed the class again from the User-Agent, with a
+// rule that files an Android browser without "Chrome" under Safari/iOS while
+// the page sized it as a phone. The page now says which class it used.
+describe('solveTelemetry', () => {
+  const found = (env) => ({
+    hashes: 140.4, elapsedMs: 9000.2, workers: 3, deviceClass: describeCaps(env).deviceClass,
+  });
+
+  it('carries the device class the workers were sized for', () => {
+    const cases = [
+      [{ userAgent: UA.webviewAndroid }, 'phone'],
+      [{ userAgent: UA.chromeAndroid }, 'phone'],
+      [{ userAgent: UA.chromeIphone }, 'safari_ios'],
+      [{ userAgent: UA.safariMac, maxTouchPoints: 5, platform: 'MacIntel' }, 'safari_ios'],
+      [{ userAgent: UA.safariMac }, 'safari_ios'],
+      [{ userAgent: UA.chromeWindows }, 'desktop'],
+    ];
+    for (const [env, cls] of cases) {
+      assert.deepEqual(
+        solveTelemetry(found(env)),
+        { hashes: 140, elapsed_ms: 9000, workers: 3, class: cls },
+        env.userAgent,
+      );
+    }
+  });
+});
 
 describe('chooseWorkerCount', () => {
   it('uses one worker per core on desktop Chrome', () => {

@@ -54,6 +54,23 @@ pub struct Telemetry {
     pub elapsed_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<u32>,
+    /// The device class the client sized its search for. Absent from older
+    /// clients; a name this version does not know parses as
+    /// [`ReportedClass::Unknown`] rather than failing the solve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<ReportedClass>,
+}
+
+/// A device class as a client names it in [`Telemetry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportedClass {
+    Desktop,
+    Phone,
+    SafariIos,
+    /// Any other name: a newer or a lying client.
+    #[serde(other)]
+    Unknown,
 }
 
 /// `POST /api/solve` body.
@@ -105,4 +122,26 @@ pub struct VerifyResponse {
     /// A sentence for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13: the page now reports its device class. Older clients send
+    /// none, and a class name this version does not know must not turn a
+    /// valid solution into a rejected request.
+    #[test]
+    fn telemetry_class_is_optional_and_unknown_names_do_not_fail() {
+        let parse = |json: &str| serde_json::from_str::<Telemetry>(json).unwrap().class;
+        assert_eq!(parse(r#"{"hashes": 3}"#), None);
+        assert_eq!(
+            parse(r#"{"class": "safari_ios"}"#),
+            Some(ReportedClass::SafariIos)
+        );
+        assert_eq!(
+            parse(r#"{"class": "toaster"}"#),
+            Some(ReportedClass::Unknown)
+        );
+    }
 }

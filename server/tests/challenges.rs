@@ -327,11 +327,19 @@ fn solve_reporting(app: &TestApp, user_agent: &str, telemetry: Telemetry) {
 }
 
 fn solve_reporting_from(app: &TestApp, ip: &str, user_agent: &str, telemetry: Telemetry) {
+    solve_reporting_json(
+        app,
+        ip,
+        user_agent,
+        serde_json::to_value(telemetry).unwrap(),
+    );
+}
+
+/// Solves with `telemetry` as raw JSON, for what `Telemetry` cannot spell.
+fn solve_reporting_json(app: &TestApp, ip: &str, user_agent: &str, telemetry: serde_json::Value) {
     let ch = app.new_challenge(ip);
-    let req = SolveRequest {
-        telemetry: Some(telemetry),
-        ..answer(&ch)
-    };
+    let mut req = serde_json::to_value(answer(&ch)).unwrap();
+    req["telemetry"] = telemetry;
     let mut r = app
         .agent()
         .post(&app.url("/api/solve"))
@@ -363,11 +371,13 @@ fn poisoned_telemetry_leaves_the_estimates_at_the_reference() {
                     hashes: Some(u64::MAX),
                     elapsed_ms: Some(1_000),
                     workers: Some(2),
+                    class: None,
                 },
                 Telemetry {
                     hashes: Some(4),
                     elapsed_ms: Some(u64::MAX),
                     workers: Some(2),
+                    class: None,
                 },
                 // Too slow: one hash in a second is far below any phone at
                 // these parameters, a lie to make the page look slow.
@@ -375,6 +385,7 @@ fn poisoned_telemetry_leaves_the_estimates_at_the_reference() {
                     hashes: Some(1),
                     elapsed_ms: Some(1_000),
                     workers: Some(2),
+                    class: None,
                 },
             ] {
                 solve_reporting(&app, ua, t);
@@ -407,6 +418,7 @@ fn honest_telemetry_still_replaces_the_reference() {
                 hashes: Some(200),
                 elapsed_ms: Some(100),
                 workers: Some(1),
+                class: None,
             },
         );
     }
@@ -416,6 +428,32 @@ fn honest_telemetry_still_replaces_the_reference() {
     assert_eq!(desktop["source"], "measured", "{desktop}");
     assert_eq!(desktop["hash_rate"], 2000.0, "{desktop}");
     assert_eq!(stats["solve_time"]["samples"], 5);
+}
+
+/// Issue 13: an Android browser without "Chrome" in its User-Agent is a
+/// phone to the page but "Safari / iOS" to the server's rule, so its solves
+/// landed in the wrong class. The class the page reports wins; a name the
+/// server does not know falls back to the User-Agent rule.
+#[test]
+fn reported_device_class_wins_and_an_unknown_one_falls_back_to_the_user_agent() {
+    let app = app();
+    let android_webview = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Mobile Safari/537.36";
+    let honest = |class: &str| serde_json::json!({ "hashes": 200, "elapsed_ms": 100, "workers": 1, "class": class });
+    solve_reporting_json(&app, "198.51.1.30", android_webview, honest("phone"));
+    solve_reporting_json(&app, "198.51.2.30", USER_AGENTS[0], honest("toaster"));
+    let stats = device_classes(&app);
+    let samples = |class: &str| {
+        stats["device_classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["class"] == class)
+            .unwrap()["samples"]
+            .clone()
+    };
+    assert_eq!(samples("phone"), 1, "{stats}");
+    assert_eq!(samples("safari_ios"), 0, "{stats}");
+    assert_eq!(samples("desktop"), 1, "{stats}");
 }
 
 #[test]
@@ -429,6 +467,7 @@ fn one_network_cannot_supply_the_measured_rate_alone() {
                 hashes: Some(200),
                 elapsed_ms: Some(100),
                 workers: Some(1),
+                class: None,
             },
         );
     }

@@ -228,12 +228,10 @@ fn record_success(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    state.stats.record_solved(
-        now,
-        DeviceClass::from_user_agent(ua),
-        client.key.network(),
-        report,
-    );
+    let class = DeviceClass::reported_or_from_user_agent(telemetry.and_then(|t| t.class), ua);
+    state
+        .stats
+        .record_solved(now, class, client.key.network(), report);
 }
 
 fn set_cookie(state: &AppState, resp: &mut Response, token: &str, token_hours: u32) {
