@@ -47,8 +47,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -57,6 +55,7 @@ use crate::config::Config;
 use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::secret::generate_secret;
 
 /// How long an admin session lasts.
 pub const SESSION_SECS: i64 = 12 * 3600;
@@ -143,11 +142,6 @@ impl std::fmt::Debug for AdminAuth {
 
 fn sha256(s: &[u8]) -> [u8; 32] {
     Sha256::digest(s).into()
-}
-
-/// A new random key or session id: 32 bytes, base64url.
-pub fn generate_secret() -> String {
-    URL_SAFE_NO_PAD.encode(crate::state::random_key())
 }
 
 /// Replaces the stored admin key with a new one and returns it. Used by

@@ -1,6 +1,9 @@
-//! A string that never shows itself in `Debug` or `Display`, so a secret
-//! cannot leak into a log line by accident.
+//! Secrets: a string that never shows itself in `Debug` or `Display`, so a
+//! secret cannot leak into a log line by accident, and the one place new
+//! keys and session ids are drawn from the operating system's CSPRNG.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Deserializer};
 use subtle::ConstantTimeEq;
 
@@ -39,6 +42,19 @@ impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(Secret)
     }
+}
+
+/// 32 bytes from the operating system's CSPRNG.
+pub fn random_key() -> Vec<u8> {
+    let mut k = vec![0u8; 32];
+    // The OS generator failing is unrecoverable for a security tool.
+    getrandom::fill(&mut k).expect("the operating system's random generator failed");
+    k
+}
+
+/// A new random key or session id: 32 bytes, base64url.
+pub fn generate_secret() -> String {
+    URL_SAFE_NO_PAD.encode(random_key())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::db::{self, Db};
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::open_challenges::OpenChallenges;
+use crate::secret::random_key;
 use crate::settings::LiveSettings;
 use crate::stats::Stats;
 use crate::token_store::TokenStore;
@@ -131,12 +132,4 @@ impl AppState {
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
-}
-
-/// 32 bytes from the operating system's CSPRNG.
-pub fn random_key() -> Vec<u8> {
-    let mut k = vec![0u8; 32];
-    // The OS generator failing is unrecoverable for a security tool.
-    getrandom::fill(&mut k).expect("the operating system's random generator failed");
-    k
 }
