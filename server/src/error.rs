@@ -178,6 +178,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::limits::Limited> for ApiError {
+    fn from(l: crate::limits::Limited) -> Self {
+        Self::RateLimited(crate::limits::retry_after_secs(l.wait))
+    }
+}
+
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         Self::Internal(e.into())

@@ -12,7 +12,6 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::client_ip::{IpKey, NetKey};
 use crate::config::Limits;
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// Most addresses the back-off remembers; the oldest are forgotten first.
@@ -48,9 +47,18 @@ pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0 || wait.is_zero())
 }
 
-/// The `Retry-After` for a governor refusal.
-pub(crate) fn wait_secs(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
-    retry_after_secs(not_until.wait_time_from(DefaultClock::default().now()))
+/// How long a governor refusal asks the client to wait.
+fn wait_of(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> Duration {
+    not_until.wait_time_from(DefaultClock::default().now())
+}
+
+/// A request refused by [`RateLimits`], already counted in
+/// `powgate_limited_total`. The routes answer it with a 429 whose
+/// `Retry-After` is `wait` rounded up (see [`retry_after_secs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    /// How long until the client is let through again.
+    pub wait: Duration,
 }
 
 impl RateLimits {
@@ -64,21 +72,21 @@ impl RateLimits {
     }
 
     /// # Errors
-    /// 429 with the wait when `ip` asked for too many challenges.
-    pub fn check_challenge(&self, ip: IpKey, metrics: &Metrics) -> Result<(), ApiError> {
+    /// [`Limited`] with the wait when `ip` asked for too many challenges.
+    pub fn check_challenge(&self, ip: IpKey, metrics: &Metrics) -> Result<(), Limited> {
         if let Some(l) = &self.challenges {
             l.check_key(&ip).map_err(|n| {
                 metrics.limited.with_label_values(&["challenge_rate"]).inc();
-                ApiError::RateLimited(wait_secs(&n))
+                Limited { wait: wait_of(&n) }
             })?;
         }
         Ok(())
     }
 
     /// # Errors
-    /// 429 with the wait when `ip` is backing off after a wrong answer or
-    /// submitted too often.
-    pub fn check_solution(&self, ip: IpKey, metrics: &Metrics) -> Result<(), ApiError> {
+    /// [`Limited`] with the wait when `ip` is backing off after a wrong
+    /// answer or submitted too often.
+    pub fn check_solution(&self, ip: IpKey, metrics: &Metrics) -> Result<(), Limited> {
         if let Some(until) = self.backoff.get(&ip) {
             let now = Instant::now();
             if until > now {
@@ -86,14 +94,14 @@ impl RateLimits {
                     .limited
                     .with_label_values(&["wrong_answer_backoff"])
                     .inc();
-                return Err(ApiError::RateLimited(retry_after_secs(until - now)));
+                return Err(Limited { wait: until - now });
             }
             self.backoff.remove(&ip);
         }
         if let Some(l) = &self.solutions {
             l.check_key(&ip).map_err(|n| {
                 metrics.limited.with_label_values(&["solution_rate"]).inc();
-                ApiError::RateLimited(wait_secs(&n))
+                Limited { wait: wait_of(&n) }
             })?;
         }
         Ok(())
@@ -414,7 +422,7 @@ mod tests {
         r.check_solution(ip, &m).unwrap();
         r.penalise(ip);
         assert!(
-            matches!(r.check_solution(ip, &m), Err(ApiError::RateLimited(s)) if (29..=30).contains(&s))
+            matches!(r.check_solution(ip, &m), Err(Limited { wait }) if (29..=30).contains(&retry_after_secs(wait)))
         );
         r.check_solution(IpKey::of("203.0.113.2".parse().unwrap()), &m)
             .unwrap();

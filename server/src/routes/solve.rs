@@ -43,7 +43,10 @@ async fn solve(
     body: Result<JsonBody<SolveRequest>, ApiError>,
 ) -> Result<Response> {
     let result = match (
-        state.rate_limits.check_solution(client.key, &state.metrics),
+        state
+            .rate_limits
+            .check_solution(client.key, &state.metrics)
+            .map_err(ApiError::from),
         body,
     ) {
         (Err(e), _) | (Ok(()), Err(e)) => Err(e),
