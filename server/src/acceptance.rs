@@ -23,7 +23,7 @@ const CLOCK_SKEW_SECS: i64 = 60;
 
 /// What the server asks of a challenge at one moment.
 #[derive(Debug, Clone, Copy)]
-pub struct Requirements<'a> {
+pub(crate) struct Requirements<'a> {
     pub params: Argon2Params,
     pub settings: &'a Settings,
     pub last_change: Option<DifficultyChange>,
@@ -44,7 +44,7 @@ impl Requirements<'_> {
     /// difficulty, or within the grace period the lower of that and the
     /// floor at the previous difficulty, for challenges issued before the
     /// change.
-    pub fn min_difficulty(&self, claims: &ChallengeClaims) -> Difficulty {
+    pub(crate) fn min_difficulty(&self, claims: &ChallengeClaims) -> Difficulty {
         let now_floor = floor(claims.purpose, self.settings.difficulty);
         let grace = i64::try_from(self.grace.as_secs()).unwrap_or(i64::MAX);
         match self.last_change {
@@ -58,7 +58,7 @@ impl Requirements<'_> {
     /// # Errors
     /// 410 with what to do when `claims` asks for other argon2 parameters
     /// or less work than is required now.
-    pub fn check(&self, claims: &ChallengeClaims) -> Result<(), ApiError> {
+    pub(crate) fn check(&self, claims: &ChallengeClaims) -> Result<(), ApiError> {
         if claims.params != self.params {
             return Err(ApiError::Expired(
                 "this challenge was issued with other argon2 parameters than the server uses now; request a new challenge".into(),

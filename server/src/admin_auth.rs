@@ -58,7 +58,7 @@ use crate::metrics::Metrics;
 use crate::secret::generate_secret;
 
 /// How long an admin session lasts.
-pub const SESSION_SECS: i64 = 12 * 3600;
+pub(crate) const SESSION_SECS: i64 = 12 * 3600;
 /// Name of the stored key hash in the `secrets` table.
 const KEY_HASH: &str = "admin_key_hash";
 /// Failed key checks an address may make at once, and the seconds after
@@ -118,14 +118,14 @@ impl Counted {
 
 /// A credential presented for the admin API.
 #[derive(Debug, Clone, Copy)]
-pub enum Credential<'a> {
+pub(crate) enum Credential<'a> {
     /// The admin key, from the login form or `Authorization: Bearer`.
     Key(&'a str),
     /// The id from the session cookie.
     Session(&'a str),
 }
 
-pub struct AdminAuth {
+pub(crate) struct AdminAuth {
     key_hash: [u8; 32],
     /// SHA-256 of a session id → expiry (unix seconds).
     sessions: Mutex<HashMap<[u8; 32], i64>>,
@@ -162,7 +162,7 @@ impl AdminAuth {
     ///
     /// # Errors
     /// Database errors.
-    pub fn load(config: &Config, db: &Db, now: i64) -> anyhow::Result<Self> {
+    pub(crate) fn load(config: &Config, db: &Db, now: i64) -> anyhow::Result<Self> {
         let key_hash = if let Some(key) = &config.admin_key {
             sha256(key.expose().as_bytes())
         } else if let Some(stored) = db.call_blocking(|c| db::secrets::get(c, KEY_HASH))? {
@@ -193,7 +193,7 @@ impl AdminAuth {
     /// (counted in `powgate_limited_total{limit="admin_auth"}`), whatever the
     /// key; else 401 when it is wrong. For a session: 401 when it is unknown
     /// or expired.
-    pub fn authenticate(
+    pub(crate) fn authenticate(
         &self,
         ip: IpAddr,
         presented: Credential<'_>,
@@ -245,7 +245,7 @@ impl AdminAuth {
     }
 
     /// Opens a session and returns its id for the cookie.
-    pub fn open_session(&self, now: i64) -> String {
+    pub(crate) fn open_session(&self, now: i64) -> String {
         let id = generate_secret();
         let mut sessions = self
             .sessions
@@ -266,7 +266,7 @@ impl AdminAuth {
             .is_some_and(|exp| *exp > now)
     }
 
-    pub fn close_session(&self, id: &str) {
+    pub(crate) fn close_session(&self, id: &str) {
         let mut sessions = self
             .sessions
             .lock()
@@ -276,7 +276,7 @@ impl AdminAuth {
 
     /// Forgets the failures of addresses and networks whose buckets have
     /// drained, so memory stays bounded by recent failures.
-    pub fn forget_idle(&self, now: i64) {
+    pub(crate) fn forget_idle(&self, now: i64) {
         let mut failures = self
             .failures
             .lock()

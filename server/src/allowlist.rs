@@ -43,7 +43,7 @@ pub struct RawRule {
 impl RawRule {
     /// The rules shipped by default: ACME and other `/.well-known/` files,
     /// and `robots.txt`, which crawlers must be able to read.
-    pub fn defaults() -> Vec<Self> {
+    pub(crate) fn defaults() -> Vec<Self> {
         let path = |name: &str, p: &str| Self {
             name: name.into(),
             cidr: None,
@@ -60,8 +60,8 @@ impl RawRule {
 
 /// A validated rule.
 #[derive(Debug, Clone)]
-pub struct Rule {
-    pub name: String,
+pub(crate) struct Rule {
+    pub(crate) name: String,
     cidrs: Vec<IpNet>,
     user_agent: Option<Regex>,
     path: Option<PathRule>,
@@ -105,17 +105,17 @@ impl PathRule {
 
 /// What a request looks like to the allowlist.
 #[derive(Debug, Clone, Copy)]
-pub struct Subject<'a> {
-    pub ip: IpAddr,
-    pub user_agent: Option<&'a str>,
+pub(crate) struct Subject<'a> {
+    pub(crate) ip: IpAddr,
+    pub(crate) user_agent: Option<&'a str>,
     /// The original request's path and query, as the proxy reports it.
-    pub path: Option<&'a str>,
+    pub(crate) path: Option<&'a str>,
 }
 
 impl Rule {
     /// # Errors
     /// A message naming the rule and the bad condition.
-    pub fn compile(raw: &RawRule) -> Result<Self, String> {
+    pub(crate) fn compile(raw: &RawRule) -> Result<Self, String> {
         if let Some(old) = &raw.path_prefix {
             let fix = if old.ends_with('/') {
                 format!("path = {old:?}")
@@ -168,12 +168,15 @@ impl Rule {
         })
     }
 
-    pub fn matches(&self, s: &Subject<'_>) -> bool {
+    /// One rule on its own; only tests ask that, [`find`] asks
+    /// [`Rule::matches_plain`].
+    #[cfg(test)]
+    fn matches(&self, s: &Subject<'_>) -> bool {
         self.matches_plain(s, s.path.and_then(|uri| plain_path(uri).ok()).as_deref())
     }
 
-    /// [`Rule::matches`] with the subject's path already made plain, since
-    /// [`find`] tries every rule on one request.
+    /// Whether the rule matches, with the subject's path already made
+    /// plain, since [`find`] tries every rule on one request.
     fn matches_plain(&self, s: &Subject<'_>, plain: Option<&str>) -> bool {
         (self.cidrs.is_empty() || self.cidrs.iter().any(|n| n.contains(&s.ip)))
             && self
@@ -289,7 +292,7 @@ fn hex(digit: u8) -> Option<u8> {
 }
 
 /// The first rule matching `s`.
-pub fn find<'r>(rules: &'r [Rule], s: &Subject<'_>) -> Option<&'r Rule> {
+pub(crate) fn find<'r>(rules: &'r [Rule], s: &Subject<'_>) -> Option<&'r Rule> {
     let plain = s.path.and_then(|uri| plain_path(uri).ok());
     rules.iter().find(|r| r.matches_plain(s, plain.as_deref()))
 }

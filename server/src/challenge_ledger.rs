@@ -9,12 +9,12 @@
 use crate::db::{Db, DbError, challenges};
 
 #[derive(Debug)]
-pub struct ChallengeLedger {
+pub(crate) struct ChallengeLedger {
     db: Db,
 }
 
 impl ChallengeLedger {
-    pub fn new(db: Db) -> Self {
+    pub(crate) fn new(db: Db) -> Self {
         Self { db }
     }
 
@@ -24,7 +24,12 @@ impl ChallengeLedger {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn spend(&self, id: [u8; 16], now: i64, expires_at: i64) -> Result<bool, DbError> {
+    pub(crate) async fn spend(
+        &self,
+        id: [u8; 16],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, DbError> {
         self.db
             .call(move |c| challenges::spend(c, &id, now, expires_at))
             .await
@@ -35,7 +40,7 @@ impl ChallengeLedger {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn purge_expired(&self, now: i64) -> Result<usize, DbError> {
+    pub(crate) async fn purge_expired(&self, now: i64) -> Result<usize, DbError> {
         self.db
             .call(move |c| challenges::purge_expired(c, now))
             .await

@@ -9,17 +9,17 @@ use axum::http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
 #[derive(Debug, Clone)]
-pub struct ClientIpResolver {
+pub(crate) struct ClientIpResolver {
     trusted: Vec<IpNet>,
     header: HeaderName,
 }
 
 impl ClientIpResolver {
-    pub fn new(trusted: Vec<IpNet>, header: HeaderName) -> Self {
+    pub(crate) fn new(trusted: Vec<IpNet>, header: HeaderName) -> Self {
         Self { trusted, header }
     }
 
-    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_trusted(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.trusted.iter().any(|net| net.contains(&ip))
     }
@@ -30,7 +30,7 @@ impl ClientIpResolver {
     /// For `X-Forwarded-For`, which every proxy on the way appends to, the
     /// right-most address that is not itself a trusted proxy is taken: the
     /// addresses left of it were written by the client and prove nothing.
-    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if self.is_trusted(peer) {
             self.forwarded_client(peer, headers)
         } else {
@@ -41,7 +41,7 @@ impl ClientIpResolver {
     /// [`resolve`](Self::resolve) for a `peer` already known to be a trusted
     /// proxy. Walks the header's hops from the right without collecting
     /// them: this runs on every proxied request.
-    pub fn forwarded_client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn forwarded_client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut found = None;
         // Several header lines are one list, in order; read from the end.
         let values = headers
@@ -67,7 +67,7 @@ impl ClientIpResolver {
 
 /// A network as configured: a CIDR such as `10.0.0.0/8`, or a single
 /// address, which stands for itself.
-pub fn parse_net(s: &str) -> Option<IpNet> {
+pub(crate) fn parse_net(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
@@ -91,7 +91,7 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 }
 
 /// IPv4-mapped IPv6 addresses (from dual-stack sockets) become plain IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
@@ -115,7 +115,7 @@ impl IpKey {
     }
 
     /// The network this address is counted in for per-network limits.
-    pub fn network(self) -> NetKey {
+    pub(crate) fn network(self) -> NetKey {
         NetKey::of(self.0)
     }
 
@@ -128,14 +128,14 @@ impl IpKey {
     }
 
     /// Text form stored in the database: `203.0.113.7` or `2001:db8::/64`.
-    pub fn to_text(self) -> String {
+    pub(crate) fn to_text(self) -> String {
         self.to_string()
     }
 
     /// Whether `text`, a stored [`to_text`](Self::to_text), is this key.
     /// Parses instead of formatting, so `/verify-token` compares a token's
     /// addresses without allocating.
-    pub fn is_text(self, text: &str) -> bool {
+    pub(crate) fn is_text(self, text: &str) -> bool {
         match self.0 {
             IpAddr::V4(v4) => text.parse::<Ipv4Addr>().is_ok_and(|t| t == v4),
             IpAddr::V6(v6) => text
@@ -160,10 +160,10 @@ impl std::fmt::Display for IpKey {
 /// blocks that are routed on their own, so a host or a small provider
 /// usually holds a whole one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct NetKey(IpAddr);
+pub(crate) struct NetKey(IpAddr);
 
 impl NetKey {
-    pub fn of(ip: IpAddr) -> Self {
+    pub(crate) fn of(ip: IpAddr) -> Self {
         match canonical(ip) {
             IpAddr::V4(v4) => Self(IpAddr::V4(Ipv4Addr::from(u32::from(v4) & !0xff))),
             IpAddr::V6(v6) => {

@@ -199,51 +199,51 @@ pub struct Config {
     pub database: PathBuf,
     /// The public base URL when powgate sits behind a proxy or prefix; decides
     /// whether cookies are `Secure`.
-    pub public_url: Option<String>,
+    pub(crate) public_url: Option<String>,
     /// Challenge signing key; generated and stored in the database when unset.
-    pub secret: Option<Secret>,
+    pub(crate) secret: Option<Secret>,
     /// Start-up values of the settings the admin page can change live.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// Hours after expiry during which a token can still be refreshed.
-    pub token_purge_hours: u32,
+    pub(crate) token_purge_hours: u32,
     pub argon2: Argon2Params,
     /// Peers whose client-IP header is believed.
-    pub trusted_proxies: Vec<IpNet>,
+    pub(crate) trusted_proxies: Vec<IpNet>,
     /// Header carrying the client IP when the peer is a trusted proxy.
-    pub client_ip_header: HeaderName,
+    pub(crate) client_ip_header: HeaderName,
     /// `Domain` attribute of the token cookie.
-    pub cookie_domain: Option<String>,
+    pub(crate) cookie_domain: Option<String>,
     /// Hosts besides the request's own that `?redir=` may point to; a
     /// leading dot allows subdomains.
-    pub redirect_domains: Vec<String>,
+    pub(crate) redirect_domains: Vec<String>,
     /// Requests that pass `/verify-token` without a token.
-    pub allowlist: Vec<crate::allowlist::Rule>,
+    pub(crate) allowlist: Vec<crate::allowlist::Rule>,
     /// Admin key; generated at first start (only its hash is stored) when unset.
     pub admin_key: Option<Secret>,
     /// Separate address for `/metrics`; on the main listener when unset.
-    pub metrics_listen: Option<SocketAddr>,
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// argon2 verifications running at once.
-    pub verify_permits: usize,
+    pub(crate) verify_permits: usize,
     /// Verifications allowed to wait for a permit before new ones get 503.
-    pub verify_queue: usize,
+    pub(crate) verify_queue: usize,
     /// Nice value of the argon2 threads, so that a flood of solutions takes
     /// CPU from nothing but itself.
-    pub verify_nice: i32,
+    pub(crate) verify_nice: i32,
     /// How often expired tokens and spent challenges are purged.
-    pub purge_interval: Duration,
+    pub(crate) purge_interval: Duration,
     /// Limits against floods and slow clients.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// Bounds on challenges issued and not yet spent or expired.
-    pub open_challenges: OpenChallengeLimits,
+    pub(crate) open_challenges: OpenChallengeLimits,
     /// How long after a difficulty change challenges issued at the previous
     /// difficulty are still accepted, so visitors mid-solve finish.
-    pub challenge_grace: Duration,
+    pub(crate) challenge_grace: Duration,
 }
 
 /// Most challenges that may be open (issued, not yet spent, not expired) at
 /// once. 0 turns a bound off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenChallengeLimits {
+pub(crate) struct OpenChallengeLimits {
     /// Per client address (IPv6 by /64).
     pub per_ip: u32,
     /// Per network: IPv4 /24, IPv6 /48.
@@ -253,7 +253,7 @@ pub struct OpenChallengeLimits {
 /// Limits against floods, garbage and slow clients. A rate of 0 turns that
 /// limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Challenges per client address (IPv6 by /64) per minute.
     pub challenges_per_minute: u32,
     /// Solution submissions per client address per minute.
@@ -296,7 +296,7 @@ impl RawConfig {
     /// # Errors
     /// [`ConfigError::MissingFile`], or a [`ConfigError`] naming the key
     /// whose value has the wrong type.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+    pub(crate) fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         if let Some(path) = file.filter(|p| !p.exists()) {
             return Err(ConfigError::MissingFile(path.to_path_buf()));
         }
@@ -307,7 +307,7 @@ impl RawConfig {
     }
 
     /// The figment layers, in order of precedence (later wins).
-    pub fn figment(file: Option<&Path>) -> Figment {
+    pub(crate) fn figment(file: Option<&Path>) -> Figment {
         let file = file.map_or_else(|| PathBuf::from("config.toml"), Path::to_path_buf);
         Figment::from(Serialized::defaults(Self::default()))
             .merge(Toml::file(file))
@@ -648,12 +648,12 @@ impl Config {
     }
 
     /// Seconds after expiry during which a token can still be refreshed.
-    pub fn refresh_window_secs(&self) -> i64 {
+    pub(crate) fn refresh_window_secs(&self) -> i64 {
         i64::from(self.token_purge_hours) * 3600
     }
 
     /// Whether the public URL is https, so cookies must be `Secure`.
-    pub fn is_https(&self) -> bool {
+    pub(crate) fn is_https(&self) -> bool {
         self.public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"))

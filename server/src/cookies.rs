@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::token::PlainToken;
 
 pub const TOKEN_COOKIE: &str = "powgate_token";
-pub const SESSION_COOKIE: &str = "powgate_admin";
+pub(crate) const SESSION_COOKIE: &str = "powgate_admin";
 
 /// What both cookies share: out of scripts' reach, `Secure` when the public
 /// URL is https, and the whole site unless narrowed.
@@ -32,7 +32,7 @@ fn header_value(c: CookieBuilder<'_>) -> Option<HeaderValue> {
 /// The `Set-Cookie` value for `token`. It lives until the token's refresh
 /// window closes, so an expired token can still be presented for a refresh.
 /// `Lax`, so that following a link to the protected site sends it.
-pub fn token_cookie(config: &Config, token: &str, max_age_secs: i64) -> Option<HeaderValue> {
+pub(crate) fn token_cookie(config: &Config, token: &str, max_age_secs: i64) -> Option<HeaderValue> {
     let mut c = base(config, TOKEN_COOKIE, token, max_age_secs).same_site(SameSite::Lax);
     if let Some(domain) = &config.cookie_domain {
         c = c.domain(domain.clone());
@@ -45,7 +45,11 @@ pub fn token_cookie(config: &Config, token: &str, max_age_secs: i64) -> Option<H
 /// scoped to the admin API's path, so the protected application (its pages,
 /// logs and middleware) never receives it. Logging out must write the same
 /// path, or the browser keeps the cookie.
-pub fn session_cookie(config: &Config, session: &str, max_age_secs: i64) -> Option<HeaderValue> {
+pub(crate) fn session_cookie(
+    config: &Config,
+    session: &str,
+    max_age_secs: i64,
+) -> Option<HeaderValue> {
     header_value(
         base(config, SESSION_COOKIE, session, max_age_secs)
             .path(admin_api_path(config))
@@ -68,7 +72,7 @@ fn admin_api_path(config: &Config) -> String {
 /// An `Authorization` header that is not `Bearer <token>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("Authorization must be `Bearer <token>`")]
-pub struct BadAuthorization;
+pub(crate) struct BadAuthorization;
 
 /// Where a client's token comes from: an `Authorization: Bearer` credential
 /// shaped like a powgate token (see [`PlainToken::has_token_shape`]), else
@@ -88,7 +92,7 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
 ///
 /// # Errors
 /// [`BadAuthorization`] when the header is present but is not `Bearer <credential>`.
-pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, BadAuthorization> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, BadAuthorization> {
     let Some(auth) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

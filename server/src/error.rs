@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pow::wire::ErrorBody;
 
-pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// Headers every JSON API answer carries, refusals included. `no-store`:
 /// an answer is about one client at one moment (a token, a challenge, a
@@ -29,7 +29,7 @@ const API_HEADERS: [(HeaderName, HeaderValue); 2] = [
 ];
 
 /// Marks an answer as a JSON API answer (see [`API_HEADERS`]).
-pub fn add_api_headers(headers: &mut HeaderMap) {
+pub(crate) fn add_api_headers(headers: &mut HeaderMap) {
     for (name, value) in API_HEADERS {
         headers.insert(name, value);
     }
@@ -38,10 +38,10 @@ pub fn add_api_headers(headers: &mut HeaderMap) {
 /// The cause of a 500, riding on the response (never in its body) to the
 /// router's log hook. An `Arc` because response extensions must be `Clone`.
 #[derive(Debug, Clone)]
-pub struct InternalCause(pub Arc<anyhow::Error>);
+pub(crate) struct InternalCause(pub Arc<anyhow::Error>);
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 400: the request cannot be understood.
     #[error("{0}")]
     BadRequest(String),
@@ -97,7 +97,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn status_code(&self) -> StatusCode {
+    pub(crate) fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) | Self::InvalidField { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -116,7 +116,7 @@ impl ApiError {
     }
 
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) | Self::InvalidField { .. } => "bad_request",
             Self::Unauthorized(_) => "unauthorized",

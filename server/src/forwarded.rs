@@ -24,7 +24,7 @@ const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with")
 /// Borrowed from the request's headers: `/verify-token` runs on every
 /// request the proxy sees, so nothing here allocates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OriginalRequest<'a> {
+pub(crate) struct OriginalRequest<'a> {
     pub method: Option<&'a str>,
     /// Path and query, as the client sent them.
     pub uri: Option<&'a str>,
@@ -62,7 +62,7 @@ fn either<'a>(nginx: Option<&'a str>, forwarded: Option<&'a str>) -> Option<Opti
 /// The original request's path and query, from a trusted proxy's headers:
 /// all the allowlist needs, so `/verify-token` reads only this much before
 /// it knows whether it will refuse.
-pub fn original_uri(h: &HeaderMap, trusted: bool) -> Option<&str> {
+pub(crate) fn original_uri(h: &HeaderMap, trusted: bool) -> Option<&str> {
     if !trusted {
         return None;
     }
@@ -71,13 +71,13 @@ pub fn original_uri(h: &HeaderMap, trusted: bool) -> Option<&str> {
 
 /// The host the browser asked for, as a trusted proxy reports it in
 /// `X-Forwarded-Host`; `None` from anyone else.
-pub fn forwarded_host(h: &HeaderMap, trusted: bool) -> Option<&str> {
+pub(crate) fn forwarded_host(h: &HeaderMap, trusted: bool) -> Option<&str> {
     trusted.then(|| header_str(h, &X_FORWARDED_HOST)).flatten()
 }
 
 /// Whether a trusted proxy says the browser's request came over https
 /// (`X-Forwarded-Proto: https`); always `false` from anyone else.
-pub fn forwarded_https(h: &HeaderMap, trusted: bool) -> bool {
+pub(crate) fn forwarded_https(h: &HeaderMap, trusted: bool) -> bool {
     trusted && header_str(h, &X_FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
@@ -94,7 +94,7 @@ fn uri_of<'a>(h: &'a HeaderMap, nginx_uri: Option<&'a str>) -> Option<&'a str> {
 impl<'a> OriginalRequest<'a> {
     /// Reads the forwarded headers when `trusted`, else only the request's
     /// own method.
-    pub fn from_headers(h: &'a HeaderMap, own_method: &'a Method, trusted: bool) -> Self {
+    pub(crate) fn from_headers(h: &'a HeaderMap, own_method: &'a Method, trusted: bool) -> Self {
         if !trusted {
             return Self {
                 method: Some(own_method.as_str()),
@@ -121,7 +121,7 @@ impl<'a> OriginalRequest<'a> {
 
     /// The original URL: absolute when host and scheme are known, else the
     /// path alone. Only a path starting with `/` is used.
-    pub fn url(&self) -> Option<String> {
+    pub(crate) fn url(&self) -> Option<String> {
         let uri = self
             .uri
             .filter(|u| u.starts_with('/') && !u.starts_with("//"))?;
@@ -135,7 +135,7 @@ impl<'a> OriginalRequest<'a> {
     /// redirected to the challenge page; anything else (an API call, a form
     /// post with a body) gets a 401 JSON answer, so no request body is ever
     /// lost to a redirect.
-    pub fn is_browser_navigation(&self, h: &HeaderMap) -> bool {
+    pub(crate) fn is_browser_navigation(&self, h: &HeaderMap) -> bool {
         let method_ok = matches!(self.method, Some("GET" | "HEAD"));
         let accept = h
             .get(header::ACCEPT)

@@ -18,32 +18,37 @@
 //! - [`client_ip`]: trusted-proxy rules and address keys.
 //! - [`server`]: start-up, background jobs and graceful shutdown.
 //! - [`cli`]: the `powgate solve` client.
+//!
+//! Only what the binary, the integration tests, the examples and the fuzz
+//! targets use is `pub`; everything else is `pub(crate)`, and the
+//! workspace's `unreachable_pub` lint keeps it that way, so dead code shows
+//! up as dead instead of hiding behind an export nobody calls.
 
-pub mod acceptance;
+pub(crate) mod acceptance;
 pub mod admin_auth;
 pub mod allowlist;
-pub mod challenge_ledger;
+pub(crate) mod challenge_ledger;
 pub mod cli;
 pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod cookies;
 pub mod db;
-pub mod error;
-pub mod forwarded;
-pub mod gate;
-pub mod limits;
-pub mod linger;
-pub mod metrics;
-pub mod open_challenges;
-pub mod origin;
-pub mod redirect;
-pub mod routes;
-pub mod secret;
+pub(crate) mod error;
+pub(crate) mod forwarded;
+pub(crate) mod gate;
+pub(crate) mod limits;
+pub(crate) mod linger;
+pub(crate) mod metrics;
+pub(crate) mod open_challenges;
+pub(crate) mod origin;
+pub(crate) mod redirect;
+pub(crate) mod routes;
+pub(crate) mod secret;
 pub mod server;
-pub mod settings;
+pub(crate) mod settings;
 pub mod state;
-pub mod stats;
+pub(crate) mod stats;
 pub mod token;
-pub mod token_store;
-pub mod verifier;
+pub(crate) mod token_store;
+pub(crate) mod verifier;

@@ -26,7 +26,7 @@ fn keyed(per_minute: u32) -> Option<DefaultKeyedRateLimiter<IpKey>> {
     })
 }
 
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     challenges: Option<DefaultKeyedRateLimiter<IpKey>>,
     solutions: Option<DefaultKeyedRateLimiter<IpKey>>,
     backoff: quick_cache::sync::Cache<IpKey, Instant>,
@@ -56,13 +56,13 @@ fn wait_of(not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> Du
 /// `powgate_limited_total`. The routes answer it with a 429 whose
 /// `Retry-After` is `wait` rounded up (see [`retry_after_secs`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
+pub(crate) struct Limited {
     /// How long until the client is let through again.
     pub wait: Duration,
 }
 
 impl RateLimits {
-    pub fn new(limits: &Limits) -> Self {
+    pub(crate) fn new(limits: &Limits) -> Self {
         Self {
             challenges: keyed(limits.challenges_per_minute),
             solutions: keyed(limits.solutions_per_minute),
@@ -73,7 +73,7 @@ impl RateLimits {
 
     /// # Errors
     /// [`Limited`] with the wait when `ip` asked for too many challenges.
-    pub fn check_challenge(&self, ip: IpKey, metrics: &Metrics) -> Result<(), Limited> {
+    pub(crate) fn check_challenge(&self, ip: IpKey, metrics: &Metrics) -> Result<(), Limited> {
         if let Some(l) = &self.challenges {
             l.check_key(&ip).map_err(|n| {
                 metrics.limited.with_label_values(&["challenge_rate"]).inc();
@@ -86,7 +86,7 @@ impl RateLimits {
     /// # Errors
     /// [`Limited`] with the wait when `ip` is backing off after a wrong
     /// answer or submitted too often.
-    pub fn check_solution(&self, ip: IpKey, metrics: &Metrics) -> Result<(), Limited> {
+    pub(crate) fn check_solution(&self, ip: IpKey, metrics: &Metrics) -> Result<(), Limited> {
         if let Some(until) = self.backoff.get(&ip) {
             let now = Instant::now();
             if until > now {
@@ -108,14 +108,14 @@ impl RateLimits {
     }
 
     /// Starts the back-off after a wrong answer from `ip`.
-    pub fn penalise(&self, ip: IpKey) {
+    pub(crate) fn penalise(&self, ip: IpKey) {
         if !self.backoff_for.is_zero() {
             self.backoff.insert(ip, Instant::now() + self.backoff_for);
         }
     }
 
     /// Forgets addresses that have been quiet, so memory stays bounded.
-    pub fn forget_idle(&self) {
+    pub(crate) fn forget_idle(&self) {
         for l in [&self.challenges, &self.solutions].into_iter().flatten() {
             l.retain_recent();
             l.shrink_to_fit();
@@ -125,7 +125,7 @@ impl RateLimits {
 
 /// The connection caps, as configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnCaps {
+pub(crate) struct ConnCaps {
     /// Open connections in total.
     pub total: usize,
     /// Slots of `total` that only trusted proxies may take, so that direct
@@ -142,7 +142,7 @@ pub struct ConnCaps {
 /// Open-connection counts: in total, from untrusted peers, and per peer
 /// address and network. Trusted proxies are held only to the total: all
 /// proxied traffic arrives from them.
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     caps: ConnCaps,
     is_trusted: Box<dyn Fn(IpAddr) -> bool + Send + Sync>,
     open: Mutex<OpenConns>,
@@ -166,7 +166,7 @@ impl std::fmt::Debug for ConnLimits {
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnRefused {
+pub(crate) enum ConnRefused {
     /// Every slot open to this peer is taken.
     Total,
     PerPeer,
@@ -175,7 +175,7 @@ pub enum ConnRefused {
 
 impl ConnRefused {
     /// The `powgate_limited_total` label.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Total => "connections_total",
             Self::PerPeer => "connections_per_ip",
@@ -186,7 +186,7 @@ impl ConnRefused {
 
 /// Held for the life of one connection; releases its slot when dropped.
 #[derive(Debug)]
-pub struct ConnGuard {
+pub(crate) struct ConnGuard {
     limits: Arc<ConnLimits>,
     /// The peer's keys; `None` for a trusted proxy, which is counted in
     /// the total only.
@@ -215,7 +215,7 @@ fn give_back<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
 }
 
 impl ConnLimits {
-    pub fn new(
+    pub(crate) fn new(
         caps: ConnCaps,
         is_trusted: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
     ) -> Arc<Self> {
@@ -236,7 +236,7 @@ impl ConnLimits {
     ///
     /// # Errors
     /// Which cap is full.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, ConnRefused> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, ConnRefused> {
         let trusted = (self.is_trusted)(ip);
         let mut open = self.lock();
         if open.total >= self.caps.total {
@@ -273,7 +273,7 @@ impl ConnLimits {
     }
 
     /// Connections open now.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.lock().total
     }
 }

@@ -23,15 +23,15 @@ use tokio::time::Sleep;
 
 /// Longest a closing connection is drained: nginx's `lingering_timeout`.
 /// A client still sending after this is not reading the answer anyway.
-pub const LINGER_TIME: Duration = Duration::from_secs(5);
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(5);
 
 /// Most bytes a closing connection is drained of: a body a few times the
 /// largest powgate accepts, so that a client cannot keep it busy reading.
-pub const LINGER_BYTES: usize = 4 << 20;
+pub(crate) const LINGER_BYTES: usize = 4 << 20;
 
 /// A stream whose shutdown lingers; reads and writes pass straight through.
 #[derive(Debug)]
-pub struct Lingering<S> {
+pub(crate) struct Lingering<S> {
     inner: S,
     time: Duration,
     max_bytes: usize,
@@ -51,11 +51,11 @@ enum State {
 
 impl<S> Lingering<S> {
     /// Lingers for [`LINGER_TIME`] and [`LINGER_BYTES`] at most.
-    pub fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         Self::bounded(inner, LINGER_TIME, LINGER_BYTES)
     }
 
-    pub fn bounded(inner: S, time: Duration, max_bytes: usize) -> Self {
+    pub(crate) fn bounded(inner: S, time: Duration, max_bytes: usize) -> Self {
         Self {
             inner,
             time,

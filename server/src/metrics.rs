@@ -13,28 +13,27 @@ use crate::gate::Decision;
 pub struct Metrics {
     registry: Registry,
     /// Challenges issued, by `purpose` (new, refresh).
-    pub challenges_issued: IntCounterVec,
+    pub(crate) challenges_issued: IntCounterVec,
     /// Solutions, by `result` (accepted, rejected) and `reason`.
-    pub solutions: IntCounterVec,
+    pub(crate) solutions: IntCounterVec,
     /// Token lifecycle events, by `event` (issued, refreshed, revoked, purged, expired).
-    pub tokens: IntCounterVec,
-    /// `/verify-token` answers, by `outcome`.
-    pub verify_decisions: IntCounterVec,
-    /// `verify_decisions`' counters, resolved once, one per
+    pub(crate) tokens: IntCounterVec,
+    /// `/verify-token` answers (`powgate_verify_decisions_total`, by
+    /// `outcome`): its counters, resolved once, one per
     /// [`Decision::LABELS`] entry and in its order: `with_label_values`
     /// hashes the label and takes a lock on every call, and /verify-token
     /// counts one decision per request of the protected site.
-    pub verify_outcomes: [IntCounter; Decision::LABELS.len()],
+    pub(crate) verify_outcomes: [IntCounter; Decision::LABELS.len()],
     /// Requests let through by an allowlist rule, by `rule`.
-    pub allowlist_matches: IntCounterVec,
+    pub(crate) allowlist_matches: IntCounterVec,
     /// Requests refused by a limit, by `limit`.
-    pub limited: IntCounterVec,
-    pub verify_latency: Histogram,
+    pub(crate) limited: IntCounterVec,
+    pub(crate) verify_latency: Histogram,
     pub argon2_seconds: Histogram,
-    pub client_solve_seconds: Histogram,
-    pub active_tokens: IntGauge,
-    pub verify_queue_depth: IntGauge,
-    pub difficulty: IntGauge,
+    pub(crate) client_solve_seconds: Histogram,
+    pub(crate) active_tokens: IntGauge,
+    pub(crate) verify_queue_depth: IntGauge,
+    pub(crate) difficulty: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -63,7 +62,7 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
 impl Metrics {
     /// Registers every metric. The names are fixed and valid, so a failure
     /// here is a programming error caught by the tests.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let r = Registry::new();
         let verify_decisions = counter(
             &r,
@@ -73,7 +72,6 @@ impl Metrics {
         );
         Self {
             verify_outcomes: Decision::LABELS.map(|l| verify_decisions.with_label_values(&[l])),
-            verify_decisions,
             challenges_issued: counter(
                 &r,
                 "powgate_challenges_issued_total",
@@ -140,7 +138,7 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
@@ -164,7 +162,7 @@ mod tests {
         m.challenges_issued.with_label_values(&["new"]).inc();
         m.solutions.with_label_values(&["accepted", "ok"]).inc();
         m.tokens.with_label_values(&["issued"]).inc();
-        m.verify_decisions.with_label_values(&["valid"]).inc();
+        m.verify_outcomes[0].inc();
         m.allowlist_matches.with_label_values(&["health"]).inc();
         m.limited.with_label_values(&["challenge_rate"]).inc();
         m.verify_latency.observe(0.001);

@@ -41,14 +41,14 @@ struct Inner {
 /// Why a challenge was not issued: the `powgate_limited_total` label and
 /// the seconds until the oldest counted challenge expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused {
+pub(crate) struct Refused {
     pub limit: &'static str,
     pub retry_after: u64,
 }
 
 /// What [`OpenChallenges::open`] did with a challenge it let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Opened {
+pub(crate) enum Opened {
     /// Counted against its address and network until spent or expired.
     Tracked,
     /// Not counted: the bounds are off.
@@ -58,14 +58,14 @@ pub enum Opened {
 }
 
 #[derive(Debug)]
-pub struct OpenChallenges {
+pub(crate) struct OpenChallenges {
     limits: OpenChallengeLimits,
     capacity: usize,
     inner: Mutex<Inner>,
 }
 
 impl OpenChallenges {
-    pub fn new(limits: OpenChallengeLimits) -> Self {
+    pub(crate) fn new(limits: OpenChallengeLimits) -> Self {
         Self::with_capacity(limits, CAPACITY)
     }
 
@@ -93,7 +93,7 @@ impl OpenChallenges {
     /// # Errors
     /// [`Refused`] when `address` or its network is at its bound; nothing
     /// is recorded then.
-    pub fn open(
+    pub(crate) fn open(
         &self,
         address: IpKey,
         id: [u8; 16],
@@ -152,7 +152,7 @@ impl OpenChallenges {
     }
 
     /// Frees the slot of a spent challenge.
-    pub fn close(&self, address: IpKey, id: &[u8; 16]) {
+    pub(crate) fn close(&self, address: IpKey, id: &[u8; 16]) {
         if !self.enabled() {
             return;
         }
@@ -172,7 +172,7 @@ impl OpenChallenges {
 
     /// Frees the slots of expired challenges and forgets empty networks, so
     /// memory follows the open challenges; run by the purge job.
-    pub fn forget_expired(&self, now: i64) {
+    pub(crate) fn forget_expired(&self, now: i64) {
         self.with(|inner| {
             let mut total = 0;
             inner.by_network.retain(|_, entries| {
@@ -185,8 +185,9 @@ impl OpenChallenges {
         });
     }
 
-    /// Challenges open now, as last counted.
-    pub fn count(&self) -> usize {
+    /// Challenges open now, as last counted; only tests look.
+    #[cfg(test)]
+    fn count(&self) -> usize {
         self.with(|inner| inner.total)
     }
 }

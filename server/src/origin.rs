@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, header};
 
 /// What the headers say about the page that made a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestOrigin {
+pub(crate) enum RequestOrigin {
     /// `Origin` is one of this site's origins.
     Same,
     /// Another site, an opaque origin (`Origin: null`), or `Sec-Fetch-Site`
@@ -65,7 +65,7 @@ impl Origin {
 /// Classifies a request by its `Origin` and `Sec-Fetch-Site` headers.
 /// `X-Forwarded-Host` and `X-Forwarded-Proto` count only when
 /// `via_trusted_proxy`.
-pub fn request_origin(
+pub(crate) fn request_origin(
     headers: &HeaderMap,
     public_url: Option<&str>,
     via_trusted_proxy: bool,

@@ -3,7 +3,11 @@
 //! powgate an open redirect.
 
 /// Returns the target to redirect to, or `None` when it must be ignored.
-pub fn safe_redirect(redir: &str, own_host: Option<&str>, allowed: &[String]) -> Option<String> {
+pub(crate) fn safe_redirect(
+    redir: &str,
+    own_host: Option<&str>,
+    allowed: &[String],
+) -> Option<String> {
     let redir = redir.trim();
     if redir.is_empty() || redir.len() > 4096 || redir.chars().any(|c| c.is_control() || c == '\\')
     {

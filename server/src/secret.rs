@@ -4,25 +4,18 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Deserializer};
-use subtle::ConstantTimeEq;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
+    pub(crate) fn new(s: impl Into<String>) -> Self {
         Self(s.into())
     }
 
     /// The secret itself; call sites are easy to audit by this name.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
-    }
-
-    /// Constant-time comparison with a candidate.
-    pub fn matches(&self, candidate: &[u8]) -> bool {
-        self.0.as_bytes().ct_eq(candidate).into()
     }
 }
 
@@ -38,14 +31,8 @@ impl std::fmt::Display for Secret {
     }
 }
 
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
-
 /// 32 bytes from the operating system's CSPRNG.
-pub fn random_key() -> Vec<u8> {
+pub(crate) fn random_key() -> Vec<u8> {
     let mut k = vec![0u8; 32];
     // The OS generator failing is unrecoverable for a security tool.
     getrandom::fill(&mut k).expect("the operating system's random generator failed");
@@ -53,7 +40,7 @@ pub fn random_key() -> Vec<u8> {
 }
 
 /// A new random key or session id: 32 bytes, base64url.
-pub fn generate_secret() -> String {
+pub(crate) fn generate_secret() -> String {
     URL_SAFE_NO_PAD.encode(random_key())
 }
 
@@ -65,8 +52,5 @@ mod tests {
     fn never_prints_itself() {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?} {s}").contains("hunter2"));
-        assert!(s.matches(b"hunter2"));
-        assert!(!s.matches(b"hunter3"));
-        assert!(!s.matches(b"hunter"));
     }
 }

@@ -21,18 +21,18 @@ pub struct Settings {
     /// Expected hashes for a new token; refreshes cost half.
     pub difficulty: Difficulty,
     /// Minutes a challenge stays solvable.
-    pub challenge_timeout_minutes: u32,
+    pub(crate) challenge_timeout_minutes: u32,
     /// Hours a token is valid after it is solved or refreshed.
     pub token_hours: u32,
     /// Distinct client addresses a token may be used from.
-    pub token_max_ips: u32,
+    pub(crate) token_max_ips: u32,
     /// Active tokens per client address before the oldest is expired; 0 = off.
-    pub max_tokens_per_ip: u32,
+    pub(crate) max_tokens_per_ip: u32,
 }
 
 /// How one live setting is named, bounded and explained.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct SettingSpec {
+pub(crate) struct SettingSpec {
     /// Name in the admin API and in the `settings` table.
     pub name: &'static str,
     /// Key in `config.toml`; the environment variable is the same,
@@ -67,7 +67,7 @@ fn to_u32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-pub const DIFFICULTY: SettingSpec = SettingSpec {
+pub(crate) const DIFFICULTY: SettingSpec = SettingSpec {
     name: "difficulty",
     config_key: "difficulty_level",
     label: "difficulty",
@@ -86,7 +86,7 @@ pub const DIFFICULTY: SettingSpec = SettingSpec {
     },
 };
 
-pub const CHALLENGE_TIMEOUT: SettingSpec = SettingSpec {
+pub(crate) const CHALLENGE_TIMEOUT: SettingSpec = SettingSpec {
     name: "challenge_timeout",
     config_key: "challenge_timeout",
     label: "challenge timeout",
@@ -101,7 +101,7 @@ pub const CHALLENGE_TIMEOUT: SettingSpec = SettingSpec {
     put: |s, v| s.challenge_timeout_minutes = to_u32(v),
 };
 
-pub const TOKEN_HOURS: SettingSpec = SettingSpec {
+pub(crate) const TOKEN_HOURS: SettingSpec = SettingSpec {
     name: "token_hours",
     config_key: "token_hours",
     label: "token lifetime",
@@ -116,7 +116,7 @@ pub const TOKEN_HOURS: SettingSpec = SettingSpec {
     put: |s, v| s.token_hours = to_u32(v),
 };
 
-pub const TOKEN_MAX_IPS: SettingSpec = SettingSpec {
+pub(crate) const TOKEN_MAX_IPS: SettingSpec = SettingSpec {
     name: "token_max_ips",
     config_key: "token_max_ips",
     label: "addresses per token",
@@ -131,7 +131,7 @@ pub const TOKEN_MAX_IPS: SettingSpec = SettingSpec {
     put: |s, v| s.token_max_ips = to_u32(v),
 };
 
-pub const MAX_TOKENS_PER_IP: SettingSpec = SettingSpec {
+pub(crate) const MAX_TOKENS_PER_IP: SettingSpec = SettingSpec {
     name: "max_tokens_per_ip",
     config_key: "max_tokens_per_ip",
     label: "tokens per address",
@@ -147,7 +147,7 @@ pub const MAX_TOKENS_PER_IP: SettingSpec = SettingSpec {
 };
 
 /// Every live setting, in the order the admin page shows them.
-pub const SPECS: &[SettingSpec] = &[
+pub(crate) const SPECS: &[SettingSpec] = &[
     DIFFICULTY,
     CHALLENGE_TIMEOUT,
     TOKEN_HOURS,
@@ -157,12 +157,12 @@ pub const SPECS: &[SettingSpec] = &[
 
 impl SettingSpec {
     /// The spec of the setting the admin API calls `name`.
-    pub fn by_name(name: &str) -> Option<&'static Self> {
+    pub(crate) fn by_name(name: &str) -> Option<&'static Self> {
         SPECS.iter().find(|s| s.name == name)
     }
 
     /// The names of all live settings, for messages that list them.
-    pub fn names() -> String {
+    pub(crate) fn names() -> String {
         SPECS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
     }
 
@@ -172,7 +172,7 @@ impl SettingSpec {
     /// A message naming the allowed range. It quotes `value` as sent: a
     /// negative number must not be reported as what it became after a
     /// conversion (issue 12, item 4).
-    pub fn check(&self, value: impl Into<i128> + Copy) -> Result<u64, String> {
+    pub(crate) fn check(&self, value: impl Into<i128> + Copy) -> Result<u64, String> {
         let sent: i128 = value.into();
         u64::try_from(sent)
             .ok()
@@ -197,7 +197,7 @@ impl SettingSpec {
     /// # Errors
     /// A message naming what is accepted; also when this setting takes
     /// numbers only.
-    pub fn parse_text(&self, text: &str) -> Result<u64, String> {
+    pub(crate) fn parse_text(&self, text: &str) -> Result<u64, String> {
         if self.presets {
             text.parse::<Difficulty>()
                 .map(Difficulty::get)
@@ -211,7 +211,7 @@ impl SettingSpec {
     }
 
     /// This setting's value in `s`.
-    pub fn get(&self, s: &Settings) -> u64 {
+    pub(crate) fn get(&self, s: &Settings) -> u64 {
         (self.get)(s)
     }
 
@@ -219,7 +219,11 @@ impl SettingSpec {
     ///
     /// # Errors
     /// As [`Self::check`]; `s` is unchanged then.
-    pub fn set(&self, s: &mut Settings, value: impl Into<i128> + Copy) -> Result<(), String> {
+    pub(crate) fn set(
+        &self,
+        s: &mut Settings,
+        value: impl Into<i128> + Copy,
+    ) -> Result<(), String> {
         let v = self.check(value)?;
         (self.put)(s, v);
         Ok(())
@@ -228,7 +232,7 @@ impl SettingSpec {
 
 impl Settings {
     /// Every setting at its [`SettingSpec::default`].
-    pub fn defaults() -> Self {
+    pub(crate) fn defaults() -> Self {
         let mut s = Self {
             difficulty: Difficulty::LOW,
             challenge_timeout_minutes: 0,
@@ -243,15 +247,17 @@ impl Settings {
     }
 
     /// A field's value by its API name.
-    pub fn field(&self, name: &str) -> Option<i64> {
+    pub(crate) fn field(&self, name: &str) -> Option<i64> {
         SettingSpec::by_name(name).map(|spec| i64::try_from(spec.get(self)).unwrap_or(i64::MAX))
     }
 
-    /// Sets a field by its API name after checking its range.
+    /// Sets a field by its API name after checking its range; the tests'
+    /// way in (a PATCH goes through [`SettingSpec`] itself).
     ///
     /// # Errors
     /// A message naming the allowed range, or the known names.
-    pub fn set_field(&mut self, name: &str, value: i64) -> Result<(), String> {
+    #[cfg(test)]
+    fn set_field(&mut self, name: &str, value: i64) -> Result<(), String> {
         match SettingSpec::by_name(name) {
             Some(spec) => spec.set(self, value),
             None => Err(format!("unknown setting; known: {}", SettingSpec::names())),
@@ -263,7 +269,7 @@ impl Settings {
 /// the previous value stay acceptable for a short grace period (see
 /// [`crate::acceptance`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DifficultyChange {
+pub(crate) struct DifficultyChange {
     /// The difficulty in force before the change.
     pub previous: Difficulty,
     /// Unix seconds of the change.
@@ -272,7 +278,7 @@ pub struct DifficultyChange {
 
 /// What an update writes to the `settings` table.
 #[derive(Debug)]
-pub enum Persist {
+pub(crate) enum Persist {
     /// Store these fields as overrides of the configuration.
     Overrides(Vec<(&'static str, i64)>),
     /// Remove every override, so the configuration applies again.
@@ -303,11 +309,6 @@ pub struct LiveSettings {
 }
 
 impl LiveSettings {
-    /// Live settings with no stored overrides.
-    pub fn new(s: Settings) -> Self {
-        Self::with_overridden(s, Vec::new())
-    }
-
     fn with_overridden(s: Settings, mut overridden: Vec<&'static str>) -> Self {
         overridden.sort_unstable();
         overridden.dedup();
@@ -329,7 +330,7 @@ impl LiveSettings {
     ///
     /// # Errors
     /// The database error.
-    pub fn load(db: &Db, configured: Settings) -> Result<Self, DbError> {
+    pub(crate) fn load(db: &Db, configured: Settings) -> Result<Self, DbError> {
         let rows = db.call_blocking(|c| crate::db::settings::load(c))?;
         let mut s = configured;
         let mut overridden = Vec::new();
@@ -370,14 +371,14 @@ impl LiveSettings {
 
     /// A snapshot together with the last difficulty change, read at once so
     /// the two agree.
-    pub fn get_with_change(&self) -> (Arc<Settings>, Option<DifficultyChange>) {
+    pub(crate) fn get_with_change(&self) -> (Arc<Settings>, Option<DifficultyChange>) {
         let cur = self.read();
         (cur.settings.clone(), cur.change)
     }
 
     /// The names of the settings set through the admin API, which win over
     /// the configuration at start-up; sorted.
-    pub fn overridden(&self) -> Arc<[&'static str]> {
+    pub(crate) fn overridden(&self) -> Arc<[&'static str]> {
         self.read().overridden.clone()
     }
 
@@ -390,7 +391,7 @@ impl LiveSettings {
     /// # Errors
     /// Whatever `change` refuses (nothing is stored or swapped then), or the
     /// database error.
-    pub async fn update<E: From<DbError>>(
+    pub(crate) async fn update<E: From<DbError>>(
         &self,
         db: &Db,
         now: i64,

@@ -36,31 +36,31 @@ pub struct Inner {
     /// rows directly.
     pub db: Db,
     /// Time source; a manual clock in tests.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// HMAC-SHA256 key for challenges: `POW_SECRET`, or generated once and
     /// kept in the database so open challenges survive a restart.
     pub challenge_key: Vec<u8>,
     /// Settings an operator can change while running.
     pub settings: LiveSettings,
     /// Tokens, cached in front of the database.
-    pub tokens: TokenStore,
+    pub(crate) tokens: TokenStore,
     /// Spent challenges.
-    pub challenge_ledger: ChallengeLedger,
+    pub(crate) challenge_ledger: ChallengeLedger,
     /// Bounded argon2 verification.
     pub verifier: Verifier,
     /// Believes forwarded-IP headers only from trusted proxies.
-    pub client_ip: ClientIpResolver,
+    pub(crate) client_ip: ClientIpResolver,
     /// Admin key, sessions and login rate limit.
-    pub admin: AdminAuth,
+    pub(crate) admin: AdminAuth,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Recent activity for the admin page.
-    pub stats: Stats,
+    pub(crate) stats: Stats,
     /// Per-address rate limits and the wrong-answer back-off.
-    pub rate_limits: RateLimits,
+    pub(crate) rate_limits: RateLimits,
     /// Challenges issued and not yet spent or expired, bounded per address
     /// and network.
-    pub open_challenges: OpenChallenges,
+    pub(crate) open_challenges: OpenChallenges,
 }
 
 impl std::ops::Deref for AppState {

@@ -7,13 +7,13 @@
 //! attackers a cheap way to make the database work; the numbers restart
 //! with the process. Durable facts (tokens) live in SQLite.
 
-pub mod activity;
-pub mod solve_model;
+pub(crate) mod activity;
+pub(crate) mod solve_model;
 
 use pow::{Argon2Params, Difficulty};
 
-pub use activity::{Counts, Timeline};
-pub use solve_model::{ClassEstimate, DeviceClass, SolveReport, SolveTimes};
+pub(crate) use activity::{Counts, Timeline};
+pub(crate) use solve_model::{ClassEstimate, DeviceClass, SolveReport, SolveTimes};
 
 use crate::client_ip::NetKey;
 use activity::Activity;
@@ -21,23 +21,23 @@ use solve_model::SolveModel;
 
 /// The one handle routes hold: each event goes to the module that owns it.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     activity: Activity,
     solves: SolveModel,
 }
 
 impl Stats {
-    pub fn record_issued(&self, now: i64) {
+    pub(crate) fn record_issued(&self, now: i64) {
         self.activity.record_issued(now);
     }
 
-    pub fn record_failed(&self, now: i64) {
+    pub(crate) fn record_failed(&self, now: i64) {
         self.activity.record_failed(now);
     }
 
     /// A solve counts in the activity whatever its telemetry; only a vetted
     /// report becomes a sample of the solve model.
-    pub fn record_solved(
+    pub(crate) fn record_solved(
         &self,
         now: i64,
         class: DeviceClass,
@@ -50,20 +50,20 @@ impl Stats {
         }
     }
 
-    pub fn counts(&self, now: i64) -> Counts {
+    pub(crate) fn counts(&self, now: i64) -> Counts {
         self.activity.counts(now)
     }
 
     /// `count` buckets of `bucket_seconds` each, ending with the current one.
-    pub fn timeline(&self, now: i64, bucket_seconds: i64, count: usize) -> Timeline {
+    pub(crate) fn timeline(&self, now: i64, bucket_seconds: i64, count: usize) -> Timeline {
         self.activity.timeline(now, bucket_seconds, count)
     }
 
-    pub fn solve_times(&self, now: i64) -> SolveTimes {
+    pub(crate) fn solve_times(&self, now: i64) -> SolveTimes {
         self.solves.solve_times(now)
     }
 
-    pub fn estimates(
+    pub(crate) fn estimates(
         &self,
         now: i64,
         d: Difficulty,

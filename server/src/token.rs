@@ -11,7 +11,7 @@ pub struct PlainToken(Uuid);
 
 /// SHA-256 of the token's 16 bytes: the database key and the cache key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HashedToken(pub [u8; 32]);
+pub struct HashedToken(pub(crate) [u8; 32]);
 
 /// Why a presented token string is not a token at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum TokenFormatError {
 
 impl PlainToken {
     /// A fresh token from the operating system's CSPRNG (uuid's v4 uses getrandom).
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         Self(Uuid::new_v4())
     }
 
@@ -47,7 +47,7 @@ impl PlainToken {
     /// with hyphens exactly where a hyphenated UUID has them. Such a
     /// credential claims to be powgate's, as opposed to another scheme's
     /// (a JWT, an API key), which never has this layout.
-    pub fn has_token_shape(s: &str) -> bool {
+    pub(crate) fn has_token_shape(s: &str) -> bool {
         s.len() == 36
             && s.bytes()
                 .enumerate()
@@ -73,7 +73,7 @@ impl std::fmt::Debug for PlainToken {
 impl HashedToken {
     /// A short public identifier (first 6 bytes of the hash, hex) for the
     /// admin list and logs; it reveals nothing usable about the token.
-    pub fn short_id(&self) -> String {
+    pub(crate) fn short_id(&self) -> String {
         hex::encode(&self.0[..6])
     }
 }

@@ -23,12 +23,12 @@ use quick_cache::sync::Cache;
 use crate::client_ip::IpKey;
 use crate::db::tokens::{self as rows, AddIp, Issued};
 // The token types routes work with, so they need not reach into `db`.
-pub use crate::db::tokens::{RevokeScope, TokenRecord, TokenState};
+pub(crate) use crate::db::tokens::{RevokeScope, TokenRecord, TokenState};
 use crate::db::{Db, DbError};
 use crate::token::HashedToken;
 
 #[derive(Debug)]
-pub struct TokenStore {
+pub(crate) struct TokenStore {
     db: Db,
     cache: Cache<HashedToken, Arc<TokenRecord>>,
     /// Bumped by every removal; see the module comment.
@@ -41,13 +41,13 @@ pub struct TokenStore {
 
 /// Outcome of presenting a known, valid token from an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IpCheck {
+pub(crate) enum IpCheck {
     Allowed,
     LimitReached,
 }
 
 impl TokenStore {
-    pub fn new(db: Db, capacity: usize) -> Self {
+    pub(crate) fn new(db: Db, capacity: usize) -> Self {
         Self {
             db,
             cache: Cache::new(capacity),
@@ -109,7 +109,10 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn lookup(&self, hash: HashedToken) -> Result<Option<Arc<TokenRecord>>, DbError> {
+    pub(crate) async fn lookup(
+        &self,
+        hash: HashedToken,
+    ) -> Result<Option<Arc<TokenRecord>>, DbError> {
         if let Some(rec) = self.cache.get(&hash) {
             return Ok(Some(rec));
         }
@@ -133,7 +136,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn check_ip(
+    pub(crate) async fn check_ip(
         &self,
         rec: &TokenRecord,
         ip: IpKey,
@@ -171,7 +174,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn issue(
+    pub(crate) async fn issue(
         &self,
         hash: HashedToken,
         now: i64,
@@ -195,7 +198,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn extend(
+    pub(crate) async fn extend(
         &self,
         token_id: i64,
         ip: String,
@@ -221,7 +224,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn purge(&self, now: i64, purge_after_secs: i64) -> Result<usize, DbError> {
+    pub(crate) async fn purge(&self, now: i64, purge_after_secs: i64) -> Result<usize, DbError> {
         let gone = self
             .db
             .call(move |c| rows::purge(c, now, purge_after_secs))
@@ -235,7 +238,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn revoke(&self, scope: RevokeScope, now: i64) -> Result<usize, DbError> {
+    pub(crate) async fn revoke(&self, scope: RevokeScope, now: i64) -> Result<usize, DbError> {
         let revoked = self
             .db
             .call(move |c| rows::revoke_scope(c, scope, now))
@@ -250,7 +253,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn revoke_by_id(&self, prefix: Vec<u8>, now: i64) -> Result<usize, DbError> {
+    pub(crate) async fn revoke_by_id(&self, prefix: Vec<u8>, now: i64) -> Result<usize, DbError> {
         let revoked = self
             .db
             .call(move |c| rows::revoke_by_prefix(c, &prefix, now))
@@ -265,7 +268,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn expire_all(&self, now: i64) -> Result<usize, DbError> {
+    pub(crate) async fn expire_all(&self, now: i64) -> Result<usize, DbError> {
         let expired = self.db.call(move |c| rows::expire_all(c, now)).await?;
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.clear();
@@ -277,7 +280,11 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn list(&self, limit: u32, offset: u64) -> Result<(Vec<TokenRecord>, i64), DbError> {
+    pub(crate) async fn list(
+        &self,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<TokenRecord>, i64), DbError> {
         self.db.call(move |c| rows::list(c, limit, offset)).await
     }
 
@@ -285,7 +292,7 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub async fn count_active(&self, now: i64) -> Result<i64, DbError> {
+    pub(crate) async fn count_active(&self, now: i64) -> Result<i64, DbError> {
         self.db.call(move |c| rows::count_active(c, now)).await
     }
 }

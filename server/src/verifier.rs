@@ -54,7 +54,7 @@ pub enum VerifyError {
 
 /// Outcome of one verification.
 #[derive(Debug, Clone, Copy)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     pub valid: bool,
     /// Time spent hashing, not waiting.
     pub hash_seconds: f64,
@@ -74,7 +74,7 @@ impl Verifier {
     ///
     /// # Errors
     /// When a thread cannot be spawned.
-    pub fn new(permits: usize, queue: usize, nice: i32) -> std::io::Result<Self> {
+    pub(crate) fn new(permits: usize, queue: usize, nice: i32) -> std::io::Result<Self> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..permits {
@@ -107,7 +107,7 @@ impl Verifier {
     }
 
     /// Verifications running or waiting right now.
-    pub fn queue_depth(&self) -> usize {
+    pub(crate) fn queue_depth(&self) -> usize {
         self.capacity - self.admission.available_permits()
     }
 }
@@ -118,7 +118,11 @@ impl Reservation {
     /// # Errors
     /// Allocation failure of a memory block, or a verification thread that
     /// panicked.
-    pub async fn verify(self, claims: ChallengeClaims, nonce: u64) -> Result<Verdict, VerifyError> {
+    pub(crate) async fn verify(
+        self,
+        claims: ChallengeClaims,
+        nonce: u64,
+    ) -> Result<Verdict, VerifyError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             claims,

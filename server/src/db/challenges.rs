@@ -7,7 +7,12 @@ use rusqlite::{Connection, params};
 ///
 /// # Errors
 /// SQLite errors.
-pub fn spend(c: &Connection, id: &[u8; 16], now: i64, expires_at: i64) -> rusqlite::Result<bool> {
+pub(crate) fn spend(
+    c: &Connection,
+    id: &[u8; 16],
+    now: i64,
+    expires_at: i64,
+) -> rusqlite::Result<bool> {
     let n = c.execute(
         "INSERT INTO spent_challenges (id, spent_at, expires_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (id) DO NOTHING",
@@ -21,6 +26,6 @@ pub fn spend(c: &Connection, id: &[u8; 16], now: i64, expires_at: i64) -> rusqli
 ///
 /// # Errors
 /// SQLite errors.
-pub fn purge_expired(c: &Connection, now: i64) -> rusqlite::Result<usize> {
+pub(crate) fn purge_expired(c: &Connection, now: i64) -> rusqlite::Result<usize> {
     c.execute("DELETE FROM spent_challenges WHERE expires_at < ?1", [now])
 }

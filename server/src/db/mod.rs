@@ -2,10 +2,10 @@
 //! and [`Db::call`], the single way handlers reach the database, which keeps
 //! every blocking rusqlite call off the async runtime.
 
-pub mod challenges;
-pub mod secrets;
-pub mod settings;
-pub mod tokens;
+pub(crate) mod challenges;
+pub(crate) mod secrets;
+pub(crate) mod settings;
+pub(crate) mod tokens;
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
 
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+pub(crate) type Pool = r2d2::Pool<SqliteConnectionManager>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -163,7 +163,7 @@ impl Db {
     ///
     /// # Errors
     /// Pool exhaustion, SQLite errors from `f`, or a panic inside `f`.
-    pub async fn call<F, R>(&self, f: F) -> Result<R, DbError>
+    pub(crate) async fn call<F, R>(&self, f: F) -> Result<R, DbError>
     where
         F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
         R: Send + 'static,

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 ///
 /// # Errors
 /// SQLite errors.
-pub fn get_or_create(
+pub(crate) fn get_or_create(
     c: &Connection,
     name: &str,
     now: i64,
@@ -27,7 +27,7 @@ pub fn get_or_create(
 
 /// # Errors
 /// SQLite errors.
-pub fn get(c: &Connection, name: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+pub(crate) fn get(c: &Connection, name: &str) -> rusqlite::Result<Option<Vec<u8>>> {
     c.query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
         r.get(0)
     })
@@ -38,7 +38,7 @@ pub fn get(c: &Connection, name: &str) -> rusqlite::Result<Option<Vec<u8>>> {
 ///
 /// # Errors
 /// SQLite errors.
-pub fn set(c: &Connection, name: &str, value: &[u8], now: i64) -> rusqlite::Result<()> {
+pub(crate) fn set(c: &Connection, name: &str, value: &[u8], now: i64) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO secrets (name, value, created_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",

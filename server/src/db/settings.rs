@@ -10,7 +10,7 @@ use rusqlite::{Connection, params};
 ///
 /// # Errors
 /// SQLite errors.
-pub fn load(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+pub(crate) fn load(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
     let mut stmt = c.prepare("SELECT name, value FROM settings ORDER BY name")?;
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect()
@@ -20,7 +20,7 @@ pub fn load(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
 ///
 /// # Errors
 /// SQLite errors.
-pub fn store(c: &mut Connection, values: &[(&str, i64)], now: i64) -> rusqlite::Result<()> {
+pub(crate) fn store(c: &mut Connection, values: &[(&str, i64)], now: i64) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
     for (name, value) in values {
         tx.execute(
@@ -36,6 +36,6 @@ pub fn store(c: &mut Connection, values: &[(&str, i64)], now: i64) -> rusqlite::
 ///
 /// # Errors
 /// SQLite errors.
-pub fn clear(c: &Connection) -> rusqlite::Result<usize> {
+pub(crate) fn clear(c: &Connection) -> rusqlite::Result<usize> {
     c.execute("DELETE FROM settings", [])
 }

@@ -8,7 +8,7 @@ use crate::token::HashedToken;
 
 /// A token as stored, with its addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRecord {
+pub(crate) struct TokenRecord {
     pub id: i64,
     pub hash: HashedToken,
     pub created_at: i64,
@@ -23,7 +23,7 @@ pub struct TokenRecord {
 /// revocation, expiry and the refresh window are written, read by
 /// `/verify-token`, the refresh challenge and the admin list alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenState {
+pub(crate) enum TokenState {
     /// Not expired and not revoked.
     Active,
     /// Past `expires_at`; `refreshable` while the refresh window after it
@@ -36,7 +36,7 @@ pub enum TokenState {
 
 impl TokenState {
     /// The status shown in the admin token list.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Active => "active",
             Self::Expired { .. } => "expired",
@@ -49,7 +49,7 @@ impl TokenRecord {
     /// The token's state at `now`, with a refresh window of
     /// `refresh_window` seconds after expiry. Expiry is inclusive
     /// (`expires_at == now` is expired) and so is the window's end.
-    pub fn state(&self, now: i64, refresh_window: i64) -> TokenState {
+    pub(crate) fn state(&self, now: i64, refresh_window: i64) -> TokenState {
         if self.revoked_at.is_some() {
             TokenState::Revoked
         } else if self.expires_at <= now {
@@ -62,7 +62,7 @@ impl TokenRecord {
     }
 
     /// Whether the token is already used from `ip`.
-    pub fn has_ip(&self, ip: IpKey) -> bool {
+    pub(crate) fn has_ip(&self, ip: IpKey) -> bool {
         self.ips.iter().any(|i| ip.is_text(i))
     }
 }
@@ -118,7 +118,7 @@ fn returned_hashes<P: rusqlite::Params>(
 
 /// What issuing a token did.
 #[derive(Debug)]
-pub struct Issued {
+pub(crate) struct Issued {
     /// Tokens of the same address that were expired to make room
     /// (`POW_MAX_TOKENS_PER_IP`); the caller drops them from its cache.
     pub evicted: Vec<HashedToken>,
@@ -129,7 +129,7 @@ pub struct Issued {
 ///
 /// # Errors
 /// SQLite errors.
-pub fn insert(
+pub(crate) fn insert(
     c: &mut Connection,
     hash: &HashedToken,
     now: i64,
@@ -192,7 +192,10 @@ fn enforce_cap(
 
 /// # Errors
 /// SQLite errors.
-pub fn find_by_hash(c: &Connection, hash: &HashedToken) -> rusqlite::Result<Option<TokenRecord>> {
+pub(crate) fn find_by_hash(
+    c: &Connection,
+    hash: &HashedToken,
+) -> rusqlite::Result<Option<TokenRecord>> {
     let rec = c
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM tokens WHERE token_hash = ?1"
@@ -204,7 +207,7 @@ pub fn find_by_hash(c: &Connection, hash: &HashedToken) -> rusqlite::Result<Opti
 
 /// # Errors
 /// SQLite errors.
-pub fn find_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<TokenRecord>> {
+pub(crate) fn find_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<TokenRecord>> {
     let rec = c
         .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"))?
         .query_row([id], from_row)
@@ -214,7 +217,7 @@ pub fn find_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<TokenRecor
 
 /// Result of [`add_ip`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AddIp {
+pub(crate) enum AddIp {
     /// The address is now recorded; here is the full list.
     Added(Vec<String>),
     /// The address was already recorded.
@@ -229,7 +232,7 @@ pub enum AddIp {
 ///
 /// # Errors
 /// SQLite errors.
-pub fn add_ip(
+pub(crate) fn add_ip(
     c: &mut Connection,
     token_id: i64,
     ip: &str,
@@ -267,7 +270,7 @@ fn record_ip(
 
 /// What a refresh did.
 #[derive(Debug)]
-pub struct Extended {
+pub(crate) struct Extended {
     /// The token as it is now.
     pub record: TokenRecord,
     /// Tokens of its issuing address that were expired to keep it within
@@ -282,7 +285,7 @@ pub struct Extended {
 ///
 /// # Errors
 /// SQLite errors.
-pub fn extend(
+pub(crate) fn extend(
     c: &mut Connection,
     token_id: i64,
     ip: &str,
@@ -316,7 +319,7 @@ pub fn extend(
 ///
 /// # Errors
 /// SQLite errors.
-pub fn purge(
+pub(crate) fn purge(
     c: &Connection,
     now: i64,
     purge_after_secs: i64,
@@ -330,7 +333,7 @@ pub fn purge(
 ///
 /// # Errors
 /// SQLite errors.
-pub fn count_active(c: &Connection, now: i64) -> rusqlite::Result<i64> {
+pub(crate) fn count_active(c: &Connection, now: i64) -> rusqlite::Result<i64> {
     c.query_row(
         "SELECT count(*) FROM tokens WHERE expires_at > ?1 AND revoked_at IS NULL",
         [now],
@@ -342,7 +345,11 @@ pub fn count_active(c: &Connection, now: i64) -> rusqlite::Result<i64> {
 ///
 /// # Errors
 /// SQLite errors.
-pub fn list(c: &Connection, limit: u32, offset: u64) -> rusqlite::Result<(Vec<TokenRecord>, i64)> {
+pub(crate) fn list(
+    c: &Connection,
+    limit: u32,
+    offset: u64,
+) -> rusqlite::Result<(Vec<TokenRecord>, i64)> {
     let total = c.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))?;
     let mut stmt = c.prepare(&format!(
         "SELECT {COLUMNS} FROM tokens ORDER BY created_at DESC, id DESC LIMIT ?1 OFFSET ?2"
@@ -364,7 +371,7 @@ pub fn list(c: &Connection, limit: u32, offset: u64) -> rusqlite::Result<(Vec<To
 ///
 /// # Errors
 /// SQLite errors.
-pub fn revoke_by_prefix(
+pub(crate) fn revoke_by_prefix(
     c: &Connection,
     prefix: &[u8],
     now: i64,
@@ -384,7 +391,7 @@ pub fn revoke_by_prefix(
 ///
 /// # Errors
 /// SQLite errors.
-pub fn expire_all(c: &Connection, now: i64) -> rusqlite::Result<usize> {
+pub(crate) fn expire_all(c: &Connection, now: i64) -> rusqlite::Result<usize> {
     c.execute(
         "UPDATE tokens SET expires_at = ?1 WHERE expires_at > ?1 AND revoked_at IS NULL",
         [now],
@@ -393,7 +400,7 @@ pub fn expire_all(c: &Connection, now: i64) -> rusqlite::Result<usize> {
 
 /// Which tokens a bulk revocation takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RevokeScope {
+pub(crate) enum RevokeScope {
     /// Every token not revoked yet, expired ones too.
     All,
     /// Tokens with any recorded address in the network. A stored IPv6 /64
@@ -418,7 +425,7 @@ fn stored_in(stored: &str, net: &IpNet) -> bool {
 ///
 /// # Errors
 /// SQLite errors.
-pub fn revoke_scope(
+pub(crate) fn revoke_scope(
     c: &mut Connection,
     scope: RevokeScope,
     now: i64,

@@ -29,7 +29,7 @@ use crate::state::AppState;
 use crate::stats::{ClassEstimate, Counts, SolveTimes, Timeline};
 use crate::token_store::RevokeScope;
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/admin", get(|| async { Redirect::permanent("admin/") }))
         .route(
@@ -54,7 +54,7 @@ pub fn router() -> Router<AppState> {
 
 /// Proof that the request is from an administrator.
 #[derive(Debug)]
-pub struct Admin;
+pub(crate) struct Admin;
 
 /// Whether a cookie-authenticated state change may proceed: only from a
 /// page of this origin. Browsers always send `Origin` on such requests, so a

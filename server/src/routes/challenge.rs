@@ -15,7 +15,7 @@ use crate::state::AppState;
 use crate::token::PlainToken;
 use crate::token_store::TokenState;
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/api/challenge", post(issue))
 }
 
@@ -119,7 +119,11 @@ async fn refresh_target(
 }
 
 /// The id of `token` if it may be refreshed from `client` now.
-pub async fn refreshable_token_id(state: &AppState, client: &ClientIp, token: &str) -> Result<i64> {
+pub(crate) async fn refreshable_token_id(
+    state: &AppState,
+    client: &ClientIp,
+    token: &str,
+) -> Result<i64> {
     let token = PlainToken::parse(token)
         .map_err(|e| ApiError::BadRequest(format!("refresh_token: {e}")))?;
     let rec = state.tokens.lookup(token.hashed()).await?.ok_or_else(|| {

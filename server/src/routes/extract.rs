@@ -20,7 +20,7 @@ use crate::state::AppState;
 
 /// The client's address after the trusted-proxy rules, and its counting key.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientIp {
+pub(crate) struct ClientIp {
     pub ip: IpAddr,
     pub key: IpKey,
     /// Whether the TCP peer is a trusted proxy, whose forwarded headers count.
@@ -49,7 +49,7 @@ impl FromRequestParts<AppState> for ClientIp {
 
 /// A JSON body of type `T`. An empty body is read as `{}` when `T` allows it.
 #[derive(Debug)]
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
@@ -111,7 +111,7 @@ impl From<PathRejection> for ApiError {
 
 /// A query string deserialized into `T`.
 #[derive(Debug)]
-pub struct QueryParams<T>(pub T);
+pub(crate) struct QueryParams<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
     type Rejection = ApiError;
@@ -124,7 +124,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 
 /// A URL-encoded form body deserialized into `T`.
 #[derive(Debug)]
-pub struct FormBody<T>(pub T);
+pub(crate) struct FormBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormBody<T> {
     type Rejection = ApiError;
@@ -137,7 +137,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormBody<T> {
 
 /// The route's path parameters deserialized into `T`.
 #[derive(Debug)]
-pub struct PathParams<T>(pub T);
+pub(crate) struct PathParams<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
     type Rejection = ApiError;

@@ -5,6 +5,6 @@ use axum::routing::get;
 
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(|| async { "ok\n" }))
 }

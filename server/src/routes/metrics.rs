@@ -10,7 +10,7 @@ use axum::routing::get;
 use crate::error::Result;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(render))
 }
 

@@ -1,13 +1,13 @@
 //! HTTP routes, one module per resource; [`app`] merges them.
 
-pub mod admin;
-pub mod challenge;
-pub mod extract;
-pub mod health;
-pub mod metrics;
-pub mod pages;
-pub mod solve;
-pub mod verify;
+pub(crate) mod admin;
+pub(crate) mod challenge;
+pub(crate) mod extract;
+pub(crate) mod health;
+pub(crate) mod metrics;
+pub(crate) mod pages;
+pub(crate) mod solve;
+pub(crate) mod verify;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -25,7 +25,7 @@ use crate::state::AppState;
 ///
 /// # Errors
 /// [`ApiError::Timeout`] when the time is up.
-pub async fn within_request_time<F: Future>(
+pub(crate) async fn within_request_time<F: Future>(
     state: &AppState,
     work: F,
 ) -> Result<F::Output, ApiError> {
@@ -104,7 +104,7 @@ fn request_tracing_enabled() -> bool {
 ///
 /// Both groups refuse only through [`ApiError`]: every extractor's rejection
 /// is one (see [`extract`]), and so are the 405 and 404 fallbacks.
-pub fn app(state: AppState) -> Router {
+pub(crate) fn app(state: AppState) -> Router {
     let hot = Router::new()
         .merge(verify::router())
         .merge(health::router())

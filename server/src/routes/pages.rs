@@ -22,11 +22,11 @@ mod embedded {
 }
 
 /// Only same-origin resources, plus compiling WebAssembly.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; worker-src 'self'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/api/config", get(page_config))
@@ -34,7 +34,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// An embedded file by its path below the served root.
-pub fn find(path: &str) -> Option<(&'static str, &'static str, &'static [u8])> {
+pub(crate) fn find(path: &str) -> Option<(&'static str, &'static str, &'static [u8])> {
     embedded::ASSETS
         .iter()
         .find(|(p, ..)| *p == path)
@@ -50,7 +50,7 @@ async fn asset(PathParams(path): PathParams<String>, headers: HeaderMap) -> Resp
 }
 
 /// Serves an embedded file, honouring `If-None-Match`.
-pub fn serve(path: &str, headers: &HeaderMap) -> Response {
+pub(crate) fn serve(path: &str, headers: &HeaderMap) -> Response {
     let Some((mime, etag, bytes)) = find(path) else {
         return ApiError::NotFound(format!("no such page: /{path}")).into_response();
     };

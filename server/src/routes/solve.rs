@@ -28,7 +28,7 @@ use crate::state::AppState;
 use crate::stats::{DeviceClass, SolveReport};
 use crate::token::PlainToken;
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/solve", post(solve))
         .route("/api/token", post(paste_token))

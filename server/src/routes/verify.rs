@@ -26,16 +26,16 @@ const REDIR_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     // Proxies use GET (nginx auth_request) or the original method
     // (Traefik), so any method is answered.
     Router::new().route("/verify-token", any(verify))
 }
 
-pub const STATUS_HEADER: HeaderName = HeaderName::from_static("x-powgate-status");
-pub const REFRESHABLE_HEADER: HeaderName = HeaderName::from_static("x-powgate-refreshable");
+pub(crate) const STATUS_HEADER: HeaderName = HeaderName::from_static("x-powgate-status");
+pub(crate) const REFRESHABLE_HEADER: HeaderName = HeaderName::from_static("x-powgate-refreshable");
 /// Where nginx should send a browser; see the nginx recipe.
-pub const LOCATION_HEADER: HeaderName = HeaderName::from_static("x-powgate-location");
+pub(crate) const LOCATION_HEADER: HeaderName = HeaderName::from_static("x-powgate-location");
 
 /// Answers on every request the proxy sees, so the common case (a known,
 /// valid token) allocates nothing of its own: the headers are borrowed from

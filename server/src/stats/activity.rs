@@ -10,7 +10,7 @@ use serde::Serialize;
 const MINUTES: usize = 24 * 60;
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     /// Unix seconds at the start of the bucket.
     pub start: i64,
     pub issued: u64,
@@ -19,27 +19,27 @@ pub struct Bucket {
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Window {
+pub(crate) struct Window {
     pub hour: u64,
     pub day: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub issued: Window,
     pub solved: Window,
     pub failed: Window,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Timeline {
+pub(crate) struct Timeline {
     pub bucket_seconds: i64,
     pub buckets: Vec<Bucket>,
 }
 
 /// Per-minute buckets, oldest first.
 #[derive(Debug, Default)]
-pub struct Activity(Mutex<VecDeque<Bucket>>);
+pub(crate) struct Activity(Mutex<VecDeque<Bucket>>);
 
 impl Activity {
     fn with<R>(&self, f: impl FnOnce(&mut VecDeque<Bucket>) -> R) -> R {
@@ -67,15 +67,15 @@ impl Activity {
         });
     }
 
-    pub fn record_issued(&self, now: i64) {
+    pub(crate) fn record_issued(&self, now: i64) {
         self.bump(now, |b| b.issued += 1);
     }
 
-    pub fn record_solved(&self, now: i64) {
+    pub(crate) fn record_solved(&self, now: i64) {
         self.bump(now, |b| b.solved += 1);
     }
 
-    pub fn record_failed(&self, now: i64) {
+    pub(crate) fn record_failed(&self, now: i64) {
         self.bump(now, |b| b.failed += 1);
     }
 
@@ -83,7 +83,7 @@ impl Activity {
         buckets.iter().filter(|b| b.start > now - secs).map(f).sum()
     }
 
-    pub fn counts(&self, now: i64) -> Counts {
+    pub(crate) fn counts(&self, now: i64) -> Counts {
         self.with(|m| Counts {
             issued: Window {
                 hour: Self::window(m, now, 3600, |b| b.issued),
@@ -101,7 +101,7 @@ impl Activity {
     }
 
     /// `count` buckets of `bucket_seconds` each, ending with the current one.
-    pub fn timeline(&self, now: i64, bucket_seconds: i64, count: usize) -> Timeline {
+    pub(crate) fn timeline(&self, now: i64, bucket_seconds: i64, count: usize) -> Timeline {
         let last = now - now.rem_euclid(bucket_seconds);
         let first = last - bucket_seconds * (i64::try_from(count).unwrap_or(1) - 1);
         let mut buckets: Vec<Bucket> = (0..count)

@@ -39,18 +39,18 @@ const MIN_RATE_UNDER_PHONE: f64 = 20.0;
 /// User-Agent's (see [`DeviceClass::reported_or_from_user_agent`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DeviceClass {
+pub(crate) enum DeviceClass {
     Desktop,
     Phone,
     SafariIos,
 }
 
 impl DeviceClass {
-    pub const ALL: [Self; 3] = [Self::Desktop, Self::Phone, Self::SafariIos];
+    pub(crate) const ALL: [Self; 3] = [Self::Desktop, Self::Phone, Self::SafariIos];
 
     /// The fallback for clients that do not report their class. Every iOS
     /// browser is WebKit, and desktop Safari shares its limits.
-    pub fn from_user_agent(ua: &str) -> Self {
+    pub(crate) fn from_user_agent(ua: &str) -> Self {
         let ios = ua.contains("iPhone") || ua.contains("iPad") || ua.contains("iPod");
         let safari = ua.contains("Safari")
             && ua.contains("AppleWebKit")
@@ -72,7 +72,7 @@ impl DeviceClass {
     /// more than the header (an iPad in desktop mode claims to be a Mac),
     /// and a class that is a lie only moves that class's estimate, which
     /// takes one rate per network anyway.
-    pub fn reported_or_from_user_agent(reported: Option<ReportedClass>, ua: &str) -> Self {
+    pub(crate) fn reported_or_from_user_agent(reported: Option<ReportedClass>, ua: &str) -> Self {
         match reported {
             Some(ReportedClass::Desktop) => Self::Desktop,
             Some(ReportedClass::Phone) => Self::Phone,
@@ -81,7 +81,7 @@ impl DeviceClass {
         }
     }
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Desktop => "Desktop",
             Self::Phone => "Phone",
@@ -101,7 +101,7 @@ impl DeviceClass {
 
     /// The reference rate scaled to `params`: argon2's cost is close to
     /// proportional to passes × memory.
-    pub fn reference_rate(self, params: Argon2Params) -> f64 {
+    pub(crate) fn reference_rate(self, params: Argon2Params) -> f64 {
         let default_cost = f64::from(Argon2Params::DEFAULT_TIME_COST)
             * f64::from(Argon2Params::DEFAULT_MEMORY_KIB);
         let cost = f64::from(params.t_cost()) * f64::from(params.m_cost_kib());
@@ -124,7 +124,7 @@ struct Sample {
 /// Solve telemetry that passed [`SolveReport::vet`]: physically possible
 /// and consistent with the challenge and with what the server observed.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SolveReport {
+pub(crate) struct SolveReport {
     elapsed_ms: u64,
     /// Whole-client hashes per second, when hashes were reported.
     rate: Option<f64>,
@@ -140,7 +140,7 @@ impl SolveReport {
     /// saw pass, when its hashes exceed a generous multiple of the
     /// difficulty, or when its rate is beyond the fastest or below the
     /// slowest plausible device.
-    pub fn vet(
+    pub(crate) fn vet(
         t: Telemetry,
         d: Difficulty,
         params: Argon2Params,
@@ -174,24 +174,24 @@ impl SolveReport {
         Some(Self { elapsed_ms, rate })
     }
 
-    pub fn elapsed_ms(&self) -> u64 {
+    pub(crate) fn elapsed_ms(&self) -> u64 {
         self.elapsed_ms
     }
 }
 
 /// The latest [`SAMPLES`] vetted solves, oldest first.
 #[derive(Debug, Default)]
-pub struct SolveModel(Mutex<VecDeque<Sample>>);
+pub(crate) struct SolveModel(Mutex<VecDeque<Sample>>);
 
 #[derive(Debug, Clone, Serialize)]
-pub struct HistogramBucket {
+pub(crate) struct HistogramBucket {
     /// Upper bound in ms; `None` is +Inf.
     pub le_ms: Option<u64>,
     pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct SolveTimes {
+pub(crate) struct SolveTimes {
     pub samples: usize,
     pub p50_ms: Option<u64>,
     pub p95_ms: Option<u64>,
@@ -200,7 +200,7 @@ pub struct SolveTimes {
 
 /// Expected solve time for one device class at the current difficulty.
 #[derive(Debug, Clone, Serialize)]
-pub struct ClassEstimate {
+pub(crate) struct ClassEstimate {
     pub class: DeviceClass,
     pub label: &'static str,
     /// Hashes per second for the whole device.
@@ -216,7 +216,7 @@ pub struct ClassEstimate {
 /// Mean and 95th percentile of the solve time at `rate` hashes per second.
 /// Each hash wins with probability 1/D, so the time is (nearly) exponential
 /// with mean D/rate, and P(T > t) = 5 % at t = ln(20)·D/rate.
-pub fn expected_times(d: Difficulty, rate: f64) -> (f64, f64) {
+pub(crate) fn expected_times(d: Difficulty, rate: f64) -> (f64, f64) {
     #[allow(clippy::cast_precision_loss)]
     let mean = d.get() as f64 / rate.max(1e-9);
     (mean, mean * 20f64.ln())
@@ -234,7 +234,13 @@ impl SolveModel {
             .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    pub fn record(&self, now: i64, class: DeviceClass, network: NetKey, report: SolveReport) {
+    pub(crate) fn record(
+        &self,
+        now: i64,
+        class: DeviceClass,
+        network: NetKey,
+        report: SolveReport,
+    ) {
         let SolveReport { elapsed_ms, rate } = report;
         self.with(|samples| {
             samples.push_back(Sample {
@@ -250,7 +256,7 @@ impl SolveModel {
         });
     }
 
-    pub fn solve_times(&self, now: i64) -> SolveTimes {
+    pub(crate) fn solve_times(&self, now: i64) -> SolveTimes {
         let mut ms: Vec<u64> = self.with(|samples| {
             samples
                 .iter()
@@ -296,7 +302,7 @@ impl SolveModel {
 
     /// Expected solve times per device class, from the median measured rate
     /// when there are enough samples, else the reference rate.
-    pub fn estimates(
+    pub(crate) fn estimates(
         &self,
         now: i64,
         d: Difficulty,

@@ -2,7 +2,9 @@
 //! temporary directory, with a manual clock and tiny argon2 parameters set
 //! through configuration.
 
-#![allow(dead_code)]
+// Each test binary includes this module and uses part of it; its `pub` is
+// the interface to them, not an export of the test crate.
+#![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
