@@ -212,6 +212,20 @@ mod tests {
         assert!(body.contains("\"error\":\"internal\""), "{body}");
     }
 
+    /// The route-side half of a rate limit: a `Limited` wait must reach the
+    /// client as a 429 whose `Retry-After` is rounded up, never down to a
+    /// wait that would be refused again.
+    #[test]
+    fn a_limited_wait_becomes_a_429_with_retry_after_rounded_up() {
+        let limited = crate::limits::Limited {
+            wait: std::time::Duration::from_millis(1_200),
+        };
+        let resp = ApiError::from(limited).into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+        assert!(body_text(resp).contains("\"error\":\"rate_limited\""));
+    }
+
     fn body_text(resp: Response) -> String {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
