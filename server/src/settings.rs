@@ -306,10 +306,13 @@ struct Current {
 pub struct LiveSettings {
     current: Arc<RwLock<Current>>,
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// Where overrides are stored: the settings own their table, so no
+    /// route reaches the database for them.
+    db: Db,
 }
 
 impl LiveSettings {
-    fn with_overridden(s: Settings, mut overridden: Vec<&'static str>) -> Self {
+    fn with_overridden(db: Db, s: Settings, mut overridden: Vec<&'static str>) -> Self {
         overridden.sort_unstable();
         overridden.dedup();
         Self {
@@ -319,6 +322,7 @@ impl LiveSettings {
                 overridden: overridden.into(),
             })),
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            db,
         }
     }
 
@@ -353,7 +357,7 @@ impl LiveSettings {
                 );
             }
         }
-        Ok(Self::with_overridden(s, overridden))
+        Ok(Self::with_overridden(db.clone(), s, overridden))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
@@ -393,7 +397,6 @@ impl LiveSettings {
     /// database error.
     pub(crate) async fn update<E: From<DbError>>(
         &self,
-        db: &Db,
         now: i64,
         change: impl FnOnce(&mut Settings) -> Result<Persist, E>,
     ) -> Result<Settings, E> {
@@ -404,41 +407,42 @@ impl LiveSettings {
         let current = self.current.clone();
         // Store and swap on the blocking thread, which runs to the end even
         // when this future is dropped; the writers' lock goes with it.
-        db.call(move |c| {
-            let _writer = writer;
-            let overridden: Option<Vec<&'static str>> = match persist {
-                Persist::Overrides(fields) => {
-                    crate::db::settings::store(c, &fields, now)?;
-                    Some(fields.iter().map(|(name, _)| *name).collect())
+        self.db
+            .call(move |c| {
+                let _writer = writer;
+                let overridden: Option<Vec<&'static str>> = match persist {
+                    Persist::Overrides(fields) => {
+                        crate::db::settings::store(c, &fields, now)?;
+                        Some(fields.iter().map(|(name, _)| *name).collect())
+                    }
+                    Persist::ClearOverrides => {
+                        crate::db::settings::clear(c)?;
+                        None
+                    }
+                };
+                let mut cur = current
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if next.difficulty != before.difficulty {
+                    cur.change = Some(DifficultyChange {
+                        previous: before.difficulty,
+                        at: now,
+                    });
                 }
-                Persist::ClearOverrides => {
-                    crate::db::settings::clear(c)?;
-                    None
-                }
-            };
-            let mut cur = current
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if next.difficulty != before.difficulty {
-                cur.change = Some(DifficultyChange {
-                    previous: before.difficulty,
-                    at: now,
-                });
-            }
-            cur.settings = Arc::new(next);
-            cur.overridden = match overridden {
-                Some(added) => {
-                    let mut all: Vec<&'static str> =
-                        cur.overridden.iter().copied().chain(added).collect();
-                    all.sort_unstable();
-                    all.dedup();
-                    all.into()
-                }
-                None => Arc::from([]),
-            };
-            Ok(())
-        })
-        .await?;
+                cur.settings = Arc::new(next);
+                cur.overridden = match overridden {
+                    Some(added) => {
+                        let mut all: Vec<&'static str> =
+                            cur.overridden.iter().copied().chain(added).collect();
+                        all.sort_unstable();
+                        all.dedup();
+                        all.into()
+                    }
+                    None => Arc::from([]),
+                };
+                Ok(())
+            })
+            .await?;
         Ok(next)
     }
 }
@@ -543,15 +547,15 @@ mod tests {
                 Ok::<_, DbError>(Persist::Overrides(vec![(name, v)]))
             }
         };
-        live.update(&db, 1, set("token_hours", 5)).await.unwrap();
-        live.update(&db, 2, set("difficulty", 1234)).await.unwrap();
-        live.update(&db, 3, set("token_hours", 6)).await.unwrap();
+        live.update(1, set("token_hours", 5)).await.unwrap();
+        live.update(2, set("difficulty", 1234)).await.unwrap();
+        live.update(3, set("token_hours", 6)).await.unwrap();
         assert_eq!(&*live.overridden(), ["difficulty", "token_hours"]);
         // A restart finds the same list in the table.
         let reloaded = LiveSettings::load(&db, base()).unwrap();
         assert_eq!(reloaded.overridden(), live.overridden());
         assert_eq!(reloaded.get().token_hours, 6);
-        live.update(&db, 4, |s| {
+        live.update(4, |s| {
             *s = base();
             Ok::<_, DbError>(Persist::ClearOverrides)
         })

@@ -29,12 +29,6 @@ pub struct AppState {
 pub struct Inner {
     /// Validated start-up configuration.
     pub config: Config,
-    /// The SQLite pool. Routes reach the database through the stores
-    /// ([`TokenStore`], [`ChallengeLedger`]), never through this; it stays
-    /// public only for the admin settings view and [`LiveSettings::update`],
-    /// until settings move behind their own store, and for tests that check
-    /// rows directly.
-    pub db: Db,
     /// Time source; a manual clock in tests.
     pub(crate) clock: Arc<dyn Clock>,
     /// HMAC-SHA256 key for challenges: `POW_SECRET`, or generated once and
@@ -112,7 +106,6 @@ impl AppState {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                db,
                 clock,
                 challenge_key,
                 settings,

@@ -471,15 +471,7 @@ fn difficulty_change_applies_to_the_next_challenge_and_survives_restart() {
     let token = app.obtain_token(IP);
     let (_, b, _) = app.verify(Some(&token), IP);
     assert_eq!(b["status"], "valid");
-    let rec_expiry: i64 = app
-        .state
-        .db
-        .call_blocking(|c| {
-            c.query_row("SELECT expires_at - created_at FROM tokens", [], |r| {
-                r.get(0)
-            })
-        })
-        .unwrap();
+    let rec_expiry: i64 = app.sql_number("SELECT expires_at - created_at FROM tokens");
     assert_eq!(rec_expiry, 5 * 3600, "token_hours was changed live too");
 
     let (status, body) = bearer(&app, "DELETE", "/api/admin/settings", None);
@@ -745,12 +737,7 @@ fn a_cross_site_token_paste_sets_no_cookie_and_adds_no_address() {
         let body: serde_json::Value = r.body_mut().read_json().unwrap_or_default();
         (status, cookie, body)
     };
-    let addresses = || -> i64 {
-        app.state
-            .db
-            .call_blocking(|c| c.query_row("SELECT count(*) FROM token_ips", [], |r| r.get(0)))
-            .unwrap()
-    };
+    let addresses = || -> i64 { app.sql_number("SELECT count(*) FROM token_ips") };
     for (origin, site) in [
         (Some("https://evil.example"), None),
         (Some("https://evil.example"), Some("cross-site")),

@@ -226,11 +226,7 @@ fn concurrent_double_submit_yields_exactly_one_token() {
             "{statuses:?}"
         );
     }
-    let tokens: i64 = app
-        .state
-        .db
-        .call_blocking(|c| c.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0)))
-        .unwrap();
+    let tokens: i64 = app.sql_number("SELECT count(*) FROM tokens");
     assert_eq!(tokens, 5);
 }
 

@@ -274,7 +274,7 @@ async fn patch_settings(
     // PATCH of another field cannot be undone by this one (issue 12, item 2).
     let next = state
         .settings
-        .update(&state.db, state.now(), |next| {
+        .update(state.now(), |next| {
             let mut changed: Vec<(&'static str, i64)> = Vec::new();
             for (name, value) in &body {
                 let Some(spec) = SettingSpec::by_name(name) else {
@@ -305,7 +305,7 @@ async fn reset_settings(
     let configured = state.config.settings;
     state
         .settings
-        .update(&state.db, state.now(), |s| {
+        .update(state.now(), |s| {
             *s = configured;
             Ok::<_, ApiError>(Persist::ClearOverrides)
         })

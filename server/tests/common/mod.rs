@@ -110,6 +110,15 @@ impl TestApp {
         }
     }
 
+    /// One number from the database file, read on a connection of the
+    /// test's own: the server's pool belongs to its stores.
+    pub fn sql_number(&self, sql: &str) -> i64 {
+        rusqlite::Connection::open(&self.raw.database)
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
