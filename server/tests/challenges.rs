@@ -157,25 +157,35 @@ fn patch_with_a_negative_difficulty_reports_what_was_sent() {
 // ---------------------------------------------------------------------------
 // Stockpiles: bounded per address and network, and dead after a raise.
 
+/// Submits each of `reqs` and checks it is refused with 410 and a message
+/// containing `says`, before any argon2 run.
+fn refused_without_hashing(app: &TestApp, reqs: &[SolveRequest], says: &str) {
+    let runs = argon2_runs(app);
+    for req in reqs {
+        let (status, body, _) = app.submit(IP, req);
+        assert_eq!(status, 410, "{body}");
+        assert!(body["message"].as_str().unwrap().contains(says), "{body}");
+    }
+    assert_eq!(argon2_runs(app), runs, "refused before any argon2 work");
+}
+
+/// A submission of `claims`, signed with the server's own key.
+fn signed(app: &TestApp, claims: &ChallengeClaims, nonce: u64) -> SolveRequest {
+    SolveRequest {
+        challenge: claims.sign(&app.state.challenge_key),
+        nonce,
+        refresh_token: None,
+        telemetry: None,
+    }
+}
+
 #[test]
 fn stockpiled_challenges_are_refused_after_a_raise_once_the_grace_is_over() {
     let app = app();
     let stockpile: Vec<SolveRequest> = (0..5).map(|_| answer(&app.new_challenge(IP))).collect();
     raise_difficulty(&app, 64);
     app.clock.advance(GRACE + 1);
-    let runs = argon2_runs(&app);
-    for req in &stockpile {
-        let (status, body, _) = app.submit(IP, req);
-        assert_eq!(status, 410, "{body}");
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .contains("request a new challenge"),
-            "{body}"
-        );
-    }
-    assert_eq!(argon2_runs(&app), runs, "refused before any argon2 work");
+    refused_without_hashing(&app, &stockpile, "request a new challenge");
     let fresh = app.new_challenge(IP);
     assert_eq!(fresh.difficulty, 64);
     assert_eq!(app.submit(IP, &answer(&fresh)).0, 200);
@@ -263,17 +273,7 @@ fn a_validly_signed_challenge_with_other_argon2_params_is_refused_without_hashin
         refresh_token: None,
         telemetry: None,
     };
-    let runs = argon2_runs(&app);
-    let (status, body, _) = app.submit(IP, &req);
-    assert_eq!(status, 410, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("argon2 parameters"),
-        "{body}"
-    );
-    assert_eq!(argon2_runs(&app), runs);
+    refused_without_hashing(&app, &[req], "argon2 parameters");
 }
 
 #[test]
@@ -282,35 +282,13 @@ fn a_validly_signed_challenge_below_the_difficulty_floor_is_refused_without_hash
     let mut claims = claims_for(&app, IP);
     // Difficulty 1: every nonce wins.
     claims.difficulty = Difficulty::new(1).unwrap();
-    let req = SolveRequest {
-        challenge: claims.sign(&app.state.challenge_key),
-        nonce: 0,
-        refresh_token: None,
-        telemetry: None,
-    };
-    let runs = argon2_runs(&app);
-    let (status, body, _) = app.submit(IP, &req);
-    assert_eq!(status, 410, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("request a new challenge"),
-        "{body}"
-    );
-    assert_eq!(argon2_runs(&app), runs);
+    refused_without_hashing(&app, &[signed(&app, &claims, 0)], "request a new challenge");
 
     // A refresh needs half the difficulty, not less.
     let mut refresh = claims_for(&app, IP);
     refresh.purpose = Purpose::Refresh { token_id: 1 };
     refresh.difficulty = Difficulty::new(1).unwrap();
-    let req = SolveRequest {
-        challenge: refresh.sign(&app.state.challenge_key),
-        nonce: 0,
-        refresh_token: None,
-        telemetry: None,
-    };
-    assert_eq!(app.submit(IP, &req).0, 410);
+    assert_eq!(app.submit(IP, &signed(&app, &refresh, 0)).0, 410);
 }
 
 // ---------------------------------------------------------------------------
