@@ -183,6 +183,65 @@ impl std::fmt::Display for NetKey {
     }
 }
 
+/// A network enclosing a client address, for the limits and the reputation
+/// that a client rotating through many addresses must not escape.
+///
+/// [`IpKey::enclosing`] yields them narrowest first: an IPv4 /24; an IPv6
+/// /56 (a subscriber's usual delegation) and /48 (a site's, and the block
+/// a hosting provider hands one customer). The prefix length is part of
+/// the key, so a /56 never collides with the /48 that shares its address.
+// Used by the network limits and the reputation of issue 14, which land next.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Prefix {
+    addr: IpAddr,
+    len: u8,
+}
+
+#[allow(dead_code)]
+impl Prefix {
+    /// `ip` masked to its first `len` bits (`len` ≤ 32 for IPv4, ≤ 128 for
+    /// IPv6).
+    fn of(ip: IpAddr, len: u8) -> Self {
+        let addr = match ip {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        };
+        Self { addr, len }
+    }
+
+    /// The prefix length: 24, 56 or 48.
+    pub(crate) fn len(self) -> u8 {
+        self.len
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+#[allow(dead_code)]
+impl IpKey {
+    /// The networks this address lies in, narrowest first: IPv4 /24; IPv6
+    /// /56 then /48.
+    pub(crate) fn enclosing(self) -> impl Iterator<Item = Prefix> {
+        let lens: &[u8] = match self.0 {
+            IpAddr::V4(_) => &[24],
+            IpAddr::V6(_) => &[56, 48],
+        };
+        let ip = self.0;
+        lens.iter().map(move |&len| Prefix::of(ip, len))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +323,26 @@ mod tests {
         assert_ne!(net("2001:db8:1::1"), net("2001:db8:2::1"));
         assert_eq!(net("192.0.2.77").to_string(), "192.0.2.0/24");
         assert_eq!(net("2001:db8:1:2::1").to_string(), "2001:db8:1::/48");
+    }
+    #[test]
+    fn enclosing_networks_are_ipv4_slash_24_and_ipv6_slash_56_then_48() {
+        let enc = |s: &str| {
+            IpKey::of(s.parse().unwrap())
+                .enclosing()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(enc("192.0.2.77"), ["192.0.2.0/24"]);
+        assert_eq!(enc("::ffff:192.0.2.77"), ["192.0.2.0/24"]);
+        assert_eq!(
+            enc("2001:db8:1:2ff:aaaa::1"),
+            ["2001:db8:1:200::/56", "2001:db8:1::/48"]
+        );
+        // The length is part of the key: a /56 at the start of a /48 is
+        // not that /48.
+        let v6 = IpKey::of("2001:db8:1::1".parse().unwrap());
+        let [site, wide]: [Prefix; 2] = v6.enclosing().collect::<Vec<_>>().try_into().unwrap();
+        assert_ne!(site, wide);
+        assert_eq!((site.len(), wide.len()), (56, 48));
     }
 }
