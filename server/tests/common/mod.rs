@@ -13,7 +13,7 @@ use std::sync::Arc;
 use pow::wire::{ChallengeResponse, SolveRequest};
 use pow::{Difficulty, Solver, Step};
 use powgate::clock::ManualClock;
-use powgate::config::{DifficultyValue, RawConfig};
+use powgate::config::RawConfig;
 use powgate::state::AppState;
 use tokio::sync::oneshot;
 
@@ -33,9 +33,9 @@ pub fn test_config(db: PathBuf) -> RawConfig {
     let mut c = RawConfig {
         listen: "127.0.0.1:0".into(),
         database: db,
-        difficulty_level: DifficultyValue::Number(4),
         ..RawConfig::default()
     };
+    c.set_live("difficulty_level", 4);
     // Rate limits are tested on their own; elsewhere they would only make
     // tests that solve many challenges from one address flaky.
     c.rate_challenges_per_minute = 0;
