@@ -28,6 +28,16 @@ pub struct TestApp {
     pub dir: Arc<tempfile::TempDir>,
 }
 
+/// The live per-network rate budgets, off in tests unless a test sets one.
+pub const NETWORK_BUDGETS: [&str; 6] = [
+    "challenges_per_minute_per_24",
+    "challenges_per_minute_per_56",
+    "challenges_per_minute_per_48",
+    "solutions_per_minute_per_24",
+    "solutions_per_minute_per_56",
+    "solutions_per_minute_per_48",
+];
+
 /// Small enough that a test solves in milliseconds.
 pub fn test_config(db: PathBuf) -> RawConfig {
     let mut c = RawConfig {
@@ -41,6 +51,9 @@ pub fn test_config(db: PathBuf) -> RawConfig {
     c.rate_challenges_per_minute = 0;
     c.rate_solutions_per_minute = 0;
     c.wrong_answer_backoff_secs = 0;
+    for per_network in NETWORK_BUDGETS {
+        c.set_live(per_network, 0);
+    }
     c.argon2.time_cost = 1;
     c.argon2.memory_kb = 64;
     c
