@@ -63,9 +63,11 @@ fn burst_of(per_minute: u32) -> u32 {
 
 /// The per-network GCRA buckets of one kind of request: the theoretical
 /// arrival time of each network counted recently.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct NetworkBuckets {
     tat: Mutex<HashMap<Prefix, Instant>>,
+    /// Most buckets kept: [`NETWORK_CAPACITY`] but in tests.
+    capacity: usize,
 }
 
 /// One network level over its budget: which, and for how long.
@@ -76,6 +78,13 @@ struct Over {
 }
 
 impl NetworkBuckets {
+    fn new(capacity: usize) -> Self {
+        Self {
+            tat: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Prefix, Instant>> {
         self.tat
             .lock()
@@ -124,11 +133,11 @@ impl NetworkBuckets {
         }
         for (net, per_minute) in levels {
             let (interval, _) = shape(per_minute);
-            if tat.len() >= NETWORK_CAPACITY && !tat.contains_key(&net) {
-                tat.retain(|_, t| *t > now);
-                if tat.len() >= NETWORK_CAPACITY {
-                    continue;
-                }
+            // Full: the network goes uncounted until the next sweep
+            // (forget_idle) frees drained buckets. Sweeping here instead
+            // would make every request of a wide botnet walk the whole map.
+            if tat.len() >= self.capacity && !tat.contains_key(&net) {
+                continue;
             }
             let t = tat.entry(net).or_insert(now);
             *t = (*t).max(now) + interval;
@@ -216,8 +225,8 @@ impl RateLimits {
         Self {
             challenges: keyed(limits.challenges_per_minute),
             solutions: keyed(limits.solutions_per_minute),
-            challenge_networks: NetworkBuckets::default(),
-            solution_networks: NetworkBuckets::default(),
+            challenge_networks: NetworkBuckets::new(NETWORK_CAPACITY),
+            solution_networks: NetworkBuckets::new(NETWORK_CAPACITY),
             backoff: quick_cache::sync::Cache::new(BACKOFF_CAPACITY),
             backoff_for: limits.wrong_answer_backoff,
         }
@@ -819,6 +828,28 @@ mod tests {
         r.challenge_networks
             .forget_idle(now + Duration::from_secs(2));
         assert!(r.challenge_networks.lock().is_empty());
+    }
+
+    /// A botnet spread over more networks than are tracked cannot grow
+    /// memory: once full, new networks go uncounted (their addresses are
+    /// still limited) until a sweep frees drained buckets.
+    #[test]
+    fn network_buckets_stop_at_their_capacity_until_a_sweep() {
+        let (b, now) = (NetworkBuckets::new(10), Instant::now());
+        let budgets = budgets(0, 0, 4);
+        let take = |addr: &str, at| {
+            b.check_then_take(IpKey::of(ip(addr)), budgets, at, || Ok::<_, ()>(()))
+                .is_ok()
+        };
+        for i in 0..30 {
+            assert!(take(&format!("2001:db8:{i:x}::1"), now));
+        }
+        assert_eq!(b.lock().len(), 10);
+        // A tracked network is still held to its budget.
+        assert!(!take("2001:db8:0:1::1", now));
+        b.forget_idle(now + Duration::from_secs(20));
+        assert!(b.lock().is_empty());
+        assert!(take("2001:db8:ff::1", now + Duration::from_secs(20)));
     }
 
     #[test]
