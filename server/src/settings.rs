@@ -184,10 +184,11 @@ pub(crate) const MAX_TOKENS_PER_IP: SettingSpec = SettingSpec {
     put: |s, v| s.max_tokens_per_ip = to_u32(v),
 };
 
-/// A per-network budget's spec: requests per minute, 0 = off. The
-/// defaults are the README's ("Rates per network"): generous enough for a
-/// carrier-grade NAT or a university behind one /24, while a client that
-/// rotates through a network's addresses gets only the network's budget.
+/// A per-network budget's spec (see [`crate::limits`]): requests per
+/// minute, 0 = off. The defaults are generous enough for a carrier-grade
+/// NAT or a university behind one /24, while a client that rotates through
+/// a network's addresses gets only the network's budget; the README
+/// ("Rates per network") gives the reasoning.
 macro_rules! network_budget {
     ($name:literal, $label:literal, $default:expr, $what:literal, $net:literal, $field:ident . $level:ident) => {
         SettingSpec {
