@@ -240,6 +240,9 @@ export async function startPowgate(env = {}) {
         // only slow the suite down; tests that need them pass their own.
         POW_RATE_CHALLENGES_PER_MINUTE: '0',
         POW_RATE_SOLUTIONS_PER_MINUTE: '0',
+        // 127.0.0.1 is one IPv4 /24 too, so the same for its network budgets.
+        POW_CHALLENGES_PER_MINUTE_PER_24: '0',
+        POW_SOLUTIONS_PER_MINUTE_PER_24: '0',
         POW_WRONG_ANSWER_BACKOFF_SECS: '0',
         ...env,
         POW_LISTEN: `127.0.0.1:${port}`,

@@ -101,6 +101,7 @@ mod tests {
             token_hours: 24,
             token_max_ips: 2,
             max_tokens_per_ip: 0,
+            ..Settings::defaults()
         }
     }
 

@@ -5,7 +5,14 @@
 //! fills a loosely typed [`RawConfig`], and [`RawConfig::validate`] turns it
 //! into a [`Config`] whose every field is known to be in range. Errors name
 //! the environment variable and the `config.toml` key, and the allowed range.
+//!
+//! The live settings have no fields here: [`settings::SPECS`] names their
+//! keys, so [`RawConfig::load`] reads each by its spec, and adding a live
+//! setting touches only that table. Because serde's `deny_unknown_fields`
+//! cannot know those keys, unknown keys are refused by hand, in
+//! [`RawConfig::load`], with the same clear error.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::ConnCaps;
 use crate::secret::Secret;
-use crate::settings::{self, SPECS, Settings};
+use crate::settings::{SPECS, Settings};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -58,14 +65,6 @@ fn env_name(toml_key: &str) -> String {
     }
 }
 
-/// Either a difficulty preset name or a number, as operators write it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum DifficultyValue {
-    Number(u64),
-    Name(String),
-}
-
 /// A list given either as a TOML array or as one comma-separated string
 /// (the only form an environment variable can take).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,19 +91,16 @@ impl StringList {
 /// Configuration as read, before validation. Field names are the
 /// `config.toml` keys; environment variables are the same names upper-cased
 /// with a `POW_` prefix (`ARGON2_` for the `[argon2]` table).
+///
+/// Not `deny_unknown_fields`: the live settings' keys are not fields, and
+/// [`Self::load`] refuses unknown keys itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub listen: String,
     pub database: PathBuf,
     pub public_url: Option<String>,
     pub secret: Option<String>,
-    pub difficulty_level: DifficultyValue,
-    pub challenge_timeout: u64,
-    pub token_hours: u64,
-    pub token_max_ips: u64,
     pub token_purge_hours: u64,
-    pub max_tokens_per_ip: u64,
     pub trusted_proxies: StringList,
     pub client_ip_header: String,
     pub cookie_domain: Option<String>,
@@ -131,6 +127,13 @@ pub struct RawConfig {
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
     pub argon2: RawArgon2,
+    /// The live settings that were set, by `config.toml` key (see
+    /// [`settings::SPECS`]), as written: a number, or text such as a
+    /// difficulty preset. Unset ones take their spec's default. Public
+    /// only so that struct-update syntax works outside the crate; set it
+    /// with [`Self::set_live`].
+    #[serde(skip)]
+    pub live: BTreeMap<&'static str, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,12 +152,7 @@ impl Default for RawConfig {
             database: "powgate.db".into(),
             public_url: None,
             secret: None,
-            difficulty_level: DifficultyValue::Name("low".into()),
-            challenge_timeout: settings::CHALLENGE_TIMEOUT.default,
-            token_hours: settings::TOKEN_HOURS.default,
-            token_max_ips: settings::TOKEN_MAX_IPS.default,
             token_purge_hours: 48,
-            max_tokens_per_ip: settings::MAX_TOKENS_PER_IP.default,
             trusted_proxies: StringList::List(vec!["127.0.0.0/8".into(), "::1/128".into()]),
             client_ip_header: "X-Real-IP".into(),
             cookie_domain: None,
@@ -186,6 +184,7 @@ impl Default for RawConfig {
                 parallelism: Argon2Params::DEFAULT_PARALLELISM.into(),
                 hash_length: Argon2Params::DEFAULT_HASH_LENGTH.into(),
             },
+            live: BTreeMap::new(),
         }
     }
 }
@@ -288,6 +287,30 @@ fn ranged_u32(key: &str, v: u64, min: u32, max: u32, unit: &str) -> Result<u32, 
     ranged(key, v, min.into(), max.into(), unit).map(|v| u32::try_from(v).unwrap_or(max))
 }
 
+/// The error for a key that is neither a field of [`RawConfig`] nor a live
+/// setting's: named with where it was set, and the keys there are.
+fn unknown_key(figment: &Figment, key: &str, fields: &serde_json::Value) -> ConfigError {
+    let source = figment
+        .find_metadata(key)
+        .map_or_else(String::new, |m| match &m.source {
+            Some(path) => format!(" (set in {} {path})", m.name),
+            None => format!(" (set in {})", m.name),
+        });
+    let mut known: Vec<&str> = fields
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    known.extend(SPECS.iter().map(|s| s.config_key));
+    known.sort_unstable();
+    ConfigError::new(
+        key,
+        format!(
+            "unknown key{source}; remove it or correct its spelling. Known keys: {}",
+            known.join(", ")
+        ),
+    )
+}
+
 impl RawConfig {
     /// Reads the layers. `file` is the path given with `--config` /
     /// `POW_CONFIG`, which must exist; without one, `config.toml` in the
@@ -300,10 +323,40 @@ impl RawConfig {
         if let Some(path) = file.filter(|p| !p.exists()) {
             return Err(ConfigError::MissingFile(path.to_path_buf()));
         }
-        Self::figment(file).extract().map_err(|e| {
+        let figment = Self::figment(file);
+        let extract_error = |e: figment::Error| {
             let key = e.path.join(".");
             ConfigError::new(if key.is_empty() { "config" } else { &key }, e.to_string())
-        })
+        };
+        let mut raw: Self = figment.extract().map_err(extract_error)?;
+        let fields = serde_json::to_value(Self::default())
+            .map_err(|e| ConfigError::new("config", format!("cannot read: {e}")))?;
+        let is_field = |key: &str| fields.get(key).is_some();
+        let keys: figment::value::Dict = figment.extract().map_err(extract_error)?;
+        for key in keys.keys().filter(|k| !is_field(k)) {
+            let Some(spec) = SPECS.iter().find(|s| s.config_key == key) else {
+                return Err(unknown_key(&figment, key, &fields));
+            };
+            let value = figment
+                .extract_inner::<serde_json::Value>(key)
+                .map_err(extract_error)?;
+            raw.live.insert(spec.config_key, value);
+        }
+        Ok(raw)
+    }
+
+    /// Sets a live setting as `config.toml` or the environment would, by
+    /// its `config_key` (for example `"difficulty_level"`, to `4` or
+    /// `"high"`).
+    ///
+    /// # Panics
+    /// When no spec has that key: a typo in the caller, not input.
+    pub fn set_live(&mut self, config_key: &str, value: impl Into<serde_json::Value>) {
+        let spec = SPECS
+            .iter()
+            .find(|s| s.config_key == config_key)
+            .unwrap_or_else(|| panic!("no live setting is read from `{config_key}`"));
+        self.live.insert(spec.config_key, value.into());
     }
 
     /// The figment layers, in order of precedence (later wins).
@@ -318,26 +371,25 @@ impl RawConfig {
             .merge(Env::prefixed("ARGON2_").map(|k| format!("argon2.{k}").into()))
     }
 
-    /// The start-up values of the live settings, each read from the key
-    /// its [`settings::SettingSpec`] names and checked against its range. The keys
-    /// are looked up by name in the serialised form, so a new entry in
-    /// [`crate::settings::SPECS`] needs no code here, only its field above.
+    /// The start-up values of the live settings: each one set is read as
+    /// its [`settings::SettingSpec`] says and checked against its range;
+    /// the others keep the table's default.
     fn live_settings(&self) -> Result<Settings, ConfigError> {
-        let raw = serde_json::to_value(self)
-            .map_err(|e| ConfigError::new("config", format!("cannot read: {e}")))?;
         let mut settings = Settings::defaults();
-        for spec in SPECS {
-            let key = spec.config_key;
-            match raw.get(key) {
-                Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(|| {
-                    format!("{n} is not a whole number in {}..={}", spec.min, spec.max)
-                }),
-                Some(serde_json::Value::String(s)) => spec.parse_text(s),
-                Some(other) => Err(format!("expected a whole number, got {other}")),
-                None => Err(format!(
-                    "no `{key}` field to read setting {} from",
-                    spec.name
-                )),
+        for (&key, value) in &self.live {
+            let Some(spec) = SPECS.iter().find(|s| s.config_key == key) else {
+                return Err(ConfigError::new(key, "not a live setting's key"));
+            };
+            match value {
+                serde_json::Value::Number(n) => n
+                    .as_i64()
+                    .map(i128::from)
+                    .or_else(|| n.as_u64().map(i128::from))
+                    .ok_or_else(|| {
+                        format!("{n} is not a whole number in {}..={}", spec.min, spec.max)
+                    }),
+                serde_json::Value::String(s) => spec.parse_text(s).map(i128::from),
+                other => Err(format!("expected a whole number, got {other}")),
             }
             .and_then(|v| spec.set(&mut settings, v))
             .map_err(|message| ConfigError::new(key, message))?;
@@ -684,9 +736,8 @@ mod tests {
         let c = RawConfig::default().validate().unwrap();
         assert_eq!(c.settings, Settings::defaults());
         for spec in SPECS {
-            let mut raw = serde_json::to_value(RawConfig::default()).unwrap();
-            raw[spec.config_key] = serde_json::json!(spec.max + 1);
-            let raw: RawConfig = serde_json::from_value(raw).unwrap();
+            let mut raw = RawConfig::default();
+            raw.set_live(spec.config_key, spec.max + 1);
             let e = raw.validate().unwrap_err().to_string();
             let env = format!("POW_{}", spec.config_key.to_uppercase());
             assert!(
@@ -803,13 +854,66 @@ mod tests {
         });
     }
 
+    /// Unknown keys are refused by hand now that `RawConfig` cannot deny
+    /// them itself: from the file and from the environment, naming the key,
+    /// where it was set and the fix, while every live setting's key (none of
+    /// which is a field any more) is read.
     #[test]
-    fn unknown_file_keys_are_refused() {
+    fn unknown_keys_are_refused_from_the_file_and_the_environment() {
         Jail::expect_with(|jail| {
             jail.create_file("config.toml", "token_houres = 5\n")?;
-            assert!(Config::load(None).is_err());
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(
+                e.contains("POW_TOKEN_HOURES")
+                    && e.contains("`token_houres` in config.toml")
+                    && e.contains("TOML file")
+                    && e.contains("remove it")
+                    && e.contains("token_hours"),
+                "{e}"
+            );
+            jail.create_file("config.toml", "")?;
+            jail.set_env("POW_TOKEN_HOURES", "5");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(
+                e.contains("POW_TOKEN_HOURES") && e.contains("environment"),
+                "{e}"
+            );
             Ok(())
         });
+        Jail::expect_with(|jail| {
+            jail.create_file("config.toml", "[argon2]\ntime_kost = 2\n")?;
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("time_kost"), "{e}");
+            Ok(())
+        });
+    }
+
+    /// Every live setting is read from its spec's key, in the file and in
+    /// the environment, with no field of its own in `RawConfig`: adding one
+    /// used to need a field here as well as its entry in the table (issue
+    /// 13's remaining gap).
+    #[test]
+    fn every_live_setting_is_read_by_its_spec_from_the_file_and_the_environment() {
+        let fields = serde_json::to_value(RawConfig::default()).unwrap();
+        for spec in SPECS {
+            assert!(
+                fields.get(spec.config_key).is_none(),
+                "`{}` is a RawConfig field as well as a spec",
+                spec.config_key
+            );
+        }
+        for spec in SPECS {
+            Jail::expect_with(|jail| {
+                let key = spec.config_key;
+                jail.create_file("config.toml", &format!("{key} = {}\n", spec.max))?;
+                let c = Config::load(None).unwrap();
+                assert_eq!(spec.get(&c.settings), spec.max, "{key} from the file");
+                jail.set_env(format!("POW_{}", key.to_uppercase()), spec.min);
+                let c = Config::load(None).unwrap();
+                assert_eq!(spec.get(&c.settings), spec.min, "{key} from the env");
+                Ok(())
+            });
+        }
     }
 }
 

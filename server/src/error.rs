@@ -131,7 +131,7 @@ impl ApiError {
             Self::RateLimited(_) => "rate_limited",
             Self::Busy(_) => "busy",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::Rejected { .. } => "bad_request",
+            Self::Rejected { status, .. } => rejected_code(*status),
             Self::Internal(_) => "internal",
         }
     }
@@ -141,6 +141,19 @@ impl ApiError {
             Self::RateLimited(s) | Self::Busy(s) => Some(*s),
             _ => None,
         }
+    }
+}
+
+/// The code of an extractor's refusal, named after its status so that a
+/// client can tell a wrong content type from a malformed request.
+fn rejected_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_entity",
+        _ => "bad_request",
     }
 }
 

@@ -69,6 +69,24 @@ pub(crate) fn original_uri(h: &HeaderMap, trusted: bool) -> Option<&str> {
     uri_of(h, header_whole(h, &X_ORIGINAL_URI))
 }
 
+/// The original request's method: a trusted proxy's `X-Original-Method`
+/// or `X-Forwarded-Method` (`None` when the two disagree), else the
+/// request's own method, which is also all an untrusted peer gets.
+pub(crate) fn original_method<'a>(
+    h: &'a HeaderMap,
+    own_method: &'a Method,
+    trusted: bool,
+) -> Option<&'a str> {
+    if !trusted {
+        return Some(own_method.as_str());
+    }
+    either(
+        header_str(h, &X_ORIGINAL_METHOD),
+        header_str(h, &X_FORWARDED_METHOD),
+    )
+    .unwrap_or(Some(own_method.as_str()))
+}
+
 /// The host the browser asked for, as a trusted proxy reports it in
 /// `X-Forwarded-Host`; `None` from anyone else.
 pub(crate) fn forwarded_host(h: &HeaderMap, trusted: bool) -> Option<&str> {
@@ -103,11 +121,7 @@ impl<'a> OriginalRequest<'a> {
         }
         let nginx_uri = header_whole(h, &X_ORIGINAL_URI);
         Self {
-            method: either(
-                header_str(h, &X_ORIGINAL_METHOD),
-                header_str(h, &X_FORWARDED_METHOD),
-            )
-            .unwrap_or(Some(own_method.as_str())),
+            method: original_method(h, own_method, trusted),
             uri: uri_of(h, nginx_uri),
             host: header_str(h, &X_FORWARDED_HOST)
                 .or_else(|| header_str(h, &X_ORIGINAL_HOST))

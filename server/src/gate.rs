@@ -10,7 +10,7 @@
 //! the common paths: the request is borrowed, and a known token is answered
 //! from the [`crate::token_store`] cache.
 
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 
 use crate::allowlist;
 use crate::cookies;
@@ -21,9 +21,7 @@ use crate::state::AppState;
 use crate::token::PlainToken;
 use crate::token_store::{IpCheck, TokenState};
 
-/// The request being gated, borrowed. The method is not part of it: no
-/// allowlist rule looks at it, and reading a proxy's forwarded method on
-/// every request would cost `/verify-token` for nothing.
+/// The request being gated, borrowed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct GateRequest<'a> {
     /// Path and query of the gated request; `None` when unknown, so no
@@ -34,32 +32,66 @@ pub(crate) struct GateRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The client's address, after the trusted-proxy rules.
     pub client: &'a ClientIp,
+    /// The method of the request that arrived; see [`Self::method`].
+    own_method: &'a Method,
+    /// Whether the gated request is described by forwarded headers (an
+    /// auth subrequest) rather than being the request itself.
+    forwarded: bool,
 }
 
 impl<'a> GateRequest<'a> {
     /// A reverse proxy's auth subrequest: the path is the original
     /// request's, from the forwarded headers of a trusted proxy
     /// ([`forwarded::original_uri`]).
-    pub(crate) fn forwarded(headers: &'a HeaderMap, client: &'a ClientIp) -> Self {
+    pub(crate) fn forwarded(
+        own_method: &'a Method,
+        headers: &'a HeaderMap,
+        client: &'a ClientIp,
+    ) -> Self {
         Self {
             path: forwarded::original_uri(headers, client.via_trusted_proxy),
             headers,
             client,
+            own_method,
+            forwarded: true,
         }
     }
 
     /// A request gated where it arrives (the built-in proxy mode): its own
-    /// URI. Forwarded URI headers are ignored, since on such a request they
-    /// are only the client's claim about itself.
+    /// method and URI. Forwarded headers are ignored, since on such a
+    /// request they are only the client's claim about itself.
     #[allow(
         dead_code,
         reason = "the built-in proxy mode's entry (see the module doc); until it lands only tests call it"
     )]
-    pub(crate) fn direct(uri: &'a Uri, headers: &'a HeaderMap, client: &'a ClientIp) -> Self {
+    pub(crate) fn direct(
+        method: &'a Method,
+        uri: &'a Uri,
+        headers: &'a HeaderMap,
+        client: &'a ClientIp,
+    ) -> Self {
         Self {
             path: uri.path_and_query().map(|p| p.as_str()),
             headers,
             client,
+            own_method: method,
+            forwarded: false,
+        }
+    }
+
+    /// The gated request's method: for a subrequest, the one a trusted
+    /// proxy forwards (`None` when its two headers disagree). Read only
+    /// when asked, so `/verify-token`, whose rules do not look at it, pays
+    /// no header lookups for it.
+    #[allow(
+        dead_code,
+        reason = "no gate rule reads the method yet; the built-in proxy mode will"
+    )]
+    pub(crate) fn method(&self) -> Option<&'a str> {
+        if self.forwarded {
+            forwarded::original_method(self.headers, self.own_method, self.client.via_trusted_proxy)
+        } else {
+            Some(self.own_method.as_str())
         }
     }
 }
@@ -279,11 +311,11 @@ mod tests {
         let (headers, client) = (claiming("/.well-known/x"), client(true));
         let uri: Uri = "/private?q=1".parse().unwrap();
         assert_eq!(
-            GateRequest::direct(&uri, &headers, &client).path,
+            GateRequest::direct(&Method::GET, &uri, &headers, &client).path,
             Some("/private?q=1")
         );
         assert_eq!(
-            GateRequest::forwarded(&headers, &client).path,
+            GateRequest::forwarded(&Method::GET, &headers, &client).path,
             Some("/.well-known/x")
         );
     }
@@ -291,7 +323,45 @@ mod tests {
     #[test]
     fn a_forwarded_path_counts_only_from_a_trusted_proxy() {
         let (headers, client) = (claiming("/.well-known/x"), client(false));
-        assert_eq!(GateRequest::forwarded(&headers, &client).path, None);
+        assert_eq!(
+            GateRequest::forwarded(&Method::GET, &headers, &client).path,
+            None
+        );
+    }
+
+    /// Issue 13 item 2: the gate's input carries the method. A subrequest
+    /// gates the method its trusted proxy forwards (nginx or Caddy style),
+    /// not the subrequest's own GET; a client's claimed method counts only
+    /// from a trusted proxy, and a request gated directly is its own.
+    #[test]
+    fn the_gated_method_is_the_forwarded_one_only_from_a_trusted_proxy() {
+        let mut nginx = HeaderMap::new();
+        nginx.insert("x-original-method", HeaderValue::from_static("POST"));
+        let mut caddy = HeaderMap::new();
+        caddy.insert("x-forwarded-method", HeaderValue::from_static("DELETE"));
+        let (trusted, untrusted) = (client(true), client(false));
+        let get = Method::GET;
+        let forwarded = |h: &HeaderMap, c: &ClientIp| {
+            GateRequest::forwarded(&get, h, c)
+                .method()
+                .map(str::to_owned)
+        };
+        assert_eq!(forwarded(&nginx, &trusted).as_deref(), Some("POST"));
+        assert_eq!(forwarded(&caddy, &trusted).as_deref(), Some("DELETE"));
+        assert_eq!(
+            forwarded(&HeaderMap::new(), &trusted).as_deref(),
+            Some("GET")
+        );
+        assert_eq!(forwarded(&nginx, &untrusted).as_deref(), Some("GET"));
+        let mut both = nginx.clone();
+        both.insert("x-forwarded-method", HeaderValue::from_static("GET"));
+        assert_eq!(forwarded(&both, &trusted), None, "disagreeing headers");
+        let uri: Uri = "/x".parse().unwrap();
+        let put = Method::PUT;
+        assert_eq!(
+            GateRequest::direct(&put, &uri, &nginx, &trusted).method(),
+            Some("PUT")
+        );
     }
 
     #[test]

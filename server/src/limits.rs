@@ -1,5 +1,32 @@
-//! Per-address rate limits (governor), the wrong-answer back-off, and the
-//! connection caps. Each refusal is counted in `powgate_limited_total`.
+//! Rate limits on challenges and solutions, the wrong-answer back-off, and
+//! the connection caps. Each refusal is counted in `powgate_limited_total`.
+//!
+//! # Rates by address and by network
+//!
+//! Each challenge and each solution is counted twice over:
+//! - by address ([`IpKey`]: IPv4 exactly, IPv6 by /64), with governor and
+//!   the configured `rate_*_per_minute`;
+//! - by every network the address lies in ([`IpKey::enclosing`]: IPv4 /24;
+//!   IPv6 /56 and /48), each level with its own live budget from
+//!   [`crate::settings`]. An IPv6 /48 holds 65 536 /64s and a /24 256
+//!   addresses, so without these a client that rotates through its
+//!   addresses never meets the per-address rate.
+//!
+//! A request passes only when every level has room, and only then does it
+//! take a cell at every level: a refusal at one level costs the others
+//! nothing, so a flood that a /48 budget stops does not also drain the
+//! budget of the /56 or /64 a neighbour shares with it. To peek before
+//! taking, the network levels are small GCRA buckets of our own (governor
+//! cannot peek), and the per-address governor check, which takes a cell
+//! only when it passes, runs between the peek and the take.
+//!
+//! A network bucket keeps only its theoretical arrival time, which means
+//! the same thing under any budget, so a budget read per request is the
+//! whole "rebuild": a PATCH applies to the next request, and 0 turns a
+//! level off at once. Buckets that have drained are forgotten by
+//! [`RateLimits::forget_idle`], and at most [`NETWORK_CAPACITY`] are kept;
+//! beyond that a network goes uncounted (its addresses still are), so a
+//! botnet spread over very many networks cannot grow memory without bound.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,25 +37,157 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::client_ip::{IpKey, NetKey};
+use crate::client_ip::{IpKey, NetKey, Prefix};
 use crate::config::Limits;
 use crate::metrics::Metrics;
+use crate::settings::{NetworkBudgets, Settings};
 
 /// Most addresses the back-off remembers; the oldest are forgotten first.
 const BACKOFF_CAPACITY: usize = 100_000;
+/// Most network buckets kept per kind of request (about 48 bytes each).
+const NETWORK_CAPACITY: usize = 200_000;
 
 fn keyed(per_minute: u32) -> Option<DefaultKeyedRateLimiter<IpKey>> {
-    // A burst of a quarter minute's worth lets a page reload or a retry
-    // through without waiting, while the sustained rate stays as configured.
     NonZeroU32::new(per_minute).map(|n| {
-        let burst = NonZeroU32::new((per_minute / 4).max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst_of(per_minute)).unwrap_or(NonZeroU32::MIN);
         RateLimiter::keyed(Quota::per_minute(n).allow_burst(burst))
     })
+}
+
+/// The shape every rate here has: a burst of a quarter minute's worth lets
+/// a page reload or a retry through without waiting, while the sustained
+/// rate stays `per_minute`.
+fn burst_of(per_minute: u32) -> u32 {
+    (per_minute / 4).max(1)
+}
+
+/// The per-network GCRA buckets of one kind of request: the theoretical
+/// arrival time of each network counted recently.
+#[derive(Debug)]
+struct NetworkBuckets {
+    tat: Mutex<HashMap<Prefix, Instant>>,
+    /// Most buckets kept: [`NETWORK_CAPACITY`] but in tests.
+    capacity: usize,
+}
+
+/// One network level over its budget: which, and for how long.
+#[derive(Debug, Clone, Copy)]
+struct Over {
+    len: u8,
+    wait: Duration,
+}
+
+impl NetworkBuckets {
+    fn new(capacity: usize) -> Self {
+        Self {
+            tat: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Prefix, Instant>> {
+        self.tat
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Lets `key`'s request through when every network level has room and
+    /// `also` (the per-address check) passes, then takes one cell at each
+    /// level; otherwise takes nothing. Returns the level that refused
+    /// longest.
+    fn check_then_take<E>(
+        &self,
+        key: IpKey,
+        budgets: NetworkBudgets,
+        now: Instant,
+        also: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Result<(), E>, Over> {
+        let mut tat = self.lock();
+        let levels = key
+            .enclosing()
+            .map(|net| (net, budgets.for_prefix_len(net.len())))
+            .filter(|&(_, per_minute)| per_minute > 0)
+            .collect::<Vec<_>>();
+        let mut over: Option<Over> = None;
+        for &(net, per_minute) in &levels {
+            let (interval, burst) = shape(per_minute);
+            let Some(&t) = tat.get(&net) else { continue };
+            // Room while the arrival time is at most burst - 1 intervals ahead.
+            let ahead = t.saturating_duration_since(now);
+            let allowed = interval * (burst - 1);
+            if ahead > allowed {
+                let wait = ahead - allowed;
+                if over.is_none_or(|o| wait > o.wait) {
+                    over = Some(Over {
+                        len: net.len(),
+                        wait,
+                    });
+                }
+            }
+        }
+        if let Some(o) = over {
+            return Err(o);
+        }
+        if let Err(e) = also() {
+            return Ok(Err(e));
+        }
+        for (net, per_minute) in levels {
+            let (interval, _) = shape(per_minute);
+            // Full: the network goes uncounted until the next sweep
+            // (forget_idle) frees drained buckets. Sweeping here instead
+            // would make every request of a wide botnet walk the whole map.
+            if tat.len() >= self.capacity && !tat.contains_key(&net) {
+                continue;
+            }
+            let t = tat.entry(net).or_insert(now);
+            *t = (*t).max(now) + interval;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Forgets buckets that have drained: they hold nothing a fresh one
+    /// would not.
+    fn forget_idle(&self, now: Instant) {
+        let mut tat = self.lock();
+        tat.retain(|_, t| *t > now);
+        tat.shrink_to_fit();
+    }
+}
+
+/// A per-minute budget's GCRA emission interval and burst.
+fn shape(per_minute: u32) -> (Duration, u32) {
+    (
+        Duration::from_secs(60) / per_minute.max(1),
+        burst_of(per_minute),
+    )
+}
+
+/// What a rate counts, for the `powgate_limited_total` labels.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Challenges,
+    Solutions,
+}
+
+impl Kind {
+    /// The label of a refusal at the network level of prefix length `len`.
+    fn network_label(self, len: u8) -> &'static str {
+        match (self, len) {
+            (Self::Challenges, 24) => "challenge_rate_per_24",
+            (Self::Challenges, 56) => "challenge_rate_per_56",
+            (Self::Challenges, _) => "challenge_rate_per_48",
+            (Self::Solutions, 24) => "solution_rate_per_24",
+            (Self::Solutions, 56) => "solution_rate_per_56",
+            (Self::Solutions, _) => "solution_rate_per_48",
+        }
+    }
 }
 
 pub(crate) struct RateLimits {
     challenges: Option<DefaultKeyedRateLimiter<IpKey>>,
     solutions: Option<DefaultKeyedRateLimiter<IpKey>>,
+    challenge_networks: NetworkBuckets,
+    solution_networks: NetworkBuckets,
     backoff: quick_cache::sync::Cache<IpKey, Instant>,
     backoff_for: Duration,
 }
@@ -66,27 +225,45 @@ impl RateLimits {
         Self {
             challenges: keyed(limits.challenges_per_minute),
             solutions: keyed(limits.solutions_per_minute),
+            challenge_networks: NetworkBuckets::new(NETWORK_CAPACITY),
+            solution_networks: NetworkBuckets::new(NETWORK_CAPACITY),
             backoff: quick_cache::sync::Cache::new(BACKOFF_CAPACITY),
             backoff_for: limits.wrong_answer_backoff,
         }
     }
 
+    /// Counts a challenge for `ip` and its networks, under the network
+    /// budgets of `settings`.
+    ///
     /// # Errors
-    /// [`Limited`] with the wait when `ip` asked for too many challenges.
-    pub(crate) fn check_challenge(&self, ip: IpKey, metrics: &Metrics) -> Result<(), Limited> {
-        if let Some(l) = &self.challenges {
-            l.check_key(&ip).map_err(|n| {
-                metrics.limited.with_label_values(&["challenge_rate"]).inc();
-                Limited { wait: wait_of(&n) }
-            })?;
-        }
-        Ok(())
+    /// [`Limited`] with the wait when `ip` or one of its networks asked for
+    /// too many challenges.
+    pub(crate) fn check_challenge(
+        &self,
+        ip: IpKey,
+        settings: &Settings,
+        metrics: &Metrics,
+    ) -> Result<(), Limited> {
+        self.check_rate(
+            Kind::Challenges,
+            ip,
+            settings.challenges_per_minute,
+            Instant::now(),
+            metrics,
+        )
     }
 
+    /// Counts a solution submission for `ip` and its networks.
+    ///
     /// # Errors
     /// [`Limited`] with the wait when `ip` is backing off after a wrong
-    /// answer or submitted too often.
-    pub(crate) fn check_solution(&self, ip: IpKey, metrics: &Metrics) -> Result<(), Limited> {
+    /// answer, or it or one of its networks submitted too often.
+    pub(crate) fn check_solution(
+        &self,
+        ip: IpKey,
+        settings: &Settings,
+        metrics: &Metrics,
+    ) -> Result<(), Limited> {
         if let Some(until) = self.backoff.get(&ip) {
             let now = Instant::now();
             if until > now {
@@ -98,13 +275,46 @@ impl RateLimits {
             }
             self.backoff.remove(&ip);
         }
-        if let Some(l) = &self.solutions {
-            l.check_key(&ip).map_err(|n| {
-                metrics.limited.with_label_values(&["solution_rate"]).inc();
-                Limited { wait: wait_of(&n) }
-            })?;
+        self.check_rate(
+            Kind::Solutions,
+            ip,
+            settings.solutions_per_minute,
+            Instant::now(),
+            metrics,
+        )
+    }
+
+    /// Every level has room, or nothing is taken (see the module doc).
+    fn check_rate(
+        &self,
+        kind: Kind,
+        ip: IpKey,
+        budgets: NetworkBudgets,
+        now: Instant,
+        metrics: &Metrics,
+    ) -> Result<(), Limited> {
+        let (networks, per_address, address_label) = match kind {
+            Kind::Challenges => (&self.challenge_networks, &self.challenges, "challenge_rate"),
+            Kind::Solutions => (&self.solution_networks, &self.solutions, "solution_rate"),
+        };
+        let address = || match per_address {
+            Some(l) => l.check_key(&ip).map_err(|n| wait_of(&n)),
+            None => Ok(()),
+        };
+        match networks.check_then_take(ip, budgets, now, address) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(wait)) => {
+                metrics.limited.with_label_values(&[address_label]).inc();
+                Err(Limited { wait })
+            }
+            Err(over) => {
+                metrics
+                    .limited
+                    .with_label_values(&[kind.network_label(over.len)])
+                    .inc();
+                Err(Limited { wait: over.wait })
+            }
         }
-        Ok(())
     }
 
     /// Starts the back-off after a wrong answer from `ip`.
@@ -114,12 +324,16 @@ impl RateLimits {
         }
     }
 
-    /// Forgets addresses that have been quiet, so memory stays bounded.
+    /// Forgets addresses and networks that have been quiet, so memory
+    /// stays bounded.
     pub(crate) fn forget_idle(&self) {
         for l in [&self.challenges, &self.solutions].into_iter().flatten() {
             l.retain_recent();
             l.shrink_to_fit();
         }
+        let now = Instant::now();
+        self.challenge_networks.forget_idle(now);
+        self.solution_networks.forget_idle(now);
     }
 }
 
@@ -399,6 +613,245 @@ mod tests {
         assert_eq!(l.open(), 4);
     }
 
+    fn per_address(challenges_per_minute: u32) -> Limits {
+        Limits {
+            challenges_per_minute,
+            solutions_per_minute: 0,
+            wrong_answer_backoff: Duration::ZERO,
+            connections: ConnCaps {
+                total: 1,
+                reserved_for_trusted: 0,
+                per_peer: 1,
+                per_network: 1,
+            },
+            max_body_bytes: 8192,
+            header_read_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+
+    fn budgets(per_24: u32, per_56: u32, per_48: u32) -> NetworkBudgets {
+        NetworkBudgets {
+            per_24,
+            per_56,
+            per_48,
+        }
+    }
+
+    /// Challenges for `addr` at `now` under `b`: `Ok`, or the refusal's
+    /// `powgate_limited_total` label.
+    fn challenge(
+        r: &RateLimits,
+        m: &Metrics,
+        b: NetworkBudgets,
+        addr: &str,
+        now: Instant,
+    ) -> Result<(), &'static str> {
+        let before = |m: &Metrics| -> Vec<u64> {
+            LABELS
+                .iter()
+                .map(|l| m.limited.with_label_values(&[l]).get())
+                .collect()
+        };
+        let counts = before(m);
+        let key = IpKey::of(ip(addr));
+        match r.check_rate(Kind::Challenges, key, b, now, m) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let after = before(m);
+                let i = (0..LABELS.len())
+                    .find(|&i| after[i] != counts[i])
+                    .expect("a refusal is counted");
+                Err(LABELS[i])
+            }
+        }
+    }
+
+    const LABELS: [&str; 4] = [
+        "challenge_rate",
+        "challenge_rate_per_24",
+        "challenge_rate_per_56",
+        "challenge_rate_per_48",
+    ];
+
+    /// Issue 14: an attacker rotating through the 65 536 /64s of one IPv6
+    /// /48 never met the per-address rate. The /48 budget (8 a minute, a
+    /// burst of 2) holds it, while another /48 keeps its own budget.
+    #[test]
+    fn rotating_the_64s_of_one_48_hits_the_48_budget_while_another_48_passes() {
+        let (r, m, now) = (
+            RateLimits::new(&per_address(60)),
+            Metrics::new(),
+            Instant::now(),
+        );
+        let b = budgets(0, 0, 8);
+        let results: Vec<_> = (1..=6)
+            .map(|i| challenge(&r, &m, b, &format!("2001:db8:1:{i:x}00::1"), now))
+            .collect();
+        assert_eq!(results[..2], [Ok(()), Ok(())]);
+        for refused in &results[2..] {
+            assert_eq!(*refused, Err("challenge_rate_per_48"));
+        }
+        assert_eq!(challenge(&r, &m, b, "2001:db8:2::1", now), Ok(()));
+        // The budget refills at its rate: 7.5 s for one more.
+        let later = now + Duration::from_millis(7_600);
+        assert_eq!(challenge(&r, &m, b, "2001:db8:1:ff00::1", later), Ok(()));
+    }
+
+    /// The /56 level: rotating the /64s of one subscriber's /56 hits it,
+    /// while a /64 of another /56 in the same /48 passes.
+    #[test]
+    fn rotating_the_64s_of_one_56_hits_the_56_budget_not_its_neighbours() {
+        let (r, m, now) = (
+            RateLimits::new(&per_address(60)),
+            Metrics::new(),
+            Instant::now(),
+        );
+        let b = budgets(0, 4, 0);
+        assert_eq!(challenge(&r, &m, b, "2001:db8:1:100::1", now), Ok(()));
+        assert_eq!(
+            challenge(&r, &m, b, "2001:db8:1:1ff::1", now),
+            Err("challenge_rate_per_56")
+        );
+        assert_eq!(challenge(&r, &m, b, "2001:db8:1:200::1", now), Ok(()));
+    }
+
+    /// Rotating the addresses of one IPv4 /24 hits the /24 budget; the
+    /// IPv4-mapped form of an address counts in the same /24, and the next
+    /// /24 has its own budget.
+    #[test]
+    fn rotating_the_addresses_of_one_24_hits_the_24_budget_mapped_ones_included() {
+        let (r, m, now) = (
+            RateLimits::new(&per_address(60)),
+            Metrics::new(),
+            Instant::now(),
+        );
+        let b = budgets(12, 0, 0);
+        for i in 1..=3 {
+            assert_eq!(challenge(&r, &m, b, &format!("192.0.2.{i}"), now), Ok(()));
+        }
+        assert_eq!(
+            challenge(&r, &m, b, "::ffff:192.0.2.200", now),
+            Err("challenge_rate_per_24")
+        );
+        assert_eq!(
+            challenge(&r, &m, b, "192.0.2.99", now),
+            Err("challenge_rate_per_24")
+        );
+        assert_eq!(challenge(&r, &m, b, "192.0.3.1", now), Ok(()));
+    }
+
+    /// 0 turns a level off, also for a network that was over its budget.
+    #[test]
+    fn a_zero_budget_turns_its_level_off() {
+        let (r, m, now) = (
+            RateLimits::new(&per_address(0)),
+            Metrics::new(),
+            Instant::now(),
+        );
+        for i in 1..=4 {
+            let _ = challenge(&r, &m, budgets(4, 4, 4), &format!("192.0.2.{i}"), now);
+        }
+        for i in 1..=100 {
+            let addr = format!("192.0.2.{i}");
+            assert_eq!(challenge(&r, &m, budgets(0, 4, 4), &addr, now), Ok(()));
+            let v6 = format!("2001:db8:1:{i:x}::1");
+            assert_eq!(challenge(&r, &m, budgets(4, 0, 0), &v6, now), Ok(()));
+        }
+    }
+
+    /// A request refused at one level must not use up the others: not the
+    /// /56 of a client refused by its /48, nor the address of a client
+    /// refused by its /24 (governor's own check would take that cell).
+    #[test]
+    fn a_refusal_at_one_level_takes_nothing_from_the_others() {
+        let now = Instant::now();
+        let second = now + Duration::from_millis(1_100);
+        // One a minute per /56, sixty (a burst of 15) per /48.
+        let (r, m) = (RateLimits::new(&per_address(0)), Metrics::new());
+        let b = budgets(0, 1, 60);
+        for i in 1..=15 {
+            assert_eq!(
+                challenge(&r, &m, b, &format!("2001:db8:1:{i:x}00::1"), now),
+                Ok(())
+            );
+        }
+        for _ in 0..3 {
+            assert_eq!(
+                challenge(&r, &m, b, "2001:db8:1:ff00::1", now),
+                Err("challenge_rate_per_48")
+            );
+        }
+        assert_eq!(challenge(&r, &m, b, "2001:db8:1:ff00::1", second), Ok(()));
+        // One a minute per address, sixty per /24.
+        let (r, m) = (RateLimits::new(&per_address(1)), Metrics::new());
+        let b = budgets(60, 0, 0);
+        for i in 1..=15 {
+            assert_eq!(challenge(&r, &m, b, &format!("192.0.2.{i}"), now), Ok(()));
+        }
+        assert_eq!(
+            challenge(&r, &m, b, "192.0.2.99", now),
+            Err("challenge_rate_per_24")
+        );
+        assert_eq!(challenge(&r, &m, b, "192.0.2.99", second), Ok(()));
+        let third = second + Duration::from_millis(1_100);
+        assert_eq!(
+            challenge(&r, &m, b, "192.0.2.99", third),
+            Err("challenge_rate"),
+            "the address's own rate still holds"
+        );
+    }
+
+    /// Drained network buckets are forgotten, so memory follows the
+    /// networks seen recently, not all networks ever seen.
+    #[test]
+    fn drained_network_buckets_are_forgotten() {
+        let (r, m, now) = (
+            RateLimits::new(&per_address(0)),
+            Metrics::new(),
+            Instant::now(),
+        );
+        for i in 0..50 {
+            let _ = challenge(
+                &r,
+                &m,
+                budgets(60, 60, 60),
+                &format!("2001:db8:{i:x}::1"),
+                now,
+            );
+        }
+        assert_eq!(r.challenge_networks.lock().len(), 100);
+        r.challenge_networks
+            .forget_idle(now + Duration::from_millis(500));
+        assert_eq!(r.challenge_networks.lock().len(), 100, "not yet drained");
+        r.challenge_networks
+            .forget_idle(now + Duration::from_secs(2));
+        assert!(r.challenge_networks.lock().is_empty());
+    }
+
+    /// A botnet spread over more networks than are tracked cannot grow
+    /// memory: once full, new networks go uncounted (their addresses are
+    /// still limited) until a sweep frees drained buckets.
+    #[test]
+    fn network_buckets_stop_at_their_capacity_until_a_sweep() {
+        let (b, now) = (NetworkBuckets::new(10), Instant::now());
+        let budgets = budgets(0, 0, 4);
+        let take = |addr: &str, at| {
+            b.check_then_take(IpKey::of(ip(addr)), budgets, at, || Ok::<_, ()>(()))
+                .is_ok()
+        };
+        for i in 0..30 {
+            assert!(take(&format!("2001:db8:{i:x}::1"), now));
+        }
+        assert_eq!(b.lock().len(), 10);
+        // A tracked network is still held to its budget.
+        assert!(!take("2001:db8:0:1::1", now));
+        b.forget_idle(now + Duration::from_secs(20));
+        assert!(b.lock().is_empty());
+        assert!(take("2001:db8:ff::1", now + Duration::from_secs(20)));
+    }
+
     #[test]
     fn backoff_after_a_wrong_answer() {
         let limits = Limits {
@@ -418,13 +871,14 @@ mod tests {
         };
         let r = RateLimits::new(&limits);
         let m = Metrics::new();
+        let s = Settings::defaults();
         let ip = IpKey::of("203.0.113.1".parse().unwrap());
-        r.check_solution(ip, &m).unwrap();
+        r.check_solution(ip, &s, &m).unwrap();
         r.penalise(ip);
         assert!(
-            matches!(r.check_solution(ip, &m), Err(Limited { wait }) if (29..=30).contains(&retry_after_secs(wait)))
+            matches!(r.check_solution(ip, &s, &m), Err(Limited { wait }) if (29..=30).contains(&retry_after_secs(wait)))
         );
-        r.check_solution(IpKey::of("203.0.113.2".parse().unwrap()), &m)
+        r.check_solution(IpKey::of("203.0.113.2".parse().unwrap()), &s, &m)
             .unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! The settings an operator may change while powgate runs: difficulty,
-//! challenge timeout and the token rules. Handlers read a snapshot per
-//! request, so a change applies to the very next challenge.
+//! challenge timeout, the token rules and the per-network request budgets.
+//! Handlers read a snapshot per request, so a change applies to the very
+//! next request.
 //!
 //! [`SPECS`] is the one table of these settings: their names in the admin
 //! API, the `settings` table and `config.toml`, their ranges, defaults and
@@ -28,6 +29,43 @@ pub struct Settings {
     pub(crate) token_max_ips: u32,
     /// Active tokens per client address before the oldest is expired; 0 = off.
     pub(crate) max_tokens_per_ip: u32,
+    /// Challenges per minute from one network, by enclosing network (see
+    /// [`crate::limits`]); 0 = off.
+    pub(crate) challenges_per_minute: NetworkBudgets,
+    /// Solution submissions per minute from one network; 0 = off.
+    pub(crate) solutions_per_minute: NetworkBudgets,
+}
+
+/// A per-minute budget for each network level a client address lies in
+/// ([`crate::client_ip::IpKey::enclosing`]); 0 turns a level off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NetworkBudgets {
+    /// An IPv4 /24.
+    pub per_24: u32,
+    /// An IPv6 /56, a subscriber's usual delegation.
+    pub per_56: u32,
+    /// An IPv6 /48, a site's or a hosting customer's block.
+    pub per_48: u32,
+}
+
+impl NetworkBudgets {
+    /// Every level off.
+    pub(crate) const OFF: Self = Self {
+        per_24: 0,
+        per_56: 0,
+        per_48: 0,
+    };
+
+    /// The budget for networks of prefix length `len`; 0 (off) for a
+    /// length that has no level.
+    pub(crate) fn for_prefix_len(self, len: u8) -> u32 {
+        match len {
+            24 => self.per_24,
+            56 => self.per_56,
+            48 => self.per_48,
+            _ => 0,
+        }
+    }
 }
 
 /// How one live setting is named, bounded and explained.
@@ -146,6 +184,84 @@ pub(crate) const MAX_TOKENS_PER_IP: SettingSpec = SettingSpec {
     put: |s, v| s.max_tokens_per_ip = to_u32(v),
 };
 
+/// A per-network budget's spec (see [`crate::limits`]): requests per
+/// minute, 0 = off. The defaults are generous enough for a carrier-grade
+/// NAT or a university behind one /24, while a client that rotates through
+/// a network's addresses gets only the network's budget; the README
+/// ("Rates per network") gives the reasoning.
+macro_rules! network_budget {
+    ($name:literal, $label:literal, $default:expr, $what:literal, $net:literal, $field:ident . $level:ident) => {
+        SettingSpec {
+            name: $name,
+            config_key: $name,
+            label: $label,
+            unit: "per minute",
+            min: 0,
+            max: 1_000_000,
+            zero_is_off: true,
+            presets: false,
+            default: $default,
+            description: concat!(
+                $what,
+                " per minute from one ",
+                $net,
+                ", on top of the per-address rate."
+            ),
+            get: |s| s.$field.$level.into(),
+            put: |s, v| s.$field.$level = to_u32(v),
+        }
+    };
+}
+
+pub(crate) const CHALLENGES_PER_24: SettingSpec = network_budget!(
+    "challenges_per_minute_per_24",
+    "challenges per IPv4 /24",
+    600,
+    "Challenges",
+    "IPv4 /24",
+    challenges_per_minute.per_24
+);
+pub(crate) const CHALLENGES_PER_56: SettingSpec = network_budget!(
+    "challenges_per_minute_per_56",
+    "challenges per IPv6 /56",
+    240,
+    "Challenges",
+    "IPv6 /56",
+    challenges_per_minute.per_56
+);
+pub(crate) const CHALLENGES_PER_48: SettingSpec = network_budget!(
+    "challenges_per_minute_per_48",
+    "challenges per IPv6 /48",
+    600,
+    "Challenges",
+    "IPv6 /48",
+    challenges_per_minute.per_48
+);
+pub(crate) const SOLUTIONS_PER_24: SettingSpec = network_budget!(
+    "solutions_per_minute_per_24",
+    "solutions per IPv4 /24",
+    120,
+    "Solution submissions",
+    "IPv4 /24",
+    solutions_per_minute.per_24
+);
+pub(crate) const SOLUTIONS_PER_56: SettingSpec = network_budget!(
+    "solutions_per_minute_per_56",
+    "solutions per IPv6 /56",
+    60,
+    "Solution submissions",
+    "IPv6 /56",
+    solutions_per_minute.per_56
+);
+pub(crate) const SOLUTIONS_PER_48: SettingSpec = network_budget!(
+    "solutions_per_minute_per_48",
+    "solutions per IPv6 /48",
+    120,
+    "Solution submissions",
+    "IPv6 /48",
+    solutions_per_minute.per_48
+);
+
 /// Every live setting, in the order the admin page shows them.
 pub(crate) const SPECS: &[SettingSpec] = &[
     DIFFICULTY,
@@ -153,6 +269,12 @@ pub(crate) const SPECS: &[SettingSpec] = &[
     TOKEN_HOURS,
     TOKEN_MAX_IPS,
     MAX_TOKENS_PER_IP,
+    CHALLENGES_PER_24,
+    CHALLENGES_PER_56,
+    CHALLENGES_PER_48,
+    SOLUTIONS_PER_24,
+    SOLUTIONS_PER_56,
+    SOLUTIONS_PER_48,
 ];
 
 impl SettingSpec {
@@ -239,6 +361,8 @@ impl Settings {
             token_hours: 0,
             token_max_ips: 0,
             max_tokens_per_ip: 0,
+            challenges_per_minute: NetworkBudgets::OFF,
+            solutions_per_minute: NetworkBudgets::OFF,
         };
         for spec in SPECS {
             (spec.put)(&mut s, spec.default);
@@ -458,6 +582,7 @@ mod tests {
             token_hours: 24,
             token_max_ips: 2,
             max_tokens_per_ip: 0,
+            ..Settings::defaults()
         }
     }
 

@@ -258,8 +258,7 @@ fn busy_verifier_answers_503_without_burning_the_challenge() {
 
 #[test]
 fn expired_token_refreshes_at_half_difficulty_and_is_extended() {
-    let app =
-        TestApp::spawn_with(|c| c.difficulty_level = powgate::config::DifficultyValue::Number(9));
+    let app = TestApp::spawn_with(|c| c.set_live("difficulty_level", 9));
     let token = app.obtain_token(IP);
     app.clock.advance(24 * 3600);
     let (s, b, header) = app.verify(Some(&token), IP);
@@ -338,7 +337,7 @@ fn purge_deletes_tokens_past_the_refresh_window() {
 
 #[test]
 fn max_tokens_per_ip_expires_the_oldest() {
-    let app = TestApp::spawn_with(|c| c.max_tokens_per_ip = 2);
+    let app = TestApp::spawn_with(|c| c.set_live("max_tokens_per_ip", 2));
     let first = app.obtain_token(IP);
     app.clock.advance(1);
     let second = app.obtain_token(IP);
@@ -431,7 +430,7 @@ fn refresh(app: &TestApp, ip: &str, token: &str) {
 #[test]
 fn refreshing_evicted_tokens_does_not_bypass_max_tokens_per_ip() {
     for cap in [1usize, 2] {
-        let app = TestApp::spawn_with(|c| c.max_tokens_per_ip = cap as u64);
+        let app = TestApp::spawn_with(|c| c.set_live("max_tokens_per_ip", cap));
         let tokens: Vec<String> = (0..4)
             .map(|_| {
                 app.clock.advance(1);

@@ -108,6 +108,100 @@ fn solution_rate_is_limited() {
     );
 }
 
+const ADMIN_KEY: &str = "limits-admin-key-0123456789";
+
+/// `n` challenges, one from each address `addr(i)`: their statuses.
+fn challenges_from(app: &TestApp, n: u32, addr: impl Fn(u32) -> String) -> Vec<u16> {
+    (0..n)
+        .map(|i| app.challenge_as(&addr(i), serde_json::json!({})).0)
+        .collect()
+}
+
+/// Issue 14: the per-address rate never binds on a client that rotates
+/// through the 65 536 /64s of its /48. The /48 budget does, through the
+/// real server, with `Retry-After` and its own label, while another /48
+/// still passes.
+#[test]
+fn rotating_the_64s_of_one_48_hits_the_48_budget_while_another_48_passes() {
+    let app = TestApp::spawn_with(|c| {
+        c.rate_challenges_per_minute = 60;
+        c.set_live("challenges_per_minute_per_48", 8);
+    });
+    // Each request from a fresh /56 and /64: a burst of 2, then 429.
+    let statuses = challenges_from(&app, 5, |i| format!("2001:db8:5:{i:x}00::1"));
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    let r = app
+        .agent()
+        .post(&app.url("/api/challenge"))
+        .header("X-Real-IP", "2001:db8:5:ff00::1")
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=8).contains(&wait), "{wait}");
+    assert_eq!(
+        app.challenge_as("2001:db8:6::1", serde_json::json!({})).0,
+        200
+    );
+    assert_eq!(limited(&app.metrics(), "challenge_rate_per_48"), 4);
+}
+
+/// The same for solutions, rotating the addresses of one IPv4 /24; the
+/// IPv4-mapped form of an address counts in that /24.
+#[test]
+fn rotating_the_addresses_of_one_24_hits_the_24_solution_budget() {
+    let app = TestApp::spawn_with(|c| {
+        c.rate_solutions_per_minute = 30;
+        c.set_live("solutions_per_minute_per_24", 8);
+    });
+    let bad = serde_json::json!({"challenge": "a.b", "nonce": 1});
+    let submit = |ip: &str| {
+        app.agent()
+            .post(&app.url("/api/solve"))
+            .header("X-Real-IP", ip)
+            .send_json(&bad)
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let statuses: Vec<u16> = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "::ffff:192.0.2.4"]
+        .into_iter()
+        .map(submit)
+        .collect();
+    assert_eq!(statuses, [400, 400, 429, 429]);
+    assert_eq!(submit("192.0.3.1"), 400);
+    assert_eq!(limited(&app.metrics(), "solution_rate_per_24"), 2);
+}
+
+/// A network budget is a live setting: a PATCH applies to the very next
+/// request, 0 turns the level off again, and the change survives a restart.
+#[test]
+fn a_patch_of_a_network_budget_takes_effect_at_once_and_persists() {
+    let app = TestApp::spawn_with(|c| c.admin_key = Some(ADMIN_KEY.into()));
+    let v4 = |i: u32| format!("198.51.100.{}", i + 1);
+    assert!(challenges_from(&app, 6, v4).iter().all(|&s| s == 200));
+    let patch = |v: u32| {
+        let body = serde_json::json!({ "challenges_per_minute_per_24": v });
+        let (status, view) = app.admin_call(ADMIN_KEY, "PATCH", "/api/admin/settings", Some(body));
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view["settings"]["challenges_per_minute_per_24"], v);
+    };
+    patch(4);
+    let v4_next = |i: u32| format!("198.51.100.{}", i + 100);
+    assert_eq!(challenges_from(&app, 3, v4_next), [200, 429, 429]);
+    patch(0);
+    assert!(challenges_from(&app, 6, v4_next).iter().all(|&s| s == 200));
+    patch(4);
+    let app = app.restart();
+    let (_, view) = app.admin_call(ADMIN_KEY, "GET", "/api/admin/settings", None);
+    assert_eq!(view["settings"]["challenges_per_minute_per_24"], 4);
+    assert_eq!(challenges_from(&app, 2, v4), [200, 429]);
+}
+
 #[test]
 fn body_size_limit_is_configurable() {
     let app = TestApp::spawn_with(|c| c.max_body_bytes = 1024);

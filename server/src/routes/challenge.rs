@@ -27,7 +27,7 @@ async fn issue(
 ) -> Result<Json<ChallengeResponse>> {
     state
         .rate_limits
-        .check_challenge(client.key, &state.metrics)?;
+        .check_challenge(client.key, &state.settings.get(), &state.metrics)?;
     let settings = state.settings.get();
     let now = state.now();
 

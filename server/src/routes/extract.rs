@@ -57,12 +57,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                state
-                    .metrics
-                    .limited
-                    .with_label_values(&["body_size"])
-                    .inc();
-                ApiError::TooLarge(state.config.limits.max_body_bytes)
+                too_large(state)
             } else {
                 ApiError::BadRequest(format!("cannot read the request body: {e}"))
             }
@@ -76,6 +71,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .map(JsonBody)
             .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
     }
+}
+
+/// A body over `max_body_bytes`, whichever extractor read it: counted in
+/// `powgate_limited_total{limit="body_size"}` and answered 413 `too_large`.
+fn too_large(state: &AppState) -> ApiError {
+    state
+        .metrics
+        .limited
+        .with_label_values(&["body_size"])
+        .inc();
+    ApiError::TooLarge(state.config.limits.max_body_bytes)
 }
 
 // Each rejection keeps the status axum chose for it (400 for a query string
@@ -126,12 +132,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 #[derive(Debug)]
 pub(crate) struct FormBody<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for FormBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Form(value) = Form::from_request(req, state).await?;
-        Ok(Self(value))
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        match Form::from_request(req, state).await {
+            Ok(Form(value)) => Ok(Self(value)),
+            // The same answer and count as an oversized JSON body, not a
+            // generic rejection that the body-size metric would miss.
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large(state)),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -213,9 +213,10 @@ mod tests {
 
     /// With no middleware left to rewrite plain-text answers, each wrapped
     /// extractor must refuse in JSON itself, with axum's status for the
-    /// rejection and the API headers.
+    /// rejection, a code that names that status (a 415 was `bad_request`)
+    /// and the API headers.
     #[test]
-    fn form_and_path_rejections_are_json_with_their_own_status() {
+    fn form_and_path_rejections_are_json_with_their_own_status_and_code() {
         use tower::ServiceExt;
 
         let dir = tempfile::tempdir().unwrap();
@@ -224,26 +225,35 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        let oversized = format!(
+            "token={}",
+            "a".repeat(state.config.limits.max_body_bytes + 1)
+        );
+        let form = "application/x-www-form-urlencoded";
         let cases = [
             // FormBody: not a form at all.
-            ("/api/token", "application/json", "{\"token\": 1}", 415),
-            // FormBody: a form without its required field.
             (
                 "/api/token",
-                "application/x-www-form-urlencoded",
-                "redir=/",
-                422,
+                "application/json",
+                "{\"token\": 1}",
+                415,
+                "unsupported_media_type",
             ),
+            // FormBody: a form without its required field.
+            ("/api/token", form, "redir=/", 422, "unprocessable_entity"),
+            // FormBody: a form over the body limit, like an oversized JSON
+            // body (it was a generic 413 `bad_request`, not counted).
+            ("/api/token", form, oversized.as_str(), 413, "too_large"),
             // PathParams: a path that is not UTF-8 once decoded.
-            ("/%FF", "text/plain", "", 400),
+            ("/%FF", "text/plain", "", 400, "bad_request"),
         ];
-        for (uri, content_type, body, status) in cases {
+        for (uri, content_type, body, status, code) in cases {
             let method = if body.is_empty() { "GET" } else { "POST" };
             let mut req = axum::http::Request::builder()
                 .method(method)
                 .uri(uri)
                 .header("content-type", content_type)
-                .body(axum::body::Body::from(body))
+                .body(axum::body::Body::from(body.to_owned()))
                 .unwrap();
             let peer: std::net::SocketAddr = "192.0.2.7:4000".parse().unwrap();
             req.extensions_mut()
@@ -258,12 +268,18 @@ mod tests {
                 .block_on(axum::body::to_bytes(resp.into_body(), 4096))
                 .unwrap();
             let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            assert_eq!(json["error"], "bad_request", "{uri}: {json}");
+            assert_eq!(json["error"], code, "{uri}: {json}");
             assert!(
                 json["message"].as_str().is_some_and(|m| !m.is_empty()),
                 "{json}"
             );
         }
+        let counted = state
+            .metrics
+            .limited
+            .with_label_values(&["body_size"])
+            .get();
+        assert_eq!(counted, 1, "the oversized form is counted as body_size");
     }
 
     /// Served without connect info, the client-address extractor has no

@@ -45,7 +45,7 @@ async fn solve(
     let result = match (
         state
             .rate_limits
-            .check_solution(client.key, &state.metrics)
+            .check_solution(client.key, &state.settings.get(), &state.metrics)
             .map_err(ApiError::from),
         body,
     ) {

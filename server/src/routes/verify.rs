@@ -48,7 +48,7 @@ async fn verify(
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     let (parts, _) = req.into_parts();
-    let gated = GateRequest::forwarded(&parts.headers, &client);
+    let gated = GateRequest::forwarded(&parts.method, &parts.headers, &client);
     // The route skips the request_timeout middleware (routes/mod.rs); the
     // gate's database work is the one thing here that can wait.
     let decision = within_request_time(&state, gate::decide(&state, &gated)).await??;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use pow::wire::{ChallengeResponse, SolveRequest};
 use pow::{Difficulty, Solver, Step};
 use powgate::clock::ManualClock;
-use powgate::config::{DifficultyValue, RawConfig};
+use powgate::config::RawConfig;
 use powgate::state::AppState;
 use tokio::sync::oneshot;
 
@@ -28,19 +28,32 @@ pub struct TestApp {
     pub dir: Arc<tempfile::TempDir>,
 }
 
+/// The live per-network rate budgets, off in tests unless a test sets one.
+pub const NETWORK_BUDGETS: [&str; 6] = [
+    "challenges_per_minute_per_24",
+    "challenges_per_minute_per_56",
+    "challenges_per_minute_per_48",
+    "solutions_per_minute_per_24",
+    "solutions_per_minute_per_56",
+    "solutions_per_minute_per_48",
+];
+
 /// Small enough that a test solves in milliseconds.
 pub fn test_config(db: PathBuf) -> RawConfig {
     let mut c = RawConfig {
         listen: "127.0.0.1:0".into(),
         database: db,
-        difficulty_level: DifficultyValue::Number(4),
         ..RawConfig::default()
     };
+    c.set_live("difficulty_level", 4);
     // Rate limits are tested on their own; elsewhere they would only make
     // tests that solve many challenges from one address flaky.
     c.rate_challenges_per_minute = 0;
     c.rate_solutions_per_minute = 0;
     c.wrong_answer_backoff_secs = 0;
+    for per_network in NETWORK_BUDGETS {
+        c.set_live(per_network, 0);
+    }
     c.argon2.time_cost = 1;
     c.argon2.memory_kb = 64;
     c
