@@ -144,3 +144,68 @@ fn ticket_bits_zero_asks_for_no_ticket() {
     let (status, body, _) = app.submit(IP, &req);
     assert_eq!(status, 200, "{body}");
 }
+
+/// HMAC-SHA256 (RFC 2104), written out so this test signs a challenge in
+/// the old layout exactly as a server before tickets did.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|k| k ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// A challenge issued before the upgrade (claims version 1, no ticket
+/// bits), validly signed and still in time, must not slip through without
+/// a ticket; its holder is told to fetch a new one.
+#[test]
+fn a_challenge_issued_before_tickets_asks_for_a_new_one() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let app = TestApp::spawn();
+    let ch = ticketed_challenge(&app);
+    let claims = pow::challenge::verify(&app.state.challenge_key, &ch.challenge).unwrap();
+    let mut old = claims.to_bytes()[..82].to_vec();
+    old[0] = 1;
+    let tag = hmac_sha256(&app.state.challenge_key, &old);
+    let req = SolveRequest {
+        challenge: format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&old),
+            URL_SAFE_NO_PAD.encode(tag)
+        ),
+        ticket: None,
+        ..answer(&ch)
+    };
+    let runs = argon2_runs(&app);
+    let (status, body, _) = app.submit(IP, &req);
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("version 1") && message.contains("request a new challenge"),
+        "{message}"
+    );
+    assert_eq!(argon2_runs(&app), runs);
+
+    // The HMAC above is the server's: the current layout signed with it passes.
+    let current = claims.to_bytes();
+    let resigned = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(current),
+        URL_SAFE_NO_PAD.encode(hmac_sha256(&app.state.challenge_key, &current))
+    );
+    assert_eq!(resigned, ch.challenge);
+}
