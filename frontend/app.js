@@ -13,8 +13,8 @@
 // broken engine); powgateStatus.solver says which build is in use.
 
 import {
-  chooseSolver, describeCaps, etaSeconds, safeRedirect, solveTelemetry, successProbability,
-  WorkerPool,
+  chooseSolver, describeCaps, etaSeconds, safeRedirect, solveTelemetry, solveTicket,
+  successProbability, WorkerPool,
 } from './pool.js';
 
 const STORAGE_KEY = 'powgate.challenge';
@@ -225,6 +225,9 @@ function isChallenge(c) {
     && typeof c.salt === 'string' && /^[0-9a-fA-F]{32}$/.test(c.salt)
     && Boolean(a) && posInt(a.t_cost) && posInt(a.m_cost) && posInt(a.parallelism) && posInt(a.hash_length)
     && posInt(c.difficulty)
+    // A challenge stored before the admission ticket existed lacks this and
+    // is dropped, so the page fetches one the server still accepts.
+    && Number.isInteger(c.ticket_bits) && c.ticket_bits >= 0 && c.ticket_bits <= 32
     && Number.isFinite(c.issued_at) && Number.isFinite(c.expires_at);
 }
 
@@ -335,6 +338,21 @@ function navigatorFacts(memoryKiB) {
   };
 }
 
+/** A module worker running worker.js, for the search and the ticket alike. */
+function createWorker() {
+  return new Worker(new URL('worker.js', import.meta.url), { type: 'module' });
+}
+
+/**
+ * Starts computing the admission ticket in its own worker, beside the
+ * search. Never rejects: a failure comes back as an Error for submit() to
+ * throw, so it is not reported as unhandled while the search still runs.
+ */
+function startTicket(c) {
+  return solveTicket({ createWorker, salt: c.salt, bits: c.ticket_bits, solver: status.solver })
+    .catch((err) => err);
+}
+
 /** Runs the pool on one challenge; resolves with the winning nonce. */
 function solve(c) {
   const caps = describeCaps(navigatorFacts(c.argon2.m_cost));
@@ -346,7 +364,7 @@ function solve(c) {
 
   return new Promise((resolve, reject) => {
     const pool = new WorkerPool({
-      createWorker: () => new Worker(new URL('worker.js', import.meta.url), { type: 'module' }),
+      createWorker,
       count: caps.workers,
       job: { params: c.argon2, salt: c.salt, difficulty: c.difficulty, solver: status.solver },
       onProgress: ({ hashes, rate, workers }) => {
@@ -395,12 +413,17 @@ function onPauseClick() {
 }
 
 /** Sends the answer. Returns the token answer, or null when a new challenge is needed. */
-async function submit(c, found) {
+async function submit(c, found, ticketPromise) {
   ui.pause.disabled = true;
+  const ticket = await ticketPromise;
+  if (ticket instanceof Error) {
+    throw new UserFacingError(`${ticket.message} You can use the command line tool instead (see below).`);
+  }
   say('Checking the answer with the server…');
   const r = await post('api/solve', {
     challenge: c.challenge,
     nonce: found.nonce,
+    ...(ticket === null ? {} : { ticket }),
     telemetry: solveTelemetry(found),
   });
   if (r.status === 200 && r.data && typeof r.data.token === 'string') return r.data;
@@ -509,8 +532,9 @@ async function run(redir, configPromise) {
     else say('Calculating…');
     render();
 
+    const ticket = startTicket(c);
     const found = await solve(c);
-    const answer = await submit(c, found);
+    const answer = await submit(c, found, ticket);
     if (answer) {
       clearStored();
       await showSuccess(answer, redir, configPromise);

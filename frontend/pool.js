@@ -375,6 +375,62 @@ function errorText(err) {
 }
 
 /**
+ * Computes the challenge's admission ticket (about one argon2 hash of
+ * SHA-256, see pow/src/ticket.rs) in a worker of its own, beside the
+ * search: on the main thread it would freeze the page for that long.
+ * Resolves with the ticket, or with null at once when `bits` is 0 (the
+ * server asks for none); rejects when the worker fails.
+ *
+ * Protocol (see worker.js):
+ *   pool → worker  {cmd:'ticket', salt, bits, solver}
+ *   worker → pool  {type:'ticket', ticket} | {type:'error', message}
+ *
+ * @param {object} o
+ * @param {() => object} o.createWorker as for WorkerPool
+ * @param {string} o.salt the challenge's salt, 32 hex digits
+ * @param {number} o.bits the challenge's ticket_bits
+ * @param {'simd'|'scalar'} [o.solver] the wasm build to load
+ * @returns {Promise<number|null>}
+ */
+export function solveTicket({ createWorker, salt, bits, solver }) {
+  if (!(Number(bits) > 0)) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    let worker = null;
+    let settled = false;
+    const settle = (fn, value) => {
+      if (settled) return;
+      settled = true;
+      try {
+        if (worker) worker.terminate();
+      } catch {
+        // Already gone.
+      }
+      fn(value);
+    };
+    try {
+      worker = createWorker();
+    } catch (err) {
+      settle(reject, new Error(`could not start the ticket worker: ${errorText(err)}`));
+      return;
+    }
+    worker.onmessage = (event) => {
+      const msg = event ? event.data : undefined;
+      if (!msg || typeof msg !== 'object') return;
+      if (msg.type === 'ticket' && Number.isSafeInteger(msg.ticket) && msg.ticket >= 0) {
+        settle(resolve, msg.ticket);
+      } else if (msg.type === 'ticket' || msg.type === 'error' || msg.type === 'alloc-failed') {
+        settle(reject, new Error(`the ticket could not be computed: ${msg.message || 'bad answer'}`));
+      }
+    };
+    worker.onerror = (event) => {
+      if (event && typeof event.preventDefault === 'function') event.preventDefault();
+      settle(reject, new Error(`the ticket could not be computed: ${errorText(event)}`));
+    };
+    worker.postMessage({ cmd: 'ticket', salt, bits, ...(solver ? { solver } : {}) });
+  });
+}
+
+/**
  * Runs N solver workers on one challenge.
  *
  * Worker i of N searches nonces i, i+N, i+2N, … (start=i, stride=N), so no

@@ -7,10 +7,13 @@
 //        decides, see chooseSolver in pool.js; without it the worker checks
 //        for wasm SIMD itself)
 //        {cmd:'pause'} | {cmd:'resume'}      (stopping is terminate())
+//        {cmd:'ticket', salt, bits, solver}  compute the admission ticket
+//        instead of searching (see solveTicket in pool.js)
 //   out  {type:'ready'}                      solver built, memory allocated
 //        {type:'progress', hashes}           after every step; running total
 //        {type:'found', nonce, hashes}       then the worker closes itself
 //        {type:'alloc-failed', message}      Solver could not be built; closes
+//        {type:'ticket', ticket}             the admission ticket; closes
 //        {type:'error', message}             anything else; closes
 
 import { chooseSolver, nextBatchSize, SOLVER_DIRS } from './pool.js';
@@ -27,6 +30,11 @@ self.onmessage = (event) => {
       if (started) return;
       started = true;
       search(msg).catch((err) => finish({ type: 'error', message: describe(err) }));
+      break;
+    case 'ticket':
+      if (started) return;
+      started = true;
+      ticket(msg).catch((err) => finish({ type: 'error', message: describe(err) }));
       break;
     case 'pause':
       paused = true;
@@ -67,23 +75,38 @@ function yieldToEvents() {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
-async function search(job) {
-  // Loaded here rather than with a static import so that a missing or
-  // blocked solver becomes a message the page can show.
+/**
+ * The wasm solver build `job.solver`, or null after reporting why it could
+ * not be loaded. Loaded here rather than with a static import so that a
+ * missing or blocked solver becomes a message the page can show.
+ */
+async function loadSolver(job) {
   const dir = SOLVER_DIRS[job.solver] || SOLVER_DIRS[chooseSolver().solver];
-  let wasm;
   try {
-    wasm = await import(`${dir}powgate_solver_wasm.js`);
+    const wasm = await import(`${dir}powgate_solver_wasm.js`);
     // The glue is generated without a default .wasm location (the
     // wasm-bindgen library, unlike its CLI, omits it unless told otherwise),
     // so name the file next to the glue explicitly.
     await wasm.default({
       module_or_path: new URL(`${dir}powgate_solver_wasm_bg.wasm`, import.meta.url),
     });
+    return wasm;
   } catch (err) {
     finish({ type: 'error', message: `could not load the solver: ${describe(err)}` });
-    return;
+    return null;
   }
+}
+
+/** One SHA-256 search of about one argon2 hash's work, then done. */
+async function ticket(job) {
+  const wasm = await loadSolver(job);
+  if (!wasm) return;
+  finish({ type: 'ticket', ticket: toNumber(wasm.ticket(job.salt, job.bits)) });
+}
+
+async function search(job) {
+  const wasm = await loadSolver(job);
+  if (!wasm) return;
 
   const p = job.params || {};
   let solver;

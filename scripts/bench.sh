@@ -215,8 +215,12 @@ stop_server
 # The server under test: default argon2 parameters (t=8, m=64 MiB, p=1), so
 # that the flood's verifications cost what they cost in production. The
 # difficulty is the largest allowed so that no random nonce of the flood is
-# ever right (it does not change the cost of a verification).
-server_env=(POW_DIFFICULTY_LEVEL=1000000000)
+# ever right (it does not change the cost of a verification). No admission
+# ticket (POW_TICKET_BITS=0): the flood sends bogus tickets, which a
+# ticketed server refuses with one SHA-256, so (b) would no longer measure
+# /verify-token beside saturated argon2 verification, the worst case it
+# exists for (a flooder who pays for tickets reaches the same state).
+server_env=(POW_DIFFICULTY_LEVEL=1000000000 POW_TICKET_BITS=0)
 say "starting powgate: default argon2 parameters, POW_VERIFY_PERMITS=$permits"
 commands+=("(server) POW_LISTEN=127.0.0.1:$port POW_VERIFY_PERMITS=$permits ${server_env[*]} POW_DATABASE=<tmp> target/release/powgate serve")
 start_server "${server_env[@]}"

@@ -86,11 +86,19 @@ function isAfterPaste(response) {
 }
 
 /**
- * Opens the page and lets it solve, checking that exactly `expected` workers
- * were started and that every one of them loaded the wasm solver before any
- * could hash (see holdRequests). Returns the page's final status.
+ * Workers the page starts beside the search: one computes the admission
+ * ticket (issue 14), off the main thread, with the same wasm solver.
+ */
+const TICKET_WORKERS = 1;
+
+/**
+ * Opens the page and lets it solve, checking that exactly `expected` search
+ * workers (and the ticket's) were started and that every one of them loaded
+ * the wasm solver before any could hash (see holdRequests). Returns the
+ * page's final status.
  */
 async function solveWithWorkers(page, expected) {
+  const started = expected + TICKET_WORKERS;
   const workers = [];
   page.on('worker', (w) => workers.push(w.url()));
   const wasm = await holdRequests(page, WASM);
@@ -99,16 +107,16 @@ async function solveWithWorkers(page, expected) {
   await waitForState(page, ['solving']);
   assert.equal(await page.evaluate(() => document.body.dataset.workers), String(expected),
     'data-workers while solving');
-  await wasm.waitFor(expected);
-  assert.equal(wasm.held(), expected, 'one solver download per worker');
-  assert.equal(workers.length, expected, `workers started: ${workers.join(', ')}`);
+  await wasm.waitFor(started);
+  assert.equal(wasm.held(), started, 'one solver download per worker');
+  assert.equal(workers.length, started, `workers started: ${workers.join(', ')}`);
   await wasm.open();
 
   await waitForState(page, ['solved']);
   const status = await pageStatus(page);
   assert.equal(status.workers, expected, 'no worker dropped out');
   assert.equal(status.dropped, 0);
-  assert.equal(workers.length, expected, 'no worker was started later');
+  assert.equal(workers.length, started, 'no worker was started later');
   return status;
 }
 
@@ -330,6 +338,9 @@ describe('the challenge page', () => {
     assert.equal(solvePosts.length, 1);
     assert.equal(solvePosts[0].postDataJSON().challenge, stored.challenge,
       'the stored challenge was the one solved');
+    assert.ok(stored.ticket_bits > 0, 'the server asks for an admission ticket');
+    assert.ok(Number.isSafeInteger(solvePosts[0].postDataJSON().ticket),
+      'the page sends the admission ticket with its answer');
     assert.equal(await page.evaluate(() => localStorage.getItem('powgate.challenge')), null);
     const cookie = await tokenCookie(context, server);
     assert.equal(await server.verifyStatus(cookie?.value), 200);

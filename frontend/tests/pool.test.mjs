@@ -14,6 +14,7 @@ import {
   PHONE_BUDGET_KIB,
   safeRedirect,
   solveTelemetry,
+  solveTicket,
   successProbability,
   WorkerPool,
 } from '../pool.js';
@@ -657,5 +658,65 @@ describe('WorkerPool', () => {
     assert.equal(pool.hashes, 20);
     pool.stop();
     assert.equal(pool.activeMs, 2000);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// solveTicket (issue 14: the admission ticket, computed in a worker)
+// ---------------------------------------------------------------------------
+
+/** A worker that answers a ticket command with `reply` (or throws on load). */
+function ticketWorker(reply) {
+  const w = {
+    received: [],
+    terminated: false,
+    onmessage: null,
+    onerror: null,
+    postMessage(msg) {
+      this.received.push(msg);
+      setImmediate(() => {
+        if (reply === 'load-error') this.onerror?.({ type: 'error', preventDefault() {} });
+        else this.onmessage?.({ data: reply });
+      });
+    },
+    terminate() {
+      this.terminated = true;
+    },
+  };
+  return w;
+}
+
+describe('solveTicket', () => {
+  const job = { salt: 'ab'.repeat(16), bits: 9, solver: 'scalar' };
+
+  it('asks no worker when the server wants no ticket', async () => {
+    let created = 0;
+    const t = await solveTicket({ ...job, bits: 0, createWorker: () => { created += 1; } });
+    assert.equal(t, null);
+    assert.equal(created, 0);
+  });
+
+  it('sends the salt, bits and solver build to a worker and resolves with its ticket', async () => {
+    const w = ticketWorker({ type: 'ticket', ticket: 4321 });
+    assert.equal(await solveTicket({ ...job, createWorker: () => w }), 4321);
+    assert.deepEqual(w.received, [{ cmd: 'ticket', salt: job.salt, bits: 9, solver: 'scalar' }]);
+    assert.ok(w.terminated, 'the worker is let go');
+  });
+
+  it('rejects on a worker error, a load failure or an unusable answer', async () => {
+    for (const reply of [
+      { type: 'error', message: 'unreachable executed' },
+      'load-error',
+      { type: 'ticket', ticket: -1 },
+      { type: 'ticket', ticket: 2 ** 60 },
+    ]) {
+      const w = ticketWorker(reply);
+      await assert.rejects(solveTicket({ ...job, createWorker: () => w }), /ticket/, JSON.stringify(reply));
+      assert.ok(w.terminated);
+    }
+    await assert.rejects(
+      solveTicket({ ...job, createWorker: () => { throw new Error('no workers here'); } }),
+      /no workers here/,
+    );
   });
 });

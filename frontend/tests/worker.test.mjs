@@ -17,6 +17,10 @@ const frontend = fileURLToPath(new URL('..', import.meta.url));
 // allocated"; every hash takes about 2 ms so steps have a measurable length.
 const FAKE_SOLVER = `
 export default async function init() {}
+export function ticket(salt, bits) {
+  if (bits > 32) throw new Error('ticket bits must be 0..=32');
+  return bits * 1000 + salt.length;
+}
 export class Solver {
   constructor(t, m, p, l, salt, difficulty, start, stride) {
     if (m > 1e6) throw new Error('memory allocation of ' + m + ' KiB failed');
@@ -121,6 +125,27 @@ describe('worker.js', () => {
     w.postMessage(start({ difficulty: 10, params: { ...PARAMS, m_cost: 2e6 } }));
     const failed = await waitFor((m) => m.type === 'alloc-failed');
     assert.match(failed.message, /allocation/);
+    await waitFor((m) => m.type === '__closed');
+    await w.terminate();
+  });
+
+  // Issue 14: the admission ticket is a second job for a worker, so the
+  // page's main thread never runs the SHA-256 search.
+  it('computes the ticket on a ticket command, then closes', async () => {
+    const { w, messages, waitFor } = await spawn();
+    w.postMessage({ cmd: 'ticket', salt: '00'.repeat(16), bits: 9 });
+    const done = await waitFor((m) => m.type === 'ticket');
+    assert.equal(done.ticket, 9032);
+    await waitFor((m) => m.type === '__closed');
+    assert.equal(messages.filter((m) => m.type === 'progress').length, 0, 'no search ran');
+    await w.terminate();
+  });
+
+  it('reports a ticket the solver refuses as an error', async () => {
+    const { w, waitFor } = await spawn();
+    w.postMessage({ cmd: 'ticket', salt: '00'.repeat(16), bits: 40 });
+    const failed = await waitFor((m) => m.type === 'error');
+    assert.match(failed.message, /0\.\.=32/);
     await waitFor((m) => m.type === '__closed');
     await w.terminate();
   });

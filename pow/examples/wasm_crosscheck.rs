@@ -275,3 +275,23 @@ pub extern "C" fn hash_nonces(t: u32, m: u32, first: u32, count: u32) -> u32 {
     }
     0
 }
+
+/// The admission ticket for the challenge id `[salt_byte; 16]` at `bits`, as
+/// the page's solver computes it in wasm; the runner checks it with Node's
+/// own SHA-256.
+#[unsafe(no_mangle)]
+pub extern "C" fn ticket_solve(salt_byte: u32, bits: u32) -> u64 {
+    let salt = [salt_byte.to_le_bytes()[0]; 16];
+    pow::ticket::solve(&salt, u8::try_from(bits).unwrap_or(u8::MAX))
+}
+
+/// 1 when `ticket` admits a submission for `[salt_byte; 16]` at `bits`.
+#[unsafe(no_mangle)]
+pub extern "C" fn ticket_check(salt_byte: u32, ticket: u64, bits: u32) -> u32 {
+    let salt = [salt_byte.to_le_bytes()[0]; 16];
+    u32::from(pow::ticket::check(
+        &salt,
+        ticket,
+        u8::try_from(bits).unwrap_or(u8::MAX),
+    ))
+}

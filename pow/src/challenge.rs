@@ -1,7 +1,7 @@
 //! The challenge as signed data, and the exact bytes that get hashed.
 //!
 //! A challenge travels as `base64url(claims) "." base64url(HMAC-SHA256(key, claims))`
-//! (no padding). The claims are a fixed 82-byte big-endian layout, see
+//! (no padding). The claims are a fixed 83-byte big-endian layout, see
 //! [`ChallengeClaims::to_bytes`]. Clients treat the string as opaque; they
 //! get the salt, parameters and target separately in the JSON response.
 
@@ -12,10 +12,12 @@ use sha2::Sha256;
 
 use crate::params::{Argon2Params, Difficulty, ParamsError};
 
-/// Format version written as the first claims byte.
-pub const CHALLENGE_VERSION: u8 = 1;
+/// Format version written as the first claims byte. Version 2 added the
+/// ticket bits; a version-1 challenge is refused with "request a new
+/// challenge" rather than accepted without a ticket.
+pub const CHALLENGE_VERSION: u8 = 2;
 /// Length of the encoded claims.
-pub const CLAIMS_LEN: usize = 82;
+pub const CLAIMS_LEN: usize = 83;
 /// Length of the HMAC-SHA256 tag.
 pub const MAC_LEN: usize = 32;
 /// Longest challenge string a server ever produces; anything longer is
@@ -49,6 +51,9 @@ pub struct ChallengeClaims {
     /// The client's address key: an IPv4 address as IPv4-mapped IPv6, or an
     /// IPv6 /64 with the interface half zeroed.
     pub ip_key: [u8; 16],
+    /// Leading zero bits the admission ticket must have (see
+    /// [`crate::ticket`]); 0 when the server asks for none.
+    pub ticket_bits: u8,
 }
 
 /// Why a challenge string was refused. Signature problems are deliberately
@@ -72,7 +77,7 @@ impl ChallengeClaims {
     ///
     /// | offset | size | field |
     /// |---|---|---|
-    /// | 0 | 1 | version (1) |
+    /// | 0 | 1 | version (2) |
     /// | 1 | 1 | purpose: 0 new, 1 refresh |
     /// | 2 | 16 | id (argon2 salt) |
     /// | 18 | 8 | issued_at, i64 |
@@ -84,6 +89,7 @@ impl ChallengeClaims {
     /// | 54 | 4 | hash length |
     /// | 58 | 16 | ip key |
     /// | 74 | 8 | refresh token id, i64 (0 for new) |
+    /// | 82 | 1 | ticket bits, 0..=32 |
     pub fn to_bytes(&self) -> [u8; CLAIMS_LEN] {
         let mut b = [0u8; CLAIMS_LEN];
         b[0] = CHALLENGE_VERSION;
@@ -102,19 +108,27 @@ impl ChallengeClaims {
         b[54..58].copy_from_slice(&self.params.hash_length().to_be_bytes());
         b[58..74].copy_from_slice(&self.ip_key);
         b[74..82].copy_from_slice(&token_id.to_be_bytes());
+        b[82] = self.ticket_bits;
         b
     }
 
     /// Parses claims bytes. Does not check the signature; see [`verify`].
     ///
     /// # Errors
-    /// [`ChallengeError::Malformed`] on a wrong length or purpose byte,
-    /// [`ChallengeError::Version`] on an unknown version and
+    /// [`ChallengeError::Version`] on an unknown version (checked first, so
+    /// an older, shorter layout is named as such),
+    /// [`ChallengeError::Malformed`] on a wrong length, purpose byte or
+    /// ticket bits, and
     /// [`ChallengeError::Params`] when a parameter is out of range.
     pub fn from_bytes(b: &[u8]) -> Result<Self, ChallengeError> {
+        match b.first() {
+            Some(&CHALLENGE_VERSION) => {}
+            Some(&other) => return Err(ChallengeError::Version(other)),
+            None => return Err(ChallengeError::Malformed),
+        }
         let b: &[u8; CLAIMS_LEN] = b.try_into().map_err(|_| ChallengeError::Malformed)?;
-        if b[0] != CHALLENGE_VERSION {
-            return Err(ChallengeError::Version(b[0]));
+        if b[82] > crate::ticket::MAX_BITS {
+            return Err(ChallengeError::Malformed);
         }
         let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let i64_at = |i: usize| {
@@ -146,6 +160,7 @@ impl ChallengeClaims {
             params: Argon2Params::new(u32_at(42), u32_at(46), u32_at(50), u32_at(54))
                 .map_err(ChallengeError::Params)?,
             ip_key,
+            ticket_bits: b[82],
         })
     }
 
@@ -211,6 +226,7 @@ mod tests {
             difficulty: Difficulty::MEDIUM,
             params: Argon2Params::DEFAULT,
             ip_key: [1; 16],
+            ticket_bits: 22,
         }
     }
 
@@ -247,12 +263,39 @@ mod tests {
         let b = claims().to_bytes();
         assert_eq!(
             hex::encode(b),
-            "010107070707070707070707070707070707\
+            "020107070707070707070707070707070707\
              000000006553f100000000006553f808\
              0000000000000384\
              00000008000100000000000100000020\
              01010101010101010101010101010101\
-             000000000000002a"
+             000000000000002a\
+             16"
         );
+    }
+
+    /// A challenge signed before tickets existed must not be accepted
+    /// without one, and its holder must be told to fetch a new one.
+    #[test]
+    fn a_version_1_challenge_asks_for_a_new_one() {
+        let mut old = claims().to_bytes()[..82].to_vec();
+        old[0] = 1;
+        let tag = mac(b"key", &old);
+        let s = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&old),
+            URL_SAFE_NO_PAD.encode(tag)
+        );
+        assert_eq!(verify(b"key", &s), Err(ChallengeError::Version(1)));
+    }
+
+    /// The ticket bits are signed: raising or lowering them breaks the tag.
+    #[test]
+    fn tampered_ticket_bits_fail_the_signature() {
+        let s = claims().sign(b"key");
+        let (payload, tag) = s.split_once('.').unwrap();
+        let mut bytes = URL_SAFE_NO_PAD.decode(payload).unwrap();
+        bytes[82] = 0;
+        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(bytes));
+        assert_eq!(verify(b"key", &forged), Err(ChallengeError::BadSignature));
     }
 }

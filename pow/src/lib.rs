@@ -5,14 +5,22 @@
 //! # Protocol
 //! 1. The client asks `POST /api/challenge`. The server draws a random
 //!    16-byte challenge id, fixes the difficulty D in force, the argon2
-//!    parameters, an expiry and the client's address key, and signs all of
-//!    it with HMAC-SHA256 ([`challenge::ChallengeClaims::sign`]).
+//!    parameters, the ticket bits B, an expiry and the client's address key,
+//!    and signs all of it with HMAC-SHA256
+//!    ([`challenge::ChallengeClaims::sign`]).
 //! 2. The client searches nonces n = 0, 1, 2, … (split among workers as
 //!    `start, start + stride, …`, see [`solve::Solver`]) for one whose hash
 //!    meets the target.
-//! 3. The client sends the challenge string and n to `POST /api/solve`. The
-//!    server checks the signature, expiry, address and that the challenge was
-//!    never spent, spends it, and only then recomputes one hash.
+//! 3. Alongside, when B > 0, the client finds an admission ticket k: the
+//!    first k = 0, 1, 2, … whose SHA-256 starts with B zero bits
+//!    ([`ticket::solve`]). B is sized so that this costs about one argon2
+//!    hash ([`ticket::bits_for`]): well under 1 % of a visitor's work, but
+//!    what a sender of garbage nonces must now pay for each one.
+//! 4. The client sends the challenge string, n and k to `POST /api/solve`.
+//!    The server checks the signature, expiry and address, then the ticket
+//!    (one SHA-256; a missing or wrong ticket is refused with `bad_ticket`
+//!    and spends nothing), then that the challenge was never spent, spends
+//!    it, and only then recomputes one argon2 hash.
 //!
 //! # The exact bytes hashed
 //! ```text
@@ -26,6 +34,16 @@
 //! unsigned integer, are ≤ floor((2^256 − 1) / D) ([`params::Difficulty::target`]).
 //! Each nonce then wins with probability 1/D, so a client needs D hashes on
 //! average. L is at least 32 so the comparison always has 256 bits.
+//!
+//! ```text
+//! ticket digest = SHA-256(
+//!     "powgate-ticket-v1" (17 ASCII bytes)
+//!     ‖ the 16-byte challenge id
+//!     ‖ k as 8 bytes, unsigned big-endian)
+//! ```
+//! k is a valid ticket when the digest, read from its first byte's most
+//! significant bit on, starts with at least B zero bits (`ticket_bits` of
+//! the challenge response). B = 0 asks for no ticket.
 
 // As RustCrypto's argon2 does: this code runs on the server's verification
 // path and in every browser, so a panic or a silently truncated length is a
@@ -37,6 +55,7 @@ pub mod challenge;
 mod huge_pages;
 pub mod params;
 pub mod solve;
+pub mod ticket;
 pub mod verify;
 pub mod wire;
 

@@ -41,6 +41,10 @@ pub struct ChallengeResponse {
     pub issued_at: i64,
     /// Unix seconds.
     pub expires_at: i64,
+    /// Leading zero bits the admission ticket must have
+    /// ([`crate::ticket::solve`] over `salt`); 0 when none is asked for.
+    #[serde(default)]
+    pub ticket_bits: u8,
 }
 
 /// Optional numbers a client reports about its search, used for the admin
@@ -79,6 +83,12 @@ pub enum ReportedClass {
 pub struct SolveRequest {
     pub challenge: String,
     pub nonce: u64,
+    /// The admission ticket for this challenge ([`crate::ticket`]). Required
+    /// whenever the challenge's `ticket_bits` is not 0; optional in the
+    /// schema so that a client without one gets `bad_ticket`, which names
+    /// the fix, rather than a schema error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<u64>,
     /// For a refresh challenge: the token being refreshed, when it is not in
     /// the `powgate_token` cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]

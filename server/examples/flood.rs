@@ -9,6 +9,12 @@
 //! limits and the wrong-answer back-off hardly ever bind, and what does bind
 //! is the verification queue: most submissions get 503, as they should.
 //!
+//! Each submission carries a random, almost surely wrong admission ticket,
+//! which costs the flood nothing and is refused with 400 `bad_ticket` before
+//! argon2 runs, unless the server asks for none (`POW_TICKET_BITS=0`).
+//! `--valid-tickets` pays for a real ticket per submission instead (about
+//! one argon2 hash of SHA-256 each), the flood a ticket cannot stop.
+//!
 //! ```text
 //! cargo run --release -p powgate --example flood -- --url http://127.0.0.1:8080 --seconds 20
 //! ```
@@ -47,6 +53,10 @@ struct Args {
     /// Header that carries the client address to a trusted proxy's server.
     #[arg(long, default_value = "X-Real-IP")]
     ip_header: String,
+    /// Compute the challenge's admission ticket for each submission rather
+    /// than send a bogus one.
+    #[arg(long)]
+    valid_tickets: bool,
 }
 
 /// Counts keyed by (endpoint, HTTP status); status 0 is a transport error.
@@ -105,6 +115,7 @@ impl Rng {
 struct Shared {
     base: String,
     ip_header: String,
+    valid_tickets: bool,
     deadline: Instant,
     max_requests: u64,
     sent: AtomicU64,
@@ -178,9 +189,15 @@ fn flood_thread(shared: &Shared) -> Counts {
         if !shared.take() {
             break;
         }
+        let ticket = if shared.valid_tickets {
+            paid_ticket(&challenge)
+        } else {
+            rng.next()
+        };
         let req = SolveRequest {
             challenge: challenge.challenge,
             nonce: rng.next(),
+            ticket: Some(ticket),
             refresh_token: None,
             telemetry: None,
         };
@@ -196,6 +213,13 @@ fn flood_thread(shared: &Shared) -> Counts {
     counts
 }
 
+/// The admission ticket `ch` asks for, paid for in SHA-256 work; 0 (any
+/// ticket will do) when the salt is unreadable or no ticket is asked for.
+fn paid_ticket(ch: &ChallengeResponse) -> u64 {
+    let salt: Option<[u8; 16]> = hex::decode(&ch.salt).ok().and_then(|v| v.try_into().ok());
+    salt.map_or(0, |salt| pow::ticket::solve(&salt, ch.ticket_bits))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if !is_loopback_url(&args.url) {
@@ -208,6 +232,7 @@ fn main() -> ExitCode {
     let shared = Shared {
         base: args.url.trim_end_matches('/').to_owned(),
         ip_header: args.ip_header.clone(),
+        valid_tickets: args.valid_tickets,
         deadline: Instant::now() + Duration::from_secs(args.seconds),
         max_requests: args.max_requests,
         sent: AtomicU64::new(0),

@@ -114,6 +114,7 @@ mod tests {
             difficulty: Difficulty::new(d).unwrap(),
             params: Argon2Params::DEFAULT,
             ip_key: [0; 16],
+            ticket_bits: 0,
         }
     }
 

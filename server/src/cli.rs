@@ -54,6 +54,7 @@ pub fn solve(opts: &SolveOptions) -> anyhow::Result<String> {
         let req = SolveRequest {
             challenge: challenge.challenge.clone(),
             nonce,
+            ticket: admission_ticket(&challenge)?,
             refresh_token: opts.refresh.clone(),
             telemetry: Some(Telemetry {
                 hashes: Some(hashes),
@@ -153,6 +154,23 @@ fn error_text(resp: &mut ureq::http::Response<ureq::Body>) -> String {
     }
 }
 
+fn salt_of(ch: &ChallengeResponse) -> anyhow::Result<[u8; 16]> {
+    hex::decode(&ch.salt)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .context("the challenge salt is not 16 hex bytes")
+}
+
+/// The admission ticket the challenge asks for (`pow::ticket`), none when
+/// its `ticket_bits` is 0. About one argon2 hash of SHA-256 work, so it is
+/// computed on this thread after the search rather than raced beside it.
+fn admission_ticket(ch: &ChallengeResponse) -> anyhow::Result<Option<u64>> {
+    if ch.ticket_bits == 0 {
+        return Ok(None);
+    }
+    Ok(Some(pow::ticket::solve(&salt_of(ch)?, ch.ticket_bits)))
+}
+
 /// Searches on `threads` threads; returns the winning nonce and the hashes
 /// tried by all threads.
 fn search(
@@ -160,10 +178,7 @@ fn search(
     threads: usize,
     quiet: bool,
 ) -> anyhow::Result<Option<(u64, u64)>> {
-    let salt: [u8; 16] = hex::decode(&ch.salt)
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .context("the challenge salt is not 16 hex bytes")?;
+    let salt = salt_of(ch)?;
     let difficulty =
         Difficulty::new(ch.difficulty).context("the challenge difficulty is out of range")?;
     let threads = threads.max(1);

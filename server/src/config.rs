@@ -65,6 +65,15 @@ fn env_name(toml_key: &str) -> String {
     }
 }
 
+/// The ticket bits as operators write them: `auto` or a number. Signed, so
+/// that `-1` gets the range message rather than a type error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TicketBitsValue {
+    Number(i64),
+    Name(String),
+}
+
 /// A list given either as a TOML array or as one comma-separated string
 /// (the only form an environment variable can take).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +127,7 @@ pub struct RawConfig {
     pub max_open_challenges_per_ip: u64,
     pub max_open_challenges_per_network: u64,
     pub challenge_grace_secs: u64,
+    pub ticket_bits: TicketBitsValue,
     pub max_connections: u64,
     pub max_connections_per_ip: u64,
     pub max_connections_per_network: u64,
@@ -170,6 +180,7 @@ impl Default for RawConfig {
             max_open_challenges_per_ip: 32,
             max_open_challenges_per_network: 256,
             challenge_grace_secs: 120,
+            ticket_bits: TicketBitsValue::Name("auto".into()),
             max_connections: 4096,
             max_connections_per_ip: 64,
             max_connections_per_network: 256,
@@ -237,6 +248,9 @@ pub struct Config {
     /// How long after a difficulty change challenges issued at the previous
     /// difficulty are still accepted, so visitors mid-solve finish.
     pub(crate) challenge_grace: Duration,
+    /// Leading zero bits of the admission ticket a solution must carry
+    /// (`pow::ticket`); 0 asks for none.
+    pub ticket_bits: u8,
 }
 
 /// Most challenges that may be open (issued, not yet spent, not expired) at
@@ -309,6 +323,34 @@ fn unknown_key(figment: &Figment, key: &str, fields: &serde_json::Value) -> Conf
             known.join(", ")
         ),
     )
+}
+
+/// `auto` is the bits whose SHA-256 work matches one argon2 hash at the
+/// configured parameters, so a ticket keeps costing a garbage sender what
+/// its verification would cost powgate when the parameters change.
+fn ticket_bits(v: &TicketBitsValue, argon2: Argon2Params) -> Result<u8, ConfigError> {
+    let max = pow::ticket::MAX_BITS;
+    let bits = match v {
+        TicketBitsValue::Name(n) if n.trim().eq_ignore_ascii_case("auto") => {
+            return Ok(pow::ticket::bits_for(argon2));
+        }
+        TicketBitsValue::Name(n) => n.trim().parse::<i64>().map_err(|_| {
+            ConfigError::new(
+                "ticket_bits",
+                format!("{n:?} is neither auto nor a number of bits 0..={max} (0 = off)"),
+            )
+        })?,
+        TicketBitsValue::Number(b) => *b,
+    };
+    u8::try_from(bits)
+        .ok()
+        .filter(|b| *b <= max)
+        .ok_or_else(|| {
+            ConfigError::new(
+                "ticket_bits",
+                format!("{bits} is out of range: allowed 0..={max} bits (0 = off), or auto"),
+            )
+        })
 }
 
 impl RawConfig {
@@ -442,6 +484,7 @@ impl RawConfig {
         .map_err(|e| ConfigError::new("argon2.memory_kb", e.to_string()))?;
 
         let settings = self.live_settings()?;
+        let ticket_bits = ticket_bits(&self.ticket_bits, argon2)?;
 
         let trusted_proxies = self
             .trusted_proxies
@@ -589,6 +632,7 @@ impl RawConfig {
                     " (0 = off)",
                 )?,
             },
+            ticket_bits,
             challenge_grace: Duration::from_secs(ranged(
                 "challenge_grace_secs",
                 self.challenge_grace_secs,
@@ -850,6 +894,27 @@ mod tests {
             jail.set_env("POW_MAX_CONNECTIONS_PER_NETWORK", "0");
             let e = Config::load(None).unwrap_err().to_string();
             assert!(e.contains("POW_MAX_CONNECTIONS_PER_NETWORK"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn ticket_bits_default_to_auto_and_refuse_nonsense() {
+        Jail::expect_with(|jail| {
+            let c = Config::load(None).unwrap();
+            assert_eq!(c.ticket_bits, pow::ticket::bits_for(c.argon2));
+            jail.set_env("ARGON2_TIME_COST", "1");
+            let cheaper = Config::load(None).unwrap();
+            assert!(cheaper.ticket_bits < c.ticket_bits, "auto follows argon2");
+            jail.set_env("POW_TICKET_BITS", "0");
+            assert_eq!(Config::load(None).unwrap().ticket_bits, 0);
+            jail.set_env("POW_TICKET_BITS", "AUTO");
+            assert_eq!(Config::load(None).unwrap().ticket_bits, cheaper.ticket_bits);
+            for bad in ["33", "lots", "-1"] {
+                jail.set_env("POW_TICKET_BITS", bad);
+                let e = Config::load(None).unwrap_err().to_string();
+                assert!(e.contains("POW_TICKET_BITS") && e.contains("0..=32"), "{e}");
+            }
             Ok(())
         });
     }

@@ -54,6 +54,12 @@ pub(crate) enum ApiError {
     /// 401: no usable credential.
     #[error("{0}")]
     Unauthorized(String),
+    /// 400: the admission ticket is missing or does not meet the
+    /// challenge's ticket bits; refused before anything is spent or hashed.
+    #[error(
+        "the ticket is missing or does not meet this challenge's ticket_bits; compute it with the same salt (see ticket in the protocol) and resubmit"
+    )]
+    BadTicket,
     /// 403: the answer is wrong.
     #[error("the nonce does not solve this challenge")]
     WrongAnswer,
@@ -99,7 +105,9 @@ pub(crate) enum ApiError {
 impl ApiError {
     pub(crate) fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidField { .. } | Self::BadTicket => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::WrongAnswer | Self::WrongIp(_) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -120,6 +128,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) | Self::InvalidField { .. } => "bad_request",
             Self::Unauthorized(_) => "unauthorized",
+            Self::BadTicket => "bad_ticket",
             Self::WrongAnswer => "wrong_answer",
             Self::WrongIp(_) => "wrong_ip",
             Self::Forbidden(_) => "forbidden",

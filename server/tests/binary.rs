@@ -248,6 +248,12 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
+/// The admission ticket `ch` asks for, so a submission reaches argon2.
+fn ticket(ch: &pow::wire::ChallengeResponse) -> Option<u64> {
+    let salt: [u8; 16] = hex::decode(&ch.salt).unwrap().try_into().unwrap();
+    Some(pow::ticket::solve(&salt, ch.ticket_bits))
+}
+
 /// Gets one token as `ip`, or `None` once the server is gone.
 fn obtain(server_url: &str, ip: &str) -> Option<String> {
     let agent = agent();
@@ -272,6 +278,7 @@ fn obtain(server_url: &str, ip: &str) -> Option<String> {
         }
     };
     let req = pow::wire::SolveRequest {
+        ticket: Some(pow::ticket::solve(&salt, ch.ticket_bits)),
         challenge: ch.challenge,
         nonce,
         refresh_token: None,
@@ -326,6 +333,7 @@ fn busy_answers_under_a_flood_are_not_logged_as_errors() {
                         .read_json()
                         .unwrap();
                     let req = pow::wire::SolveRequest {
+                        ticket: ticket(&ch),
                         challenge: ch.challenge,
                         nonce: 7,
                         refresh_token: None,
@@ -444,6 +452,7 @@ fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
             // server must hash it to know.
             let req = pow::wire::SolveRequest {
                 challenge: ch.challenge.clone(),
+                ticket: ticket(&ch),
                 nonce: 0,
                 refresh_token: None,
                 telemetry: None,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestApp, answer, solve};
+use common::{TestApp, answer, solve, ticket};
 use pow::wire::{ChallengeResponse, SolveRequest, Telemetry};
 use pow::{Argon2Params, ChallengeClaims, Difficulty, Purpose};
 use powgate::client_ip::IpKey;
@@ -70,6 +70,7 @@ fn claims_for(app: &TestApp, ip: &str) -> ChallengeClaims {
         difficulty: app.state.settings.get().difficulty,
         params: app.state.config.argon2,
         ip_key: IpKey::of(ip.parse().unwrap()).to_bytes(),
+        ticket_bits: app.state.config.ticket_bits,
     }
 }
 
@@ -90,6 +91,7 @@ fn as_response(app: &TestApp, claims: &ChallengeClaims) -> ChallengeResponse {
         "target": hex::encode(claims.difficulty.target()),
         "issued_at": claims.issued_at,
         "expires_at": claims.expires_at,
+        "ticket_bits": claims.ticket_bits,
     }))
     .unwrap()
 }
@@ -174,6 +176,7 @@ fn signed(app: &TestApp, claims: &ChallengeClaims, nonce: u64) -> SolveRequest {
     SolveRequest {
         challenge: claims.sign(&app.state.challenge_key),
         nonce,
+        ticket: Some(pow::ticket::solve(&claims.id, claims.ticket_bits)),
         refresh_token: None,
         telemetry: None,
     }
@@ -270,6 +273,7 @@ fn a_validly_signed_challenge_with_other_argon2_params_is_refused_without_hashin
     let req = SolveRequest {
         challenge: ch.challenge.clone(),
         nonce: solve(&ch),
+        ticket: ticket(&ch),
         refresh_token: None,
         telemetry: None,
     };

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{TestApp, solve};
+use common::{TestApp, solve, ticket};
 use pow::{Argon2Params, ChallengeClaims, Difficulty, Purpose};
 use serde::Deserialize;
 
@@ -85,9 +85,11 @@ fn fill(app: &TestApp, template: &str) -> String {
         forged[20] = if forged[20] == b'A' { b'B' } else { b'A' };
         let spent = app.new_challenge(ip);
         let spent_nonce = solve(&spent);
+        let spent_ticket = ticket(&spent);
         let req = pow::wire::SolveRequest {
             challenge: spent.challenge.clone(),
             nonce: spent_nonce,
+            ticket: spent_ticket,
             refresh_token: None,
             telemetry: None,
         };
@@ -101,6 +103,7 @@ fn fill(app: &TestApp, template: &str) -> String {
             difficulty: Difficulty::new(4).unwrap(),
             params: Argon2Params::new(1, 64, 1, 32).unwrap(),
             ip_key: powgate::client_ip::IpKey::of(ip.parse().unwrap()).to_bytes(),
+            ticket_bits: 0,
         }
         .sign(&app.state.challenge_key);
         let other = app.new_challenge("203.0.113.99");
@@ -111,6 +114,7 @@ fn fill(app: &TestApp, template: &str) -> String {
             .replace("{{CHALLENGE_EXPIRED}}", &expired)
             .replace("{{CHALLENGE_SPENT}}", &spent.challenge)
             .replace("{{NONCE_SPENT}}", &spent_nonce.to_string())
+            .replace("{{TICKET_SPENT}}", &spent_ticket.unwrap_or(0).to_string())
             .replace("{{CHALLENGE_OTHER_IP}}", &other.challenge)
             .replace("{{CHALLENGE}}", &ch.challenge)
             .replace("{{NONCE}}", &nonce.to_string());

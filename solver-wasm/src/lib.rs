@@ -1,4 +1,5 @@
-//! The browser solver: a thin wasm-bindgen layer over [`pow::Solver`].
+//! The browser solver: a thin wasm-bindgen layer over [`pow::Solver`] and
+//! the admission ticket ([`ticket`]).
 //!
 //! server/build.rs compiles it twice: with `-C target-feature=+simd128`, so
 //! pow's argon2id uses its hand-vectorised compression, and without, for
@@ -54,6 +55,28 @@ fn salt_from_hex(s: &str) -> Result<[u8; 16], JsError> {
 #[wasm_bindgen]
 pub fn compression() -> String {
     pow::argon2id::COMPRESSION.to_owned()
+}
+
+/// The admission ticket for the challenge with this salt (32 hex digits):
+/// the first ticket whose SHA-256 has `bits` leading zero bits (see
+/// `pow::ticket`). About one argon2 hash of work, so the page runs it in a
+/// worker like the search.
+///
+/// # Errors
+/// A `JsError` for a malformed salt, `bits` above 32, or (never in practice)
+/// a ticket too large for a JavaScript number.
+#[wasm_bindgen]
+pub fn ticket(salt_hex: &str, bits: u32) -> Result<f64, JsError> {
+    let bits = u8::try_from(bits)
+        .ok()
+        .filter(|b| *b <= pow::ticket::MAX_BITS)
+        .ok_or_else(|| JsError::new(&format!("ticket bits must be 0..=32, got {bits}")))?;
+    let t = pow::ticket::solve(&salt_from_hex(salt_hex)?, bits);
+    let t = as_f64(t);
+    if t > MAX_SAFE_INTEGER {
+        return Err(JsError::new("the ticket does not fit a JavaScript number"));
+    }
+    Ok(t)
 }
 
 /// One worker's share of the nonce search.

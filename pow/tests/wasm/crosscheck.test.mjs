@@ -15,6 +15,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -47,6 +48,23 @@ function build({ name, rustflags }) {
   ], { cwd: REPO, env, stdio: ['ignore', 'inherit', 'inherit'], timeout: BUILD_TIMEOUT_MS });
   assert.equal(r.status, 0, `building the ${name} wasm cross-check failed (${r.error ?? `exit ${r.status}`})`);
   return readFileSync(join(targetDir, TARGET, 'release', 'examples', 'wasm_crosscheck.wasm'));
+}
+
+/** Leading zero bits of Node's SHA-256 of a ticket, per pow/src/ticket.rs. */
+function ticketZeroBits(saltByte, ticket) {
+  const nonce = Buffer.alloc(8);
+  nonce.writeBigUInt64BE(BigInt(ticket));
+  const digest = createHash('sha256')
+    .update('powgate-ticket-v1')
+    .update(Buffer.alloc(16, saltByte))
+    .update(nonce)
+    .digest();
+  let zeros = 0;
+  for (const byte of digest) {
+    if (byte !== 0) return zeros + Math.clz32(byte) - 24;
+    zeros += 8;
+  }
+  return zeros;
 }
 
 async function instantiate(bytes) {
@@ -85,6 +103,22 @@ for (const variant of BUILDS) {
     test('the stepped solver finds the nonces the verifier accepts', async () => {
       const { e, report } = await instantiate(bytes);
       assert.equal(e.solver_agrees_with_verifier(), 0, report());
+    });
+
+    test('the admission ticket matches Node\'s SHA-256', async () => {
+      const { e } = await instantiate(bytes);
+      // The known answer pinned in pow/src/ticket.rs.
+      assert.equal(e.ticket_solve(7, 12), 3569n);
+      for (let salt = 0; salt < 4; salt++) {
+        const bits = 10;
+        const t = Number(e.ticket_solve(salt, bits));
+        assert.ok(ticketZeroBits(salt, t) >= bits, `salt ${salt}: ticket ${t} has too few zero bits`);
+        for (let earlier = 0; earlier < t; earlier++) {
+          assert.ok(ticketZeroBits(salt, earlier) < bits, `salt ${salt}: ${earlier} already passes`);
+        }
+        assert.equal(e.ticket_check(salt, BigInt(t), bits), 1);
+        assert.equal(e.ticket_check(salt ^ 1, BigInt(t), bits), ticketZeroBits(salt ^ 1, t) >= bits ? 1 : 0);
+      }
     });
 
     test('a worker-sized instance stays within m + 8 MiB of wasm memory', async () => {

@@ -66,6 +66,7 @@ async fn issue(
         difficulty,
         params: state.config.argon2,
         ip_key: client.key.to_bytes(),
+        ticket_bits: state.config.ticket_bits,
     };
     state.stats.record_issued(now);
     state
@@ -90,6 +91,7 @@ async fn issue(
         target: hex::encode(difficulty.target()),
         issued_at: claims.issued_at,
         expires_at: claims.expires_at,
+        ticket_bits: claims.ticket_bits,
     }))
 }
 

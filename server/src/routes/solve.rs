@@ -3,7 +3,8 @@
 //! a form into the cookie.
 //!
 //! The order of checks is the point of this module: everything cheap
-//! (size, schema, signature, expiry, address, parameters and difficulty as
+//! (size, schema, signature, expiry, address, the admission ticket,
+//! parameters and difficulty as
 //! [`crate::acceptance`] requires them now, spent) happens before the one
 //! argon2 hash, and a queue slot is taken before the challenge is spent, so
 //! a busy server answers 503 without burning the client's challenge.
@@ -55,6 +56,10 @@ async fn solve(
     if matches!(result, Err(ApiError::WrongAnswer)) {
         state.rate_limits.penalise(client.key);
     }
+    // Reputation hook (issue 14, fair queue): a missing or wrong ticket is a
+    // garbage submission too, cheap as it was to refuse, so it should count
+    // against the sender's networks like a wrong answer:
+    // `if matches!(result, Err(ApiError::BadTicket)) { state.reputation.record_failure(client.key, now) }`.
     if let Err(e) = &result {
         state
             .metrics
@@ -90,6 +95,7 @@ async fn check_and_issue(
             "this challenge was issued to another address; request a new one".into(),
         ));
     }
+    check_ticket(&claims, req.ticket)?;
     let (settings, last_change) = state.settings.get_with_change();
     Requirements {
         params: state.config.argon2,
@@ -199,6 +205,21 @@ async fn check_and_issue(
     .into_response();
     set_cookie(state, &mut resp, &plain, settings.token_hours);
     Ok(resp)
+}
+
+/// The admission ticket (`pow::ticket`): one SHA-256, before anything is
+/// spent, queued or hashed, so a garbage submission without a paid-for
+/// ticket costs powgate microseconds and leaves the challenge solvable.
+fn check_ticket(claims: &ChallengeClaims, ticket: Option<u64>) -> Result<()> {
+    let admitted = match ticket {
+        Some(t) => pow::ticket::check(&claims.id, t, claims.ticket_bits),
+        None => claims.ticket_bits == 0,
+    };
+    if admitted {
+        Ok(())
+    } else {
+        Err(ApiError::BadTicket)
+    }
 }
 
 fn record_success(

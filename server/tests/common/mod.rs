@@ -264,6 +264,7 @@ pub fn answer(ch: &ChallengeResponse) -> SolveRequest {
     SolveRequest {
         challenge: ch.challenge.clone(),
         nonce: solve(ch),
+        ticket: ticket(ch),
         refresh_token: None,
         telemetry: None,
     }
@@ -285,6 +286,12 @@ pub fn solve(ch: &ChallengeResponse) -> u64 {
             return nonce;
         }
     }
+}
+
+/// The admission ticket `ch` asks for, computed as every client does.
+pub fn ticket(ch: &ChallengeResponse) -> Option<u64> {
+    let salt: [u8; 16] = hex::decode(&ch.salt).unwrap().try_into().unwrap();
+    Some(pow::ticket::solve(&salt, ch.ticket_bits))
 }
 
 /// A nonce that does not solve `ch`.
