@@ -58,6 +58,12 @@ fn env_name(toml_key: &str) -> String {
     }
 }
 
+/// Waiters in the verification line by default. A waiter is a few dozen
+/// bytes plus its open request, so 1 024 cost little, while a line that
+/// short of a busy minute's visitors would turn correct answers away to
+/// resubmit.
+const DEFAULT_VERIFY_QUEUE: u64 = 1024;
+
 /// Either a difficulty preset name or a number, as operators write it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -224,7 +230,9 @@ pub struct Config {
     pub(crate) metrics_listen: Option<SocketAddr>,
     /// argon2 verifications running at once.
     pub(crate) verify_permits: usize,
-    /// Verifications allowed to wait for a permit before new ones get 503.
+    /// Submissions that may wait for a verification turn (see
+    /// [`crate::verifier`]); when full, a better newcomer evicts the worst
+    /// waiter and a worse one is told 503 `queued`.
     pub(crate) verify_queue: usize,
     /// Nice value of the argon2 threads, so that a flood of solutions takes
     /// CPU from nothing but itself.
@@ -472,7 +480,7 @@ impl RawConfig {
         )?;
         let verify_queue = ranged(
             "verify_queue",
-            self.verify_queue.unwrap_or(verify_permits * 8),
+            self.verify_queue.unwrap_or(DEFAULT_VERIFY_QUEUE),
             0,
             65536,
             "",
