@@ -179,3 +179,39 @@ fn verification_seconds_are_counted_by_verdict_and_turns_by_bucket() {
     assert_eq!(penalised, 1.0);
     assert_eq!(value("powgate_verify_waiting"), 0.0);
 }
+
+/// `powgate solve` told `queued` must send the same answer again (its
+/// challenge is still good) rather than give up or start over.
+#[test]
+fn powgate_solve_resubmits_a_queued_answer_until_its_turn_comes() {
+    let app = TestApp::spawn_with(|c| {
+        c.verify_permits = Some(1);
+        c.verify_queue = Some(0);
+    });
+    let held = take_turn(&app, 0, 0xaa, Duration::ZERO).unwrap();
+    let opts = powgate::cli::SolveOptions {
+        url: app.url(""),
+        threads: 1,
+        refresh: None,
+        quiet: true,
+    };
+    std::thread::scope(|s| {
+        let cli = s.spawn(|| powgate::cli::solve(&opts));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !app
+            .metrics()
+            .contains("powgate_limited_total{limit=\"verify_queue\"} 1")
+        {
+            assert!(std::time::Instant::now() < deadline, "never queued");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(held);
+        let token = cli.join().unwrap().expect("a token after the queue");
+        assert_eq!(app.verify(Some(&token), "127.0.0.1").0, 200);
+    });
+    assert!(
+        app.metrics()
+            .contains("powgate_challenges_issued_total{purpose=\"new\"} 1"),
+        "the queued answer was sent again, not replaced by a new challenge"
+    );
+}
