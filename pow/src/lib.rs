@@ -13,6 +13,11 @@
 //! 3. The client sends the challenge string and n to `POST /api/solve`. The
 //!    server checks the signature, expiry, address and that the challenge was
 //!    never spent, spends it, and only then recomputes one hash.
+//! 4. When no verification thread is free for it in time, the server answers
+//!    503 with [`wire::ErrorBody`] `error: "queued"` and `ahead` (how many
+//!    answers are verified before it) *before* spending the challenge. The
+//!    client sends the same answer again after `Retry-After`, which keeps its
+//!    place in line, for as long as the challenge is valid.
 //!
 //! # The exact bytes hashed
 //! ```text
