@@ -215,3 +215,25 @@ fn powgate_solve_resubmits_a_queued_answer_until_its_turn_comes() {
         "the queued answer was sent again, not replaced by a new challenge"
     );
 }
+
+/// The admin page's failed solves are answers that were refused; a queued
+/// answer is sent again and succeeds, so it must not count as one.
+#[test]
+fn a_queued_answer_is_not_counted_as_a_failed_solve() {
+    const KEY: &str = "an-admin-key-for-the-queue-tests";
+    let app = TestApp::spawn_with(|c| {
+        c.verify_permits = Some(1);
+        c.verify_queue = Some(0);
+        c.admin_key = Some(KEY.into());
+    });
+    let ip = "198.51.100.40";
+    let req = answer(&app.new_challenge(ip));
+    let held = take_turn(&app, 0, 0xaa, Duration::ZERO).unwrap();
+    assert_eq!(submit(&app, ip, &req).0, 503);
+    drop(held);
+    assert_eq!(submit(&app, ip, &req).0, 200);
+    let (status, stats) = app.admin_call(KEY, "GET", "/api/admin/stats", None);
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["challenges"]["solved"]["hour"], 1);
+    assert_eq!(stats["challenges"]["failed"]["hour"], 0);
+}

@@ -79,7 +79,12 @@ async fn solve(
             .solutions
             .with_label_values(&["rejected", e.code()])
             .inc();
-        state.stats.record_failed(state.now());
+        // A queued answer has not failed: it is sent again and usually
+        // succeeds. Counted as failed, every resubmission of a visitor
+        // waiting out a flood would show on the admin page as one more.
+        if !matches!(e, ApiError::Queued { .. }) {
+            state.stats.record_failed(state.now());
+        }
     }
     result
 }
