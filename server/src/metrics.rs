@@ -41,8 +41,9 @@ pub struct Metrics {
     pub(crate) verify_waiting: IntGauge,
     /// Turns granted (`powgate_verify_turns_total`), indexed by reputation
     /// bucket: how much of the verification capacity went to clean (0)
-    /// and to penalised clients. Resolved once, like `verify_outcomes`.
-    pub(crate) verify_turns: [IntCounter; BUCKETS],
+    /// and to penalised clients. Resolved once, like `verify_outcomes`;
+    /// read through [`Metrics::verify_turn`].
+    verify_turns: [IntCounter; BUCKETS],
     /// argon2 CPU seconds spent verifying (`powgate_verify_seconds_total`),
     /// `[wrong, valid]`; read through [`Metrics::verify_seconds`].
     verify_seconds: [Counter; 2],
@@ -179,6 +180,12 @@ impl Metrics {
         }
     }
 
+    /// The counter of turns granted in reputation `bucket` (the worst
+    /// bucket's for anything beyond it).
+    pub(crate) fn verify_turn(&self, bucket: u8) -> &IntCounter {
+        &self.verify_turns[usize::from(bucket.min(WORST_BUCKET))]
+    }
+
     /// The CPU-seconds counter of verifications that found the answer
     /// `valid` or wrong.
     pub(crate) fn verify_seconds(&self, valid: bool) -> &Counter {
@@ -229,8 +236,8 @@ mod tests {
         let m = Metrics::new();
         m.verify_seconds(true).inc_by(0.25);
         m.verify_seconds(false).inc_by(1.5);
-        m.verify_turns[0].inc();
-        m.verify_turns[usize::from(WORST_BUCKET)].inc_by(3);
+        m.verify_turn(0).inc();
+        m.verify_turn(WORST_BUCKET).inc_by(3);
         let text = m.render();
         for line in [
             "powgate_verify_seconds_total{verdict=\"valid\"} 0.25",

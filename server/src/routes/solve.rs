@@ -167,7 +167,7 @@ async fn check_and_issue(
                 retry_after: if q.waited { 1 } else { 2 },
             }
         })?;
-    state.metrics.verify_turns[usize::from(bucket)].inc();
+    state.metrics.verify_turn(bucket).inc();
     let (id, expires_at) = (claims.id, claims.expires_at);
     if !state
         .challenge_ledger
