@@ -23,9 +23,9 @@
 //! who rotates through the 65 536 /64s of one IPv6 /48 or the addresses of
 //! an IPv4 block. Every failure also lands on the enclosing /24, /56 and
 //! /48, so the rotation raises its whole network, and the next fresh /64 in
-//! it already starts in a bad bucket. The address's own score still counts,
-//! so inside a penalised network the address that failed ranks below its
-//! neighbours.
+//! it already starts in a bad bucket. The address's own score counts on
+//! top, so inside a penalised network the address that failed ranks below
+//! its clean neighbours (a bucket lower when it alone failed).
 //!
 //! A scattered flood, one address in each of thousands of networks, cannot
 //! be told apart by network. Each of its addresses is clean for its first
@@ -40,8 +40,8 @@
 //! bucket 0 with them in arrival order; the cost of that first submission
 //! has to come from elsewhere (the admission ticket, the rate limits). A
 //! visitor behind the same NAT or /24 as an offender waits behind clean
-//! networks too, though never behind the offender itself. And reputation
-//! only orders: it never refuses anyone.
+//! networks too (behind the same NAT it *is* the offender's address). And
+//! reputation only orders: it never refuses anyone.
 
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
 
