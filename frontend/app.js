@@ -16,6 +16,7 @@ import {
   chooseSolver, describeCaps, etaSeconds, safeRedirect, solveTelemetry, solveTicket,
   successProbability, WorkerPool,
 } from './pool.js';
+import { queuedAhead, queuedText } from './queue.js';
 
 const STORAGE_KEY = 'powgate.challenge';
 /** A stored challenge is reused only while it has this long left to live. */
@@ -74,6 +75,8 @@ const status = {
   redirect: null,
   /** 'simd' or 'scalar': the wasm solver build the workers load. */
   solver: null,
+  /** While the answer waits for its turn to be verified: how many are ahead. */
+  ahead: null,
 };
 window.powgateStatus = status;
 
@@ -176,10 +179,14 @@ async function request(path, body) {
   }
 }
 
-/** POSTs JSON, sitting out 429/503 answers for as long as Retry-After asks. */
+/**
+ * POSTs JSON, sitting out 429/503 answers for as long as Retry-After asks.
+ * A queued answer is returned as it is: see postAnswer.
+ */
 async function post(path, body) {
   for (let busy = 0; ; busy++) {
     const r = await request(path, body);
+    if (queuedAhead(r.status, r.data) !== null) return r;
     if ((r.status !== 429 && r.status !== 503) || busy >= MAX_BUSY_RETRIES) return r;
     const wait = retryAfterSeconds(r.res);
     say(`The server is busy; trying again in ${wait} s.`);
@@ -412,6 +419,24 @@ function onPauseClick() {
   render();
 }
 
+/**
+ * POSTs an answer to api/solve. While the server keeps it queued for
+ * verification (its challenge unspent), says how many are ahead and sends
+ * the same answer again after Retry-After, which keeps its place in line,
+ * for as long as the challenge is valid. Not counted as "busy": the wait is
+ * bounded by the challenge's life, and every round is progress.
+ */
+async function postAnswer(c, body) {
+  for (;;) {
+    const r = await post('api/solve', body);
+    const ahead = queuedAhead(r.status, r.data);
+    status.ahead = ahead;
+    if (ahead === null || secondsLeft(c) <= 0) return r;
+    say(queuedText(ahead));
+    await sleep(retryAfterSeconds(r.res) * 1000);
+  }
+}
+
 /** Sends the answer. Returns the token answer, or null when a new challenge is needed. */
 async function submit(c, found, ticketPromise) {
   ui.pause.disabled = true;
@@ -420,7 +445,7 @@ async function submit(c, found, ticketPromise) {
     throw new UserFacingError(`${ticket.message} You can use the command line tool instead (see below).`);
   }
   say('Checking the answer with the server…');
-  const r = await post('api/solve', {
+  const r = await postAnswer(c, {
     challenge: c.challenge,
     nonce: found.nonce,
     ...(ticket === null ? {} : { ticket }),
@@ -429,6 +454,10 @@ async function submit(c, found, ticketPromise) {
   if (r.status === 200 && r.data && typeof r.data.token === 'string') return r.data;
   if (r.status === 409 || r.status === 410) {
     notice(`${serverMessage(r, 'That challenge has expired or was already used.')} Starting a new one.`);
+    return null;
+  }
+  if (queuedAhead(r.status, r.data) !== null) {
+    notice('The challenge expired while your answer waited to be verified. Starting a new one.');
     return null;
   }
   throw new UserFacingError(serverMessage(r, `The server did not accept the answer (HTTP ${r.status}).`));

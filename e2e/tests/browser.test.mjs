@@ -204,6 +204,36 @@ describe('the challenge page', () => {
     assert.equal(await server.verifyStatus(cookie?.value), 200);
   });
 
+  e2e('says how many are ahead while its answer is queued, and sends the same answer again', async (t) => {
+    const { context, page } = await openPage(t, browser);
+    // The first submission is answered as a server with every verification
+    // thread busy would: 503 queued, challenge unspent. The second goes
+    // through to the real server.
+    const sent = [];
+    let shownWhileQueued = null;
+    await page.route('**/api/solve', async (route) => {
+      sent.push(route.request().postData());
+      if (sent.length === 1) {
+        return route.fulfill({
+          status: 503,
+          headers: { 'Retry-After': '1' },
+          contentType: 'application/json',
+          body: JSON.stringify({ error: 'queued', message: 'waiting to be verified', ahead: 3 }),
+        });
+      }
+      shownWhileQueued = await page.textContent('#status');
+      return route.continue();
+    });
+    await page.goto(`${server.url}/`);
+    await waitForState(page, ['solved']);
+    assert.equal(shownWhileQueued, 'Verifying your answer: 3 ahead of you.');
+    assert.equal(sent.length, 2, 'one resubmission');
+    assert.equal(sent[1], sent[0], 'the same answer, not a new challenge');
+    assert.equal((await pageStatus(page)).ahead, null);
+    const cookie = await tokenCookie(context, server);
+    assert.equal(await server.verifyStatus(cookie?.value), 200);
+  });
+
   e2e('runs more than 4 workers on a 12-thread desktop, at most 4 on WebKit', async (t) => {
     // Headless Chromium here has 2 cores, so every case pretends to have 12:
     // only then can the WebKit cap (not the core count) be what limits it.

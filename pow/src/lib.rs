@@ -21,6 +21,11 @@
 //!    (one SHA-256; a missing or wrong ticket is refused with `bad_ticket`
 //!    and spends nothing), then that the challenge was never spent, spends
 //!    it, and only then recomputes one argon2 hash.
+//! 5. When no verification thread is free for it in time, the server answers
+//!    503 with [`wire::ErrorBody`] `error: "queued"` and `ahead` (how many
+//!    answers are verified before it) *before* spending the challenge. The
+//!    client sends the same answer again after `Retry-After`, which keeps its
+//!    place in line, for as long as the challenge is valid.
 //!
 //! # The exact bytes hashed
 //! ```text

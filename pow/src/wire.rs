@@ -117,6 +117,10 @@ pub struct ErrorBody {
     /// The request field at fault, for validation errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `queued` (503): how many submissions get their turn before this
+    /// one. The answer is not lost: send it again after `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<u64>,
 }
 
 /// `/verify-token` answer body.

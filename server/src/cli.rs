@@ -128,13 +128,29 @@ fn submit(agent: &ureq::Agent, base: &str, req: &SolveRequest) -> anyhow::Result
                 ));
             }
             409 | 410 => return Ok(Submitted::Retry(error_text(&mut resp))),
+            // Queued (503 `queued`): the same answer is sent again, and
+            // keeps its place in line, until its turn comes or the server
+            // says the challenge expired (410).
             429 | 503 => {
                 let wait = retry_after(&resp).unwrap_or(2);
-                eprintln!("powgate: server busy, retrying in {wait} s");
+                let body = resp.body_mut().read_json::<ErrorBody>().ok();
+                eprintln!("powgate: {}", wait_note(body.as_ref(), wait));
                 std::thread::sleep(Duration::from_secs(wait));
             }
             _ => bail!("the server refused the solution: {}", error_text(&mut resp)),
         }
+    }
+}
+
+/// What the user reads while `/api/solve` asks to come back in `wait` s:
+/// for an answer waiting to be verified, honestly how many are ahead.
+fn wait_note(body: Option<&ErrorBody>, wait: u64) -> String {
+    match body {
+        Some(b) if b.error == "queued" => format!(
+            "verifying your answer: {} ahead of you",
+            b.ahead.unwrap_or(0)
+        ),
+        _ => format!("server busy, retrying in {wait} s"),
     }
 }
 
@@ -273,4 +289,33 @@ fn update_bar(bar: &ProgressBar, hashes: u64, d: Difficulty, started: Instant) {
         "warming up".into()
     };
     bar.set_message(format!("{hashes} hashes, {rate:.1} H/s, {eta}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(error: &str, ahead: Option<u64>) -> ErrorBody {
+        ErrorBody {
+            error: error.into(),
+            message: String::new(),
+            field: None,
+            ahead,
+        }
+    }
+
+    /// A queued answer is being verified, not refused: "server busy" would
+    /// tell the user the opposite of what happens.
+    #[test]
+    fn a_queued_answer_is_reported_with_how_many_are_ahead() {
+        assert_eq!(
+            wait_note(Some(&body("queued", Some(12))), 1),
+            "verifying your answer: 12 ahead of you"
+        );
+        assert_eq!(
+            wait_note(Some(&body("rate_limited", None)), 3),
+            "server busy, retrying in 3 s"
+        );
+        assert_eq!(wait_note(None, 2), "server busy, retrying in 2 s");
+    }
 }

@@ -190,15 +190,12 @@ impl std::fmt::Display for NetKey {
 /// /56 (a subscriber's usual delegation) and /48 (a site's, and the block
 /// a hosting provider hands one customer). The prefix length is part of
 /// the key, so a /56 never collides with the /48 that shares its address.
-// Used by the network limits and the reputation of issue 14, which land next.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Prefix {
     addr: IpAddr,
     len: u8,
 }
 
-#[allow(dead_code)]
 impl Prefix {
     /// `ip` masked to its first `len` bits (`len` ≤ 32 for IPv4, ≤ 128 for
     /// IPv6).
@@ -228,7 +225,6 @@ impl std::fmt::Display for Prefix {
     }
 }
 
-#[allow(dead_code)]
 impl IpKey {
     /// The networks this address lies in, narrowest first: IPv4 /24; IPv6
     /// /56 then /48.

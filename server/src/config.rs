@@ -65,6 +65,12 @@ fn env_name(toml_key: &str) -> String {
     }
 }
 
+/// Waiters in the verification line by default. A waiter is a few dozen
+/// bytes plus its open request, so 1 024 cost little, while a line that
+/// short of a busy minute's visitors would turn correct answers away to
+/// resubmit.
+const DEFAULT_VERIFY_QUEUE: u64 = 1024;
+
 /// The ticket bits as operators write them: `auto` or a number. Signed, so
 /// that `-1` gets the range message rather than a type error.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -234,7 +240,9 @@ pub struct Config {
     pub(crate) metrics_listen: Option<SocketAddr>,
     /// argon2 verifications running at once.
     pub(crate) verify_permits: usize,
-    /// Verifications allowed to wait for a permit before new ones get 503.
+    /// Submissions that may wait for a verification turn (see
+    /// [`crate::verifier`]); when full, a better newcomer evicts the worst
+    /// waiter and a worse one is told 503 `queued`.
     pub(crate) verify_queue: usize,
     /// Nice value of the argon2 threads, so that a flood of solutions takes
     /// CPU from nothing but itself.
@@ -567,7 +575,7 @@ impl RawConfig {
         )?;
         let verify_queue = ranged(
             "verify_queue",
-            self.verify_queue.unwrap_or(verify_permits * 8),
+            self.verify_queue.unwrap_or(DEFAULT_VERIFY_QUEUE),
             0,
             65536,
             "",

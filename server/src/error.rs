@@ -87,9 +87,15 @@ pub(crate) enum ApiError {
     /// 429
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
-    /// 503: the verification queue is full.
-    #[error("the server is busy verifying other solutions; retry in {0} s")]
-    Busy(u64),
+    /// 503: the answer got no turn on a verification thread yet (see
+    /// [`crate::verifier`]). Its challenge is not spent: the client
+    /// resubmits the same answer after `retry_after` seconds and keeps its
+    /// place in line. The body carries `ahead`, for an honest "n ahead of
+    /// you".
+    #[error(
+        "your answer is waiting to be verified, {ahead} ahead of it; send it again in {retry_after} s to keep its place"
+    )]
+    Queued { ahead: usize, retry_after: u64 },
     /// 405
     #[error("this method is not allowed here")]
     MethodNotAllowed,
@@ -116,7 +122,7 @@ impl ApiError {
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Queued { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Rejected { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -138,7 +144,7 @@ impl ApiError {
             Self::Timeout => "timeout",
             Self::TooLarge(_) => "too_large",
             Self::RateLimited(_) => "rate_limited",
-            Self::Busy(_) => "busy",
+            Self::Queued { .. } => "queued",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Rejected { status, .. } => rejected_code(*status),
             Self::Internal(_) => "internal",
@@ -147,7 +153,7 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::RateLimited(s) | Self::Busy(s) => Some(*s),
+            Self::RateLimited(s) | Self::Queued { retry_after: s, .. } => Some(*s),
             _ => None,
         }
     }
@@ -174,6 +180,10 @@ impl IntoResponse for ApiError {
             Self::InvalidField { field, .. } => Some((*field).to_owned()),
             _ => None,
         };
+        let ahead = match &self {
+            Self::Queued { ahead, .. } => Some(u64::try_from(*ahead).unwrap_or(u64::MAX)),
+            _ => None,
+        };
         let code = self.code().to_owned();
         let (message, cause) = match self {
             Self::Internal(cause) => (
@@ -186,6 +196,7 @@ impl IntoResponse for ApiError {
             error: code,
             message,
             field,
+            ahead,
         };
         let mut resp = (status, Json(body)).into_response();
         add_api_headers(resp.headers_mut());
@@ -246,6 +257,22 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
         assert!(body_text(resp).contains("\"error\":\"rate_limited\""));
+    }
+
+    /// The page and `powgate solve` read `ahead` and `Retry-After` to say
+    /// "n ahead of you" and to resubmit; without them a queued visitor
+    /// would see a bare failure.
+    #[test]
+    fn a_queued_answer_is_a_503_with_ahead_and_retry_after() {
+        let resp = ApiError::Queued {
+            ahead: 7,
+            retry_after: 1,
+        }
+        .into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let body: ErrorBody = serde_json::from_str(&body_text(resp)).unwrap();
+        assert_eq!((body.error.as_str(), body.ahead), ("queued", Some(7)));
     }
 
     fn body_text(resp: Response) -> String {

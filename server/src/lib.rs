@@ -12,7 +12,9 @@
 //! - [`db`]: SQLite pool, migrations and queries.
 //! - [`token_store`]: tokens with an in-memory cache in front of the database.
 //! - [`challenge_ledger`]: spent challenges, so each is used once.
-//! - [`verifier`]: bounded, off-runtime argon2 verification.
+//! - [`verifier`]: bounded, fair, off-runtime argon2 verification.
+//! - [`reputation`]: recent wrong answers per address and network, which
+//!   order the verifier's turns.
 //! - [`acceptance`]: which signed challenges are still worth an argon2 run.
 //! - [`open_challenges`]: the bounded ledger of issued, unspent challenges.
 //! - [`client_ip`]: trusted-proxy rules and address keys.
@@ -43,6 +45,7 @@ pub(crate) mod metrics;
 pub(crate) mod open_challenges;
 pub(crate) mod origin;
 pub(crate) mod redirect;
+pub(crate) mod reputation;
 pub(crate) mod routes;
 pub(crate) mod secret;
 pub mod server;
@@ -51,4 +54,4 @@ pub mod state;
 pub(crate) mod stats;
 pub mod token;
 pub(crate) mod token_store;
-pub(crate) mod verifier;
+pub mod verifier;

@@ -3,11 +3,15 @@
 //! Every name carries the `powgate_` prefix.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Counter, CounterVec, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::gate::Decision;
+use crate::reputation::WORST_BUCKET;
+
+/// One verification-turn counter per reputation bucket, 0 to the worst.
+const BUCKETS: usize = WORST_BUCKET as usize + 1;
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -33,11 +37,29 @@ pub struct Metrics {
     pub(crate) client_solve_seconds: Histogram,
     pub(crate) active_tokens: IntGauge,
     pub(crate) verify_queue_depth: IntGauge,
+    /// Submissions waiting for a verification turn (`powgate_verify_waiting`).
+    pub(crate) verify_waiting: IntGauge,
+    /// Turns granted (`powgate_verify_turns_total`), indexed by reputation
+    /// bucket: how much of the verification capacity went to clean (0)
+    /// and to penalised clients. Resolved once, like `verify_outcomes`;
+    /// read through [`Metrics::verify_turn`].
+    verify_turns: [IntCounter; BUCKETS],
+    /// argon2 CPU seconds spent verifying (`powgate_verify_seconds_total`),
+    /// `[wrong, valid]`; read through [`Metrics::verify_seconds`].
+    verify_seconds: [Counter; 2],
     pub(crate) difficulty: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn float_counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
+    let c = CounterVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     r.register(Box::new(c.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
@@ -70,7 +92,23 @@ impl Metrics {
             "/verify-token answers, by outcome.",
             &["outcome"],
         );
+        let verify_turns = counter(
+            &r,
+            "powgate_verify_turns_total",
+            "Verification turns granted, by the reputation bucket of the client (0 = no recent wrong answers).",
+            &["bucket"],
+        );
+        let verify_seconds = float_counter(
+            &r,
+            "powgate_verify_seconds_total",
+            "argon2 CPU seconds spent verifying solutions, by verdict (valid, wrong).",
+            &["verdict"],
+        );
         Self {
+            verify_turns: std::array::from_fn(|b| {
+                verify_turns.with_label_values(&[&b.to_string()])
+            }),
+            verify_seconds: ["wrong", "valid"].map(|v| verify_seconds.with_label_values(&[v])),
             verify_outcomes: Decision::LABELS.map(|l| verify_decisions.with_label_values(&[l])),
             challenges_issued: counter(
                 &r,
@@ -128,6 +166,11 @@ impl Metrics {
                 "powgate_verify_queue_depth",
                 "argon2 verifications running or waiting.",
             ),
+            verify_waiting: gauge(
+                &r,
+                "powgate_verify_waiting",
+                "Submissions waiting for a verification turn.",
+            ),
             difficulty: gauge(
                 &r,
                 "powgate_difficulty",
@@ -135,6 +178,18 @@ impl Metrics {
             ),
             registry: r,
         }
+    }
+
+    /// The counter of turns granted in reputation `bucket` (the worst
+    /// bucket's for anything beyond it).
+    pub(crate) fn verify_turn(&self, bucket: u8) -> &IntCounter {
+        &self.verify_turns[usize::from(bucket.min(WORST_BUCKET))]
+    }
+
+    /// The CPU-seconds counter of verifications that found the answer
+    /// `valid` or wrong.
+    pub(crate) fn verify_seconds(&self, valid: bool) -> &Counter {
+        &self.verify_seconds[usize::from(valid)]
     }
 
     /// The text exposition format.
@@ -172,6 +227,26 @@ mod tests {
         }
         assert!(text.contains("powgate_challenges_issued_total{purpose=\"new\"} 1"));
         assert!(text.contains("# TYPE powgate_verify_token_duration_seconds histogram"));
+    }
+
+    /// The attack simulator reads garbage CPU from the `wrong` series: a
+    /// swapped index would report the flood's cost as the visitors'.
+    #[test]
+    fn verify_seconds_and_turns_count_under_their_own_labels() {
+        let m = Metrics::new();
+        m.verify_seconds(true).inc_by(0.25);
+        m.verify_seconds(false).inc_by(1.5);
+        m.verify_turn(0).inc();
+        m.verify_turn(WORST_BUCKET).inc_by(3);
+        let text = m.render();
+        for line in [
+            "powgate_verify_seconds_total{verdict=\"valid\"} 0.25",
+            "powgate_verify_seconds_total{verdict=\"wrong\"} 1.5",
+            "powgate_verify_turns_total{bucket=\"0\"} 1",
+            "powgate_verify_turns_total{bucket=\"15\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     /// The pre-resolved counters must count under their own label: an

@@ -13,6 +13,7 @@ use crate::db::{self, Db};
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::open_challenges::OpenChallenges;
+use crate::reputation::Reputation;
 use crate::secret::random_key;
 use crate::settings::LiveSettings;
 use crate::stats::Stats;
@@ -40,8 +41,10 @@ pub struct Inner {
     pub(crate) tokens: TokenStore,
     /// Spent challenges.
     pub(crate) challenge_ledger: ChallengeLedger,
-    /// Bounded argon2 verification.
+    /// Bounded argon2 verification, granting turns best reputation first.
     pub verifier: Verifier,
+    /// Recent wrong answers per address and network: the order of turns.
+    pub(crate) reputation: Reputation,
     /// Believes forwarded-IP headers only from trusted proxies.
     pub(crate) client_ip: ClientIpResolver,
     /// Admin key, sessions and login rate limit.
@@ -112,6 +115,7 @@ impl AppState {
                 tokens,
                 challenge_ledger,
                 verifier,
+                reputation: Reputation::default(),
                 client_ip,
                 admin,
                 metrics: Metrics::new(),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestApp, answer, wrong_nonce};
+use common::{TestApp, answer, take_turn, wrong_nonce};
 use pow::wire::ChallengeResponse;
 
 const IP: &str = "198.51.100.7";
@@ -230,14 +230,16 @@ fn concurrent_double_submit_yields_exactly_one_token() {
     assert_eq!(tokens, 5);
 }
 
+/// No turn on a verification thread is no reason to burn the challenge:
+/// the client is told `queued` and resubmits the same answer.
 #[test]
-fn busy_verifier_answers_503_without_burning_the_challenge() {
+fn a_full_verification_line_answers_503_queued_without_burning_the_challenge() {
     let app = TestApp::spawn_with(|c| {
         c.verify_permits = Some(1);
         c.verify_queue = Some(0);
     });
     let ch = app.new_challenge(IP);
-    let held = app.state.verifier.reserve().unwrap();
+    let held = take_turn(&app, 0, 0xaa, std::time::Duration::ZERO).unwrap();
     let mut r = app
         .agent()
         .post(&app.url("/api/solve"))
@@ -247,7 +249,8 @@ fn busy_verifier_answers_503_without_burning_the_challenge() {
     assert_eq!(r.status(), 503);
     assert!(r.headers().get("retry-after").is_some());
     let body: serde_json::Value = r.body_mut().read_json().unwrap();
-    assert_eq!(body["error"], "busy");
+    assert_eq!(body["error"], "queued");
+    assert_eq!(body["ahead"], 0);
     drop(held);
     assert_eq!(
         app.submit(IP, &answer(&ch)).0,

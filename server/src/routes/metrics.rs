@@ -22,6 +22,8 @@ async fn render(State(state): State<AppState>) -> Result<Response> {
     m.active_tokens.set(active);
     m.verify_queue_depth
         .set(i64::try_from(state.verifier.queue_depth()).unwrap_or(i64::MAX));
+    m.verify_waiting
+        .set(i64::try_from(state.verifier.waiting()).unwrap_or(i64::MAX));
     m.difficulty
         .set(i64::try_from(state.settings.get().difficulty.get()).unwrap_or(i64::MAX));
     let mut resp = m.render().into_response();

@@ -114,6 +114,7 @@ mod tests {
             "app.js",
             "worker.js",
             "pool.js",
+            "queue.js",
             "solver/powgate_solver_wasm.js",
             "solver/powgate_solver_wasm_bg.wasm",
             "solver/scalar/powgate_solver_wasm.js",

@@ -2,12 +2,18 @@
 //! `POST /api/token`: the no-JavaScript path, which turns a token pasted into
 //! a form into the cookie.
 //!
-//! The order of checks is the point of this module: everything cheap
-//! (size, schema, signature, expiry, address, the admission ticket,
-//! parameters and difficulty as
-//! [`crate::acceptance`] requires them now, spent) happens before the one
-//! argon2 hash, and a queue slot is taken before the challenge is spent, so
-//! a busy server answers 503 without burning the client's challenge.
+//! The order of checks is the point of this module:
+//! 1. everything cheap (size, schema, signature, expiry, address,
+//!    the admission ticket, parameters and difficulty as [`crate::acceptance`] requires them now),
+//!    then the refresh token for a refresh challenge;
+//! 2. a turn on a verification thread, in line by the client's reputation
+//!    (see [`crate::verifier`]); a submission that gets none is answered
+//!    503 `queued` and keeps its challenge and its place in line;
+//! 3. the challenge is spent, once, atomically;
+//! 4. the one argon2 hash. A wrong answer counts against the address's and
+//!    its networks' reputation and starts its back-off.
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -19,6 +25,7 @@ use pow::{ChallengeClaims, ChallengeError, Purpose};
 use serde::Deserialize;
 
 use crate::acceptance::Requirements;
+use crate::config::Config;
 use crate::cookies;
 use crate::error::{ApiError, Result};
 use crate::gate::{Decision, judge_token};
@@ -28,6 +35,15 @@ use crate::routes::extract::{ClientIp, FormBody, JsonBody};
 use crate::state::AppState;
 use crate::stats::{DeviceClass, SolveReport};
 use crate::token::PlainToken;
+use crate::verifier::Place;
+
+/// The longest a submission waits for its turn before it is told `queued`:
+/// 10 s, well inside the read timeouts of common proxies (nginx's 60 s), and
+/// at most half of powgate's own request timeout, so the answer always
+/// gets out.
+fn max_wait(config: &Config) -> Duration {
+    Duration::from_secs(10).min(config.limits.request_timeout / 2)
+}
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -53,20 +69,25 @@ async fn solve(
         (Err(e), _) | (Ok(()), Err(e)) => Err(e),
         (Ok(()), Ok(JsonBody(req))) => check_and_issue(&state, client, &headers, req).await,
     };
-    if matches!(result, Err(ApiError::WrongAnswer)) {
+    // A missing or wrong ticket is garbage too, however cheap it was to
+    // refuse: it counts against the sender's networks like a wrong answer,
+    // so a sender who skips the ticket also goes to the back of the line.
+    if matches!(result, Err(ApiError::WrongAnswer | ApiError::BadTicket)) {
         state.rate_limits.penalise(client.key);
+        state.reputation.record_failure(client.key, state.now());
     }
-    // Reputation hook (issue 14, fair queue): a missing or wrong ticket is a
-    // garbage submission too, cheap as it was to refuse, so it should count
-    // against the sender's networks like a wrong answer:
-    // `if matches!(result, Err(ApiError::BadTicket)) { state.reputation.record_failure(client.key, now) }`.
     if let Err(e) = &result {
         state
             .metrics
             .solutions
             .with_label_values(&["rejected", e.code()])
             .inc();
-        state.stats.record_failed(state.now());
+        // A queued answer has not failed: it is sent again and usually
+        // succeeds. Counted as failed, every resubmission of a visitor
+        // waiting out a flood would show on the admin page as one more.
+        if !matches!(e, ApiError::Queued { .. }) {
+            state.stats.record_failed(state.now());
+        }
     }
     result
 }
@@ -126,24 +147,49 @@ async fn check_and_issue(
         }
     };
 
-    let reservation = state.verifier.reserve().map_err(|_| {
-        state
-            .metrics
-            .limited
-            .with_label_values(&["verify_queue"])
-            .inc();
-        ApiError::Busy(2)
-    })?;
+    // Nothing is spent while waiting: a submission that gets no turn keeps
+    // its challenge and, on its return, its place in line.
+    let bucket = state.reputation.priority(client.key, now);
+    let place = Place {
+        id: claims.id,
+        expires_at: claims.expires_at,
+    };
+    let turn = state
+        .verifier
+        .turn(bucket, place, now, max_wait(&state.config))
+        .await
+        .map_err(|q| {
+            state
+                .metrics
+                .limited
+                .with_label_values(&["verify_queue"])
+                .inc();
+            ApiError::Queued {
+                ahead: q.ahead,
+                // Back at once to keep its spot after a full wait; a little
+                // later when the list was full of better waiters.
+                retry_after: if q.waited { 1 } else { 2 },
+            }
+        })?;
+    state.metrics.verify_turn(bucket).inc();
     let (id, expires_at) = (claims.id, claims.expires_at);
-    if !state.challenge_ledger.spend(id, now, expires_at).await? {
+    if !state
+        .challenge_ledger
+        .spend(id, state.now(), expires_at)
+        .await?
+    {
         return Err(ApiError::AlreadySpent);
     }
     state.open_challenges.close(client.key, &id);
-    let verdict = match reservation.verify(claims, req.nonce).await {
+    let verdict = match turn.verify(claims, req.nonce).await {
         Ok(v) => v,
         Err(e) => return Err(ApiError::Internal(e.into())),
     };
     state.metrics.argon2_seconds.observe(verdict.hash_seconds);
+    state
+        .metrics
+        .verify_seconds(verdict.valid)
+        .inc_by(verdict.hash_seconds);
     if !verdict.valid {
         tracing::info!(ip = %client.key, "wrong answer");
         return Err(ApiError::WrongAnswer);

@@ -307,3 +307,41 @@ pub fn wrong_nonce(ch: &ChallengeResponse) -> u64 {
         })
         .unwrap()
 }
+
+/// Waits (up to `max_wait`) for a verification turn as the test itself,
+/// in reputation `bucket`, for a made-up challenge `id`: with
+/// `verify_permits = 1`, the turn it returns holds the only verification
+/// thread until it is dropped.
+pub fn take_turn(
+    app: &TestApp,
+    bucket: u8,
+    id: u8,
+    max_wait: std::time::Duration,
+) -> Result<powgate::verifier::Turn, powgate::verifier::Queued> {
+    let place = powgate::verifier::Place {
+        id: [id; 16],
+        expires_at: i64::MAX,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(
+            app.state
+                .verifier
+                .turn(bucket, place, app.state.now(), max_wait),
+        )
+}
+
+/// Polls until `n` submissions wait for a verification turn.
+pub fn until_waiting(app: &TestApp, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.state.verifier.waiting() != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} waiting, expected {n}",
+            app.state.verifier.waiting()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
