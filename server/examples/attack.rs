@@ -203,6 +203,8 @@ fn persona_json(t: &Tally, plan: &Plan) -> serde_json::Value {
         "solver_cpu_seconds": t.solver_cpu_seconds,
         "cpu_seconds_per_1000_passed": t.cpu_per_1000_passed(),
         "tokens_per_core_hour": t.tokens_per_core_hour(),
+        "tokens_per_core_hour_expected": t.tokens_per_core_hour_expected(),
+        "difficulty": t.difficulty,
         "hashes": t.hashes,
         "solve_answers": t.solve_answers,
         "visits": { "ok": t.visits_ok, "failed": t.visits_failed, "cut_by_end_of_run": t.visits_cut },
@@ -295,6 +297,7 @@ fn report(
             "valid": s.by_verdict.then_some(s.valid),
             "wrong": s.by_verdict.then_some(s.wrong),
             "total": s.total,
+            "verifications": s.count,
             "source": if s.by_verdict { "powgate_verify_seconds_total" } else { "powgate_argon2_verify_seconds_sum" },
         })),
     });

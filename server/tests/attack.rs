@@ -101,3 +101,97 @@ fn every_visitor_gets_a_token_during_a_small_garbage_flood() {
         assert!(garbage > 0, "the flood reached verification: {f:?}");
     }
 }
+
+/// The simulator reads the per-verdict verification counter when the server
+/// has it, and otherwise the argon2 histogram, so "verification CPU spent on
+/// garbage" is reported against servers with or without the counter.
+#[test]
+fn verification_seconds_are_read_per_verdict_or_from_the_argon2_histogram() {
+    use personas::VerifySeconds;
+    let histogram_only = "# TYPE powgate_argon2_verify_seconds histogram\n\
+        powgate_argon2_verify_seconds_bucket{le=\"+Inf\"} 7\n\
+        powgate_argon2_verify_seconds_sum 2.5\n\
+        powgate_argon2_verify_seconds_count 7\n";
+    let v = VerifySeconds::parse(histogram_only);
+    assert!(!v.by_verdict);
+    assert!(
+        (v.total - 2.5).abs() < 1e-9 && (v.count - 7.0).abs() < 1e-9,
+        "{v:?}"
+    );
+
+    let by_verdict = format!(
+        "{histogram_only}powgate_verify_seconds_total{{verdict=\"valid\"}} 0.5\n\
+         powgate_verify_seconds_total{{verdict=\"wrong\"}} 2\n"
+    );
+    let v = VerifySeconds::parse(&by_verdict);
+    assert!(v.by_verdict);
+    assert!(
+        (v.wrong - 2.0).abs() < 1e-9 && (v.valid - 0.5).abs() < 1e-9,
+        "{v:?}"
+    );
+    assert!((v.total - 2.5).abs() < 1e-9, "{v:?}");
+}
+
+/// A live server's /metrics parses, and a garbage flood shows up as
+/// verification seconds.
+#[test]
+fn a_garbage_flood_is_counted_in_the_servers_verification_seconds() {
+    let app = TestApp::spawn_with(|c| c.difficulty_level = DifficultyValue::Number(1_000_000));
+    let before = personas::VerifySeconds::scrape(&app.url("/metrics")).expect("metrics");
+    let plan = Plan {
+        flood_threads: 1,
+        ..Plan::default()
+    };
+    let outcome = personas::run(&Target::new(&app.url(""), "X-Real-IP", 60.0, 40), &plan);
+    let after = personas::VerifySeconds::scrape(&app.url("/metrics")).expect("metrics");
+    let spent = after.since(before);
+    let garbage = outcome["flooder"]
+        .solve_answers
+        .get("403 wrong_answer")
+        .copied()
+        .unwrap_or(0);
+    assert!(garbage > 0, "{:?}", outcome["flooder"]);
+    assert!(spent.count >= 1.0 && spent.total > 0.0, "{spent:?}");
+}
+
+/// Every simulated address is in 198.18.0.0/15 or 2001:db8::/32, and the
+/// scattered flood's 4000 addresses share no IPv4 /24 or IPv6 /48, so
+/// network limits alone cannot tell them apart.
+#[test]
+fn simulated_addresses_stay_in_reserved_ranges_and_the_scattered_flood_shares_no_network() {
+    use personas::address;
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+    let bench: ipnet::IpNet = "198.18.0.0/15".parse().unwrap();
+    let docs: ipnet::IpNet = "2001:db8::/32".parse().unwrap();
+    let network = |ip: IpAddr| -> ipnet::IpNet {
+        match ip {
+            IpAddr::V4(_) => ipnet::IpNet::new(ip, 24).unwrap().trunc(),
+            IpAddr::V6(_) => ipnet::IpNet::new(ip, 48).unwrap().trunc(),
+        }
+    };
+    let mut rng = support::Rng(7);
+    let mut scattered = HashSet::new();
+    let mut all: Vec<String> = Vec::new();
+    for k in 0..4000 {
+        let ip = address::flood(FloodShape::Scattered, k, &mut rng);
+        let parsed: IpAddr = ip.parse().unwrap();
+        assert!(scattered.insert(network(parsed)), "{ip} shares a network");
+        all.push(ip);
+        all.push(address::flood(FloodShape::Concentrated, k, &mut rng));
+    }
+    all.extend((0..300).map(address::visitor));
+    all.extend((0..300).map(address::botnet));
+    all.extend((0..64).map(address::scraper));
+    all.extend((0..300).map(address::replayer_share));
+    all.push(address::REPLAYER.into());
+    for ip in &all {
+        let parsed: IpAddr = ip.parse().unwrap_or_else(|_| panic!("{ip}"));
+        assert!(bench.contains(&parsed) || docs.contains(&parsed), "{ip}");
+    }
+    // The visitors never share a network with the flood.
+    for i in 0..300 {
+        let v = network(address::visitor(i).parse().unwrap());
+        assert!(!scattered.contains(&v), "visitor {i} in a flood network");
+    }
+}

@@ -259,6 +259,8 @@ pub struct Tally {
     pub solver_cpu_seconds: f64,
     /// Argon2 hashes computed.
     pub hashes: u64,
+    /// The highest difficulty of the challenges solved.
+    pub difficulty: u64,
     /// Answers of `/api/solve`, by status and error code.
     pub solve_answers: BTreeMap<String, u64>,
     /// Visits that ended with a token, or without one, and visits the end
@@ -284,6 +286,7 @@ impl Tally {
         self.cpu_seconds += o.cpu_seconds;
         self.solver_cpu_seconds += o.solver_cpu_seconds;
         self.hashes += o.hashes;
+        self.difficulty = self.difficulty.max(o.difficulty);
         for (k, v) in o.solve_answers {
             *self.solve_answers.entry(k).or_default() += v;
         }
@@ -327,11 +330,20 @@ impl Tally {
         (self.passed > 0).then(|| self.cpu_seconds * 1000.0 / self.passed as f64)
     }
 
-    /// Tokens per hour of solver CPU.
+    /// Tokens per hour of solver CPU, as won in this run.
     #[allow(clippy::cast_precision_loss)]
     pub fn tokens_per_core_hour(&self) -> Option<f64> {
         (self.solver_cpu_seconds > 0.0)
             .then(|| self.tokens as f64 * 3600.0 / self.solver_cpu_seconds)
+    }
+
+    /// Tokens per hour of solver CPU on average: the measured CPU per hash
+    /// times the difficulty (expected hashes per token). A short run at a
+    /// high difficulty may win no token at all, but it measures this.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn tokens_per_core_hour_expected(&self) -> Option<f64> {
+        (self.solver_cpu_seconds > 0.0 && self.difficulty > 0)
+            .then(|| 3600.0 * self.hashes as f64 / self.solver_cpu_seconds / self.difficulty as f64)
     }
 
     fn answer(&mut self, status: u16, code: &str) {
@@ -653,6 +665,7 @@ impl<'a> Crowd<'a> {
                         return Err(());
                     };
                     let now = Instant::now();
+                    tally.difficulty = tally.difficulty.max(d.get());
                     return Ok(Some(Visit {
                         started,
                         valid_until: valid_until(&challenge, now),
@@ -1110,6 +1123,8 @@ pub struct VerifySeconds {
     /// All verifications; the sum of the argon2 histogram when the
     /// per-verdict counter is missing.
     pub total: f64,
+    /// Verifications, from the argon2 histogram's count.
+    pub count: f64,
     /// Whether the per-verdict counter was there.
     pub by_verdict: bool,
 }
@@ -1137,6 +1152,8 @@ impl VerifySeconds {
                 out.total += value;
             } else if name == "powgate_argon2_verify_seconds_sum" {
                 histogram_sum = value;
+            } else if name == "powgate_argon2_verify_seconds_count" {
+                out.count = value;
             }
         }
         if !out.by_verdict {
@@ -1166,6 +1183,7 @@ impl VerifySeconds {
             valid: self.valid - before.valid,
             wrong: self.wrong - before.wrong,
             total: self.total - before.total,
+            count: self.count - before.count,
             by_verdict: self.by_verdict,
         }
     }
