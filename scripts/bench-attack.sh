@@ -51,16 +51,16 @@ q() { if [[ $quick == 1 ]]; then echo "$2"; else echo "$1"; fi; }
 parts="${BENCH_ATTACK_PARTS:-efg}"
 port="${BENCH_ATTACK_PORT:-18091}"
 rounds="${BENCH_ATTACK_ROUNDS:-$(q 3 1)}"
-e_secs="${BENCH_ATTACK_SECONDS:-$(q 50 12)}"
+e_secs="${BENCH_ATTACK_SECONDS:-$(q 50 10)}"
 visitors="${BENCH_ATTACK_VISITORS:-4}"
 visitor_rate="${BENCH_ATTACK_VISITOR_RATE:-3.7}"
 difficulty="${BENCH_ATTACK_DIFFICULTY:-$(q 30 10)}"
 flood_threads="${BENCH_ATTACK_FLOOD_THREADS:-32}"
 flood_addresses="${BENCH_ATTACK_FLOOD_ADDRESSES:-4000}"
-d_secs="${BENCH_ATTACK_DEFAULTS_SECONDS:-$(q 60 12)}"
+d_secs="${BENCH_ATTACK_DEFAULTS_SECONDS:-$(q 60 8)}"
 d_visitors="${BENCH_ATTACK_DEFAULTS_VISITORS:-2}"
 d_difficulty="${BENCH_ATTACK_DEFAULTS_DIFFICULTY:-$(q 10 3)}"
-g_secs="${BENCH_ATTACK_SCRAPER_SECONDS:-$(q 45 8)}"
+g_secs="${BENCH_ATTACK_SCRAPER_SECONDS:-$(q 45 6)}"
 g_threads="${BENCH_ATTACK_SCRAPER_THREADS:-$(nproc)}"
 permits="${BENCH_VERIFY_PERMITS:-$(nproc)}"
 base="http://127.0.0.1:$port"
@@ -168,12 +168,12 @@ e_part() {
             sleep 2
             sim "$flooded" 0 --seconds "$secs" --visitors "$vis" --visitor-rate "$visitor_rate"
             wait "$flood_pid"
-            calm_p50+=("$(j "$calm" '.personas.visitor.time_to_token_p50')")
-            flood_p50+=("$(j "$flooded" '.personas.visitor.time_to_token_p50')")
+            calm_p50+=("$(j "$calm" '.personas.visitor.time_to_token_p50 | if . == null then null else . * 1000 | round / 1000 end')")
+            flood_p50+=("$(j "$flooded" '.personas.visitor.time_to_token_p50 | if . == null then null else . * 1000 | round / 1000 end')")
             calm_ok+=("$(j "$calm" '.personas.visitor.success_rate')")
             flood_ok+=("$(j "$flooded" '.personas.visitor.success_rate')")
             # The flood process's own metrics window covers the whole flood.
-            wrong+=("$(j "$flooded-flooder" '.server_verify_seconds | (.wrong // .total)')")
+            wrong+=("$(j "$flooded-flooder" '.server_verify_seconds | (.wrong // .total) | . * 10 | round / 10')")
             # Offered garbage per second over verification capacity
             # (permits / mean argon2 seconds per verification in the window).
             local f="$out/attack-$flooded-flooder.json"
@@ -188,12 +188,12 @@ e_part() {
         m_ok_flood=$(python3 -c "import sys; v=[float(x) for x in sys.argv[1:] if x != 'null']; print(min(v) if v else 'null')" "${flood_ok[@]}")
         m_wrong=$(median "${wrong[@]}")
         m_cap=$(median "${ratio_cap[@]}")
-        summary+=("$(jq -n --arg label "$label" --arg shape "$shape" \
+        summary+=("$(jq -n --arg lbl "$label" --arg shape "$shape" \
             --argjson calm "$m_calm" --argjson flood "$m_flood" --argjson ratio "$ratio" \
             --argjson ok "$m_ok_flood" --argjson wrong "$m_wrong" --argjson cap "$m_cap" \
             --argjson rounds "$n" --argjson difficulty "$diff" --argjson visitors "$vis" \
             --argjson calm_rounds "[$(IFS=,; echo "${calm_p50[*]}")]" --argjson flood_rounds "[$(IFS=,; echo "${flood_p50[*]}")]" \
-            '{e: {($label): {($shape): {rounds: $rounds, visitors: $visitors, difficulty: $difficulty,
+            '{e: {($lbl): {($shape): {rounds: $rounds, visitors: $visitors, difficulty: $difficulty,
                 time_to_token_p50_calm: $calm, time_to_token_p50_flood: $flood, ratio: $ratio, ratio_target: "<= 2",
                 success_rate_flood_min: $ok, success_target: 1,
                 garbage_argon2_seconds_median: $wrong, flood_over_capacity_median: $cap,
@@ -212,8 +212,12 @@ fi
 # --- (f) replayer -----------------------------------------------------------------
 if want f; then
     say "(f) replayer: replays, a token shared from 50 addresses, a 100-way double submit"
-    start_server POW_DIFFICULTY_LEVEL=10 ARGON2_TIME_COST=1 ARGON2_MEMORY_KB=32768
-    commands+=("(server) POW_DIFFICULTY_LEVEL=10 ARGON2_TIME_COST=1 ARGON2_MEMORY_KB=32768 target/release/powgate serve")
+    # Without the per-address rates: the double submit is about the spend
+    # racing itself, which a rate limit in front would hide (and the 429s
+    # would keep the 100 submitters retrying until the run's end).
+    f_env=(POW_DIFFICULTY_LEVEL=10 ARGON2_TIME_COST=1 ARGON2_MEMORY_KB=32768 POW_RATE_SOLUTIONS_PER_MINUTE=0 POW_RATE_CHALLENGES_PER_MINUTE=0)
+    start_server "${f_env[@]}"
+    commands+=("(server) ${f_env[*]} target/release/powgate serve")
     sim f-replayer 0 --seconds 120 --replayer --replayer-addresses 50 --double-submit 100 --token-max-ips 2
     stop_server
     extra=$(j f-replayer '.personas.replayer.extra_tokens')
