@@ -161,6 +161,9 @@ e_part() {
     local shape r
     for shape in concentrated scattered; do
         local calm_p50=() flood_p50=() calm_ok=() flood_ok=() wrong=() ratio_cap=() garbage_rate=()
+        # Visits under flood over the rounds: with a token, refused, and cut
+        # short by the end of a run (still solving or still waiting).
+        local v_ok=0 v_failed=0 v_cut=0
         for r in $(seq "$n"); do
             local calm="e-$label-$shape-$r-calm" flooded="e-$label-$shape-$r-flood"
             sim "$calm" 0 --seconds "$secs" --visitors "$vis" --visitor-rate "$visitor_rate"
@@ -172,6 +175,9 @@ e_part() {
             flood_p50+=("$(j "$flooded" '.personas.visitor.time_to_token_p50 | if . == null then null else . * 1000 | round / 1000 end')")
             calm_ok+=("$(j "$calm" '.personas.visitor.success_rate')")
             flood_ok+=("$(j "$flooded" '.personas.visitor.success_rate')")
+            v_ok=$((v_ok + $(j "$flooded" '.personas.visitor.visits.ok // 0')))
+            v_failed=$((v_failed + $(j "$flooded" '.personas.visitor.visits.failed // 0')))
+            v_cut=$((v_cut + $(j "$flooded" '.personas.visitor.visits.cut_by_end_of_run // 0')))
             # The flood process's own metrics window covers the whole flood.
             wrong+=("$(j "$flooded-flooder" '.server_verify_seconds | (.wrong // .total) | . * 10 | round / 10')")
             # Offered garbage per second over verification capacity
@@ -192,14 +198,16 @@ e_part() {
             --argjson calm "$m_calm" --argjson flood "$m_flood" --argjson ratio "$ratio" \
             --argjson ok "$m_ok_flood" --argjson wrong "$m_wrong" --argjson cap "$m_cap" \
             --argjson rounds "$n" --argjson difficulty "$diff" --argjson visitors "$vis" \
+            --argjson v_ok "$v_ok" --argjson v_failed "$v_failed" --argjson v_cut "$v_cut" \
             --argjson calm_rounds "[$(IFS=,; echo "${calm_p50[*]}")]" --argjson flood_rounds "[$(IFS=,; echo "${flood_p50[*]}")]" \
             '{e: {($lbl): {($shape): {rounds: $rounds, visitors: $visitors, difficulty: $difficulty,
                 time_to_token_p50_calm: $calm, time_to_token_p50_flood: $flood, ratio: $ratio, ratio_target: "<= 2",
                 success_rate_flood_min: $ok, success_target: 1,
+                flood_visits: {ok: $v_ok, failed: $v_failed, cut_by_end_of_run: $v_cut},
                 garbage_argon2_seconds_median: $wrong, flood_over_capacity_median: $cap,
                 p50_calm_rounds: $calm_rounds, p50_flood_rounds: $flood_rounds}}}}')")
         rows+=("| (e) $label, $shape: visitors' median time to token, calm / flooded (median of $n) | $m_calm / $m_flood s = **${ratio}x** | <= 2x |")
-        rows+=("| (e) $label, $shape: lowest visitor success rate under flood; garbage at ${m_cap}x capacity, $m_wrong argon2 s on it per run | **$m_ok_flood** | 1 |")
+        rows+=("| (e) $label, $shape: lowest visitor success rate under flood (visits with a token / refused / cut by the end of a run: $v_ok / $v_failed / $v_cut); garbage at ${m_cap}x capacity, $m_wrong argon2 s on it per run | **$m_ok_flood** | 1 |")
     done
     stop_server
 }
