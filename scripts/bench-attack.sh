@@ -206,7 +206,9 @@ e_part() {
                 flood_visits: {ok: $v_ok, failed: $v_failed, cut_by_end_of_run: $v_cut},
                 garbage_argon2_seconds_median: $wrong, flood_over_capacity_median: $cap,
                 p50_calm_rounds: $calm_rounds, p50_flood_rounds: $flood_rounds}}}}')")
-        rows+=("| (e) $label, $shape: visitors' median time to token, calm / flooded (median of $n) | $m_calm / $m_flood s = **${ratio}x** | <= 2x |")
+        local shown_ratio="**${ratio}x**"
+        [[ $ratio == null ]] && shown_ratio="**none**: no visitor got a token in some run"
+        rows+=("| (e) $label, $shape: visitors' median time to token, calm / flooded (median of $n) | $m_calm / $m_flood s = $shown_ratio | <= 2x |")
         rows+=("| (e) $label, $shape: lowest visitor success rate under flood (visits with a token / refused / cut by the end of a run: $v_ok / $v_failed / $v_cut); garbage at ${m_cap}x capacity, $m_wrong argon2 s on it per run | **$m_ok_flood** | 1 |")
     done
     stop_server

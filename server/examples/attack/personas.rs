@@ -406,7 +406,8 @@ fn solution(ch: &ChallengeResponse, nonce: u64, telemetry: Option<Telemetry>) ->
         nonce,
         refresh_token: None,
         telemetry,
-        // TODO(ticket): ticket: Some(pow::ticket::solve(&salt(ch)?, ch.ticket_bits)),
+        // TODO(ticket): once SolveRequest has `ticket` (issue 14, "ticket"):
+        // ticket: salt(ch).map(|s| pow::ticket::solve(&s, ch.ticket_bits)),
     }
 }
 
