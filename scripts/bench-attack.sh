@@ -207,7 +207,7 @@ e_part() {
                 garbage_argon2_seconds_median: $wrong, flood_over_capacity_median: $cap,
                 p50_calm_rounds: $calm_rounds, p50_flood_rounds: $flood_rounds}}}}')")
         local shown_ratio="**${ratio}x**"
-        [[ $ratio == null ]] && shown_ratio="**none**: no visitor got a token in some run"
+        [[ $ratio == null ]] && shown_ratio="**none**: no visitor got a token while flooded"
         rows+=("| (e) $label, $shape: visitors' median time to token, calm / flooded (median of $n) | $m_calm / $m_flood s = $shown_ratio | <= 2x |")
         rows+=("| (e) $label, $shape: lowest visitor success rate under flood (visits with a token / refused / cut by the end of a run: $v_ok / $v_failed / $v_cut); garbage at ${m_cap}x capacity, $m_wrong argon2 s on it per run | **$m_ok_flood** | 1 |")
     done
