@@ -34,7 +34,7 @@ use std::sync::{Barrier, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pow::wire::{ChallengeRequest, ChallengeResponse, ErrorBody, SolveRequest, Telemetry};
-use pow::{Difficulty, Hasher, meets_target};
+use pow::{Difficulty, HashError, Hasher, meets_target};
 
 use crate::support::Rng;
 
@@ -693,23 +693,26 @@ impl<'a> Crowd<'a> {
     }
 
     /// Hashes the visit's next nonce; the nonce when it wins.
-    fn hash_one(&mut self, v: &mut Visit, tally: &mut Tally) -> Option<u64> {
+    ///
+    /// # Errors
+    /// The argon2 memory block for the challenge's parameters cannot be had.
+    fn hash_one(&mut self, v: &mut Visit, tally: &mut Tally) -> Result<Option<u64>, HashError> {
         let params = v.challenge.argon2;
-        if self.hasher.as_ref().is_none_or(|h| h.params() != params) {
-            self.hasher = Some(Hasher::new(params).ok()?);
-            self.out = vec![0; params.hash_length() as usize];
-        }
-        let hasher = self.hasher.as_mut()?;
+        let hasher = match &mut self.hasher {
+            Some(h) if h.params() == params => h,
+            slot => {
+                self.out = vec![0; params.hash_length() as usize];
+                slot.insert(Hasher::new(params)?)
+            }
+        };
         let nonce = v.next_nonce;
-        measured(tally, true, |_| {
-            hasher.hash_into(&v.salt, nonce, &mut self.out)
-        })
-        .ok()?;
+        let out = &mut self.out;
+        measured(tally, true, |_| hasher.hash_into(&v.salt, nonce, out))?;
         v.next_nonce += 1;
         v.hashes += 1;
         tally.hashes += 1;
         v.due += Duration::from_secs_f64(self.pace);
-        meets_target(&self.out, &v.target).then_some(nonce)
+        Ok(meets_target(&self.out, &v.target).then_some(nonce))
     }
 
     /// Submits the visit's winning nonce and uses the token; records the
@@ -795,11 +798,21 @@ impl<'a> Crowd<'a> {
                 idle.push(i);
                 continue;
             }
-            if let Some(nonce) = self.hash_one(v, &mut tally) {
-                let (i, v) = active.swap_remove(k);
-                self.finish(&members[i], &v, nonce, after, &mut tally);
-                done[i] += 1;
-                idle.push(i);
+            match self.hash_one(v, &mut tally) {
+                Ok(None) => {}
+                Ok(Some(nonce)) => {
+                    let (i, v) = active.swap_remove(k);
+                    self.finish(&members[i], &v, nonce, after, &mut tally);
+                    done[i] += 1;
+                    idle.push(i);
+                }
+                Err(_) => {
+                    tally.answer(0, "solver_out_of_memory");
+                    tally.visits_failed += 1;
+                    active.swap_remove(k);
+                    done[i] += 1;
+                    idle.push(i);
+                }
             }
         }
         tally.visits_cut += active.len() as u64;
@@ -939,7 +952,7 @@ fn honest_solution(
         if client.target.stopped() {
             return None;
         }
-        if let Some(nonce) = crowd.hash_one(&mut v, tally) {
+        if let Some(nonce) = crowd.hash_one(&mut v, tally).ok()? {
             return Some((solution(&v.challenge, nonce, None), v.valid_until));
         }
     }
