@@ -32,3 +32,7 @@ bench:
 # Fuzz challenge and token decoding, FUZZ_SECONDS (default 60) per target; needs nightly, not run in CI
 fuzz *TARGETS:
     scripts/fuzz.sh {{TARGETS}}
+
+# Attack benchmarks: visitors under a garbage flood, the replayer, the scraper per preset (issue 14); BENCH_QUICK=1 for a ~2 minute check
+bench-attack:
+    scripts/bench-attack.sh

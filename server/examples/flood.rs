@@ -35,6 +35,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use pow::wire::{ChallengeRequest, ChallengeResponse, SolveRequest};
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{Rng, is_loopback_url};
+
 /// Flood a local powgate with wrong solutions to fresh challenges.
 #[derive(Debug, Parser)]
 struct Args {
@@ -61,56 +65,6 @@ struct Args {
 
 /// Counts keyed by (endpoint, HTTP status); status 0 is a transport error.
 type Counts = BTreeMap<(&'static str, u16), u64>;
-
-/// True for `http://127.x.y.z[:port]`, `http://localhost[:port]` and
-/// `http://[::1][:port]`: the flood never leaves this machine.
-fn is_loopback_url(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default()
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// xorshift64*: plenty for picking addresses and nonces, and it keeps the
-/// hot loop free of system calls.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Self {
-        let mut seed = [0u8; 8];
-        // A fixed fallback seed would only make the addresses predictable,
-        // which does not matter for a benchmark.
-        let _ = getrandom::fill(&mut seed);
-        Self(u64::from_le_bytes(seed) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// An address in 198.18.0.0/15.
-    fn bench_ip(&mut self) -> String {
-        let low = self.next() & 0x1_ffff;
-        format!(
-            "198.{}.{}.{}",
-            18 + (low >> 16),
-            (low >> 8) & 0xff,
-            low & 0xff
-        )
-    }
-}
 
 struct Shared {
     base: String,
@@ -287,40 +241,4 @@ fn report(args: &Args, total: &Counts, secs: f64) {
         "by_status": by_status,
     });
     println!("{out}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_urls_are_accepted() {
-        for ok in [
-            "http://127.0.0.1:8080",
-            "http://127.1.2.3/",
-            "http://localhost:1",
-            "http://[::1]:8080/x",
-        ] {
-            assert!(is_loopback_url(ok), "{ok}");
-        }
-        for bad in [
-            "https://127.0.0.1",
-            "http://10.0.0.1:8080",
-            "http://example.com",
-            "http://127.0.0.1.example.com",
-            "http://[::2]:80",
-        ] {
-            assert!(!is_loopback_url(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn addresses_stay_in_the_benchmark_range() {
-        let net: ipnet::Ipv4Net = "198.18.0.0/15".parse().unwrap();
-        let mut rng = Rng(12345);
-        for _ in 0..10_000 {
-            let ip: std::net::Ipv4Addr = rng.bench_ip().parse().unwrap();
-            assert!(net.contains(&ip), "{ip}");
-        }
-    }
 }
