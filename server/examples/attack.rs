@@ -45,6 +45,14 @@ enum Shape {
     Scattered,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Tickets {
+    /// Solve each ticket (about one argon2 hash of SHA-256 work).
+    Paid,
+    /// Send a random ticket.
+    Bogus,
+}
+
 /// Attack a local powgate with several personas at once and report what
 /// each one got for its CPU.
 #[derive(Debug, Parser)]
@@ -103,6 +111,11 @@ struct Args {
     /// as the threads go.
     #[arg(long, default_value_t = 0.0)]
     flood_rate: f64,
+    /// Whether the flood pays for each garbage nonce's admission ticket, so
+    /// that it reaches argon2, or sends a random ticket, which powgate
+    /// refuses with one SHA-256.
+    #[arg(long, value_enum, default_value_t = Tickets::Paid)]
+    flood_tickets: Tickets,
 
     /// Scraper solver threads (cores) at full native speed; 0 for none.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
@@ -145,6 +158,7 @@ impl Args {
             },
             flood_addresses: self.flood_addresses as usize,
             flood_rate: self.flood_rate.max(0.0),
+            flood_pays_tickets: matches!(self.flood_tickets, Tickets::Paid),
             scraper_threads: self.scraper_threads.into(),
             scraper_addresses: self.scraper_addresses.into(),
             scraper_hammer_threads: self.scraper_hammer_threads.into(),

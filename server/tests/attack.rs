@@ -17,7 +17,6 @@ mod personas;
 
 use common::TestApp;
 use personas::{FloodShape, Plan, Target};
-use powgate::config::DifficultyValue;
 
 /// Long enough never to cut a run short on a slow machine; the finite
 /// personas end each run well before.
@@ -34,7 +33,7 @@ fn replayed_and_double_submitted_solutions_buy_no_extra_token() {
         replayer: true,
         replayer_addresses: 20,
         double_submit: 100,
-        token_max_ips: app.raw.token_max_ips,
+        token_max_ips: 2,
         ..Plan::default()
     };
     let outcome = personas::run(&target(&app), &plan);
@@ -48,7 +47,7 @@ fn replayed_and_double_submitted_solutions_buy_no_extra_token() {
 #[test]
 fn a_token_shared_across_many_addresses_passes_from_at_most_token_max_ips() {
     for max_ips in [1, 3] {
-        let app = TestApp::spawn_with(|c| c.token_max_ips = max_ips);
+        let app = TestApp::spawn_with(|c| c.set_live("token_max_ips", max_ips));
         let plan = Plan {
             replayer: true,
             replayer_addresses: 30,
@@ -74,7 +73,7 @@ fn a_token_shared_across_many_addresses_passes_from_at_most_token_max_ips() {
 fn every_visitor_gets_a_token_during_a_small_garbage_flood() {
     // A difficulty at which a random nonce is almost never right, so the
     // flood is garbage; tiny argon2 keeps the visitors' honest solves fast.
-    let app = TestApp::spawn_with(|c| c.difficulty_level = DifficultyValue::Number(50));
+    let app = TestApp::spawn_with(|c| c.set_live("difficulty_level", 50));
     for shape in [FloodShape::Concentrated, FloodShape::Scattered] {
         let plan = Plan {
             visitors: 3,
@@ -136,7 +135,7 @@ fn verification_seconds_are_read_per_verdict_or_from_the_argon2_histogram() {
 /// verification seconds.
 #[test]
 fn a_garbage_flood_is_counted_in_the_servers_verification_seconds() {
-    let app = TestApp::spawn_with(|c| c.difficulty_level = DifficultyValue::Number(1_000_000));
+    let app = TestApp::spawn_with(|c| c.set_live("difficulty_level", 1_000_000));
     let before = personas::VerifySeconds::scrape(&app.url("/metrics")).expect("metrics");
     let plan = Plan {
         flood_threads: 1,

@@ -132,6 +132,10 @@ pub struct Plan {
     /// Garbage submissions per second for all flood threads; 0 is as fast
     /// as they go.
     pub flood_rate: f64,
+    /// Whether the flood pays for each garbage nonce's admission ticket
+    /// (a ticket that passes, so the nonce reaches argon2) or sends a random
+    /// one, which powgate refuses with one SHA-256.
+    pub flood_pays_tickets: bool,
     pub scraper_threads: usize,
     pub scraper_addresses: usize,
     pub scraper_hammer_threads: usize,
@@ -159,6 +163,7 @@ impl Default for Plan {
             flood_shape: FloodShape::Concentrated,
             flood_addresses: 4000,
             flood_rate: 0.0,
+            flood_pays_tickets: true,
             scraper_threads: 0,
             scraper_addresses: 4,
             scraper_hammer_threads: 2,
@@ -237,6 +242,10 @@ pub mod address {
                 let r = rng.next();
                 format!("198.18.{}.{}", r & 0xff, (r >> 8) & 0xff)
             }
+            // The 256 /24s of 198.18.0.0/16 (198.19.0.0/16 holds the other
+            // personas), then IPv6 /48s: the reserved ranges hold no 4000
+            // IPv4 /24s, and to powgate a /48 is a network of its own just
+            // as a /24 is (its own budgets, its own reputation).
             FloodShape::Scattered if k < 256 => format!("198.18.{k}.{}", 1 + (k * 7) % 254),
             FloodShape::Scattered => format!("2001:db8:{:x}::1", 0x8000 + (k - 256) % 0x8000),
         }
@@ -401,13 +410,26 @@ fn measured<T>(tally: &mut Tally, solver: bool, f: impl FnOnce(&mut Tally) -> T)
 /// (the flood's garbage too: a flooder that skipped the admission ticket
 /// would be refused for nothing, so it pays for one).
 fn solution(ch: &ChallengeResponse, nonce: u64, telemetry: Option<Telemetry>) -> SolveRequest {
+    solution_with(ch, nonce, telemetry, true)
+}
+
+/// [`solution`], with the admission ticket paid for or left out.
+fn solution_with(
+    ch: &ChallengeResponse,
+    nonce: u64,
+    telemetry: Option<Telemetry>,
+    pay_ticket: bool,
+) -> SolveRequest {
     SolveRequest {
         challenge: ch.challenge.clone(),
         nonce,
         refresh_token: None,
         telemetry,
-        // TODO(ticket): once SolveRequest has `ticket` (issue 14, "ticket"):
-        // ticket: salt(ch).map(|s| pow::ticket::solve(&s, ch.ticket_bits)),
+        ticket: if pay_ticket {
+            salt(ch).map(|s| pow::ticket::solve(&s, ch.ticket_bits))
+        } else {
+            None
+        },
     }
 }
 
@@ -910,7 +932,10 @@ fn flood_thread(target: &Target, plan: &Plan, index: usize) -> Tally {
                 continue;
             }
         };
-        let req = solution(&ch, rng.next(), None);
+        let mut req = solution_with(&ch, rng.next(), None, plan.flood_pays_tickets);
+        if !plan.flood_pays_tickets && ch.ticket_bits > 0 {
+            req.ticket = Some(rng.next());
+        }
         match client.solve_once(&ip, &req) {
             None => break,
             Some(Ok(_)) => {
