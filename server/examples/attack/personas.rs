@@ -920,6 +920,14 @@ fn flood_thread(target: &Target, plan: &Plan, index: usize) -> Tally {
     };
     let mut next = Instant::now();
     while !target.stopped() {
+        // Paced per attempt, a refused challenge included, so the offered
+        // rate holds whatever powgate answers.
+        if !pace.is_zero() {
+            if !target.sleep_until(next) {
+                break;
+            }
+            next += pace;
+        }
         let ip = address::flood(plan.flood_shape, k % plan.flood_addresses.max(1), &mut rng);
         k += plan.flood_threads.max(1);
         let Some(answer) = client.challenge(&ip) else {
@@ -944,12 +952,6 @@ fn flood_thread(target: &Target, plan: &Plan, index: usize) -> Tally {
                 tally.tokens += 1;
             }
             Some(Err(r)) => tally.answer(r.status, &r.code),
-        }
-        if !pace.is_zero() {
-            next += pace;
-            if !target.sleep_until(next) {
-                break;
-            }
         }
     }
     tally.cpu_seconds += thread_cpu_seconds() - before;
