@@ -1,6 +1,9 @@
 //! The admission ticket: a hashcash stamp solved alongside the argon2 nonce,
-//! so that a garbage submission costs its sender about as much as the
-//! server's argon2 verification would cost powgate.
+//! so that a garbage submission is no longer free to send: it costs a
+//! browser about one argon2 hash, a native sender with SHA instructions
+//! about a third of the verification it buys, and a GPU far less (SHA-256
+//! is not memory-hard). The rest of the defence is the server's fair
+//! verification line.
 //!
 //! Without it a sender pays nothing for a random nonce and powgate pays one
 //! argon2id hash to refuse it. The ticket is checked first, with one SHA-256

@@ -2,8 +2,9 @@
 //!
 //! A signature proves only that this server (or whoever holds its key)
 //! issued the claims. The claims must also match what the server asks for
-//! now: the configured argon2 parameters, and at least the difficulty in
-//! force, halved for a refresh. After a difficulty change, challenges issued
+//! now: the configured argon2 parameters, at least the admission ticket's
+//! configured bits, and at least the difficulty in force, halved for a
+//! refresh. After a difficulty change, challenges issued
 //! at the previous difficulty stay acceptable for the grace period, so a
 //! visitor mid-solve finishes, while a stockpile of old challenges dies.
 //!
@@ -25,6 +26,10 @@ const CLOCK_SKEW_SECS: i64 = 60;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Requirements<'a> {
     pub params: Argon2Params,
+    /// The admission ticket's bits in force: a challenge issued while the
+    /// ticket was cheaper, or off, must not outlive the operator turning it
+    /// up under attack.
+    pub ticket_bits: u8,
     pub settings: &'a Settings,
     pub last_change: Option<DifficultyChange>,
     pub grace: Duration,
@@ -63,6 +68,12 @@ impl Requirements<'_> {
             return Err(ApiError::Expired(
                 "this challenge was issued with other argon2 parameters than the server uses now; request a new challenge".into(),
             ));
+        }
+        if claims.ticket_bits < self.ticket_bits {
+            return Err(ApiError::Expired(format!(
+                "this challenge asks for a {}-bit admission ticket, below the {} bits required now; request a new challenge",
+                claims.ticket_bits, self.ticket_bits
+            )));
         }
         // A leaked key must not mint challenges that never die either: none
         // the server issues is dated ahead or lives past the longest timeout
@@ -123,6 +134,7 @@ mod tests {
         let s = settings(800);
         let mut r = Requirements {
             params: Argon2Params::DEFAULT,
+            ticket_bits: 0,
             settings: &s,
             last_change: Some(DifficultyChange {
                 previous: Difficulty::new(200).unwrap(),
@@ -154,6 +166,7 @@ mod tests {
         let s = settings(200);
         let r = Requirements {
             params: Argon2Params::DEFAULT,
+            ticket_bits: 0,
             settings: &s,
             last_change: None,
             grace: Duration::from_secs(120),
@@ -167,5 +180,26 @@ mod tests {
             r.check(&claims(Purpose::New, 200, 10_000 + 3600)).is_err(),
             "dated ahead"
         );
+    }
+
+    /// An operator who turns the ticket on (or up) under attack must not
+    /// leave the challenges issued before it good for another half hour of
+    /// free garbage.
+    #[test]
+    fn a_challenge_with_fewer_ticket_bits_than_required_now_is_refused() {
+        let s = settings(200);
+        let r = Requirements {
+            params: Argon2Params::DEFAULT,
+            ticket_bits: 12,
+            settings: &s,
+            last_change: None,
+            grace: Duration::from_secs(120),
+            now: 10_000,
+        };
+        let mut c = claims(Purpose::New, 200, 10_000);
+        for (bits, ok) in [(0, false), (11, false), (12, true), (13, true)] {
+            c.ticket_bits = bits;
+            assert_eq!(r.check(&c).is_ok(), ok, "{bits} bits");
+        }
     }
 }

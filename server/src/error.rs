@@ -59,7 +59,11 @@ pub(crate) enum ApiError {
     #[error(
         "the ticket is missing or does not meet this challenge's ticket_bits; compute it with the same salt (see ticket in the protocol) and resubmit"
     )]
-    BadTicket,
+    BadTicket {
+        /// No ticket at all (a client from before tickets), rather than a
+        /// wrong one.
+        missing: bool,
+    },
     /// 403: the answer is wrong.
     #[error("the nonce does not solve this challenge")]
     WrongAnswer,
@@ -111,7 +115,7 @@ pub(crate) enum ApiError {
 impl ApiError {
     pub(crate) fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::InvalidField { .. } | Self::BadTicket => {
+            Self::BadRequest(_) | Self::InvalidField { .. } | Self::BadTicket { .. } => {
                 StatusCode::BAD_REQUEST
             }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -134,7 +138,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) | Self::InvalidField { .. } => "bad_request",
             Self::Unauthorized(_) => "unauthorized",
-            Self::BadTicket => "bad_ticket",
+            Self::BadTicket { .. } => "bad_ticket",
             Self::WrongAnswer => "wrong_answer",
             Self::WrongIp(_) => "wrong_ip",
             Self::Forbidden(_) => "forbidden",

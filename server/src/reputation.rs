@@ -2,16 +2,18 @@
 //! recently, as a small priority bucket for the verification queue.
 //!
 //! # The defence as a whole
-//! A wrong answer costs its sender nothing and costs powgate one argon2id
-//! verification, so a flood of them can fill every verification thread.
-//! Refusing the flood outright is not possible: a garbage submission looks
-//! like a correct one until it has been hashed. Instead the flood is made
-//! to *wait behind* everyone who has not been sending garbage:
+//! A wrong answer costs its sender one admission ticket (see
+//! `pow::ticket`; nothing at all with the ticket off) and costs powgate one
+//! argon2id verification, so a flood of them can fill every verification
+//! thread. Refusing the flood outright is not possible: a garbage
+//! submission with a valid ticket looks like a correct one until it has
+//! been hashed. Instead the flood is made to *wait behind* everyone who has
+//! not been sending garbage:
 //!
-//! 1. Every wrong answer adds one to a score of its address (IPv4 exactly,
-//!    IPv6 by /64) and of each network enclosing it (IPv4 /24; IPv6 /56 and
-//!    /48, see [`IpKey::enclosing`]). Scores decay exponentially with a
-//!    half-life of [`HALF_LIFE_SECS`].
+//! 1. Every wrong answer (and every missing or wrong ticket) adds one to a
+//!    score of its address (IPv4 exactly, IPv6 by /64) and of each network
+//!    enclosing it (IPv4 /24; IPv6 /56 and /48, see [`IpKey::enclosing`]).
+//!    Scores decay exponentially with a half-life of [`HALF_LIFE_SECS`].
 //! 2. A submission's [`priority`](Reputation::priority) is a bucket derived
 //!    from the sum of those scores: 0 when neither the address nor any
 //!    enclosing network failed recently, then one bucket more per doubling.

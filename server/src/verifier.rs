@@ -41,6 +41,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pow::{ChallengeClaims, Hasher};
+
+use crate::reputation::WORST_BUCKET;
 use tokio::sync::oneshot;
 
 /// How long a place in line is remembered after its submission was last
@@ -55,6 +57,14 @@ pub(crate) const PLACE_MEMORY_SECS: i64 = 60;
 /// the places asked for again (a waiting visitor resubmits every few
 /// seconds) over one-off ones.
 pub(crate) const PLACES_CAPACITY: usize = 65_536;
+
+/// Every this many turns, the thread goes to the earliest arrival in line
+/// whatever its bucket. Strict priority alone would starve a visitor who
+/// shares a /24 or a carrier-grade NAT with an offender for as long as
+/// clean-looking submissions keep coming (a scattered flood's fresh
+/// addresses are clean until verified); this keeps it moving at one turn in
+/// eight, in order of arrival, while clean networks keep seven in eight.
+pub(crate) const OLDEST_EVERY: u64 = 8;
 
 #[derive(Debug)]
 pub struct Verifier {
@@ -167,6 +177,8 @@ struct LineState {
     places: quick_cache::unsync::Cache<[u8; 16], Remembered>,
     next_arrival: u64,
     next_seq: u64,
+    /// Turns handed over so far, for [`OLDEST_EVERY`].
+    handovers: u64,
 }
 
 /// What [`Line::enter`] decided.
@@ -247,9 +259,20 @@ impl LineState {
         self.waiting.range(..spot).count()
     }
 
-    /// Gives a freed thread to the best waiter, or marks it idle.
+    /// Gives a freed thread to the best waiter (every [`OLDEST_EVERY`]th
+    /// time to the earliest arrival), or marks it idle.
     fn hand_over(&mut self) {
-        while let Some((_, waiter)) = self.waiting.pop_first() {
+        self.handovers = self.handovers.wrapping_add(1);
+        let oldest_first = self.handovers.is_multiple_of(OLDEST_EVERY);
+        loop {
+            let next = if oldest_first {
+                self.earliest_arrival()
+            } else {
+                self.waiting.keys().next().copied()
+            };
+            let Some(waiter) = next.and_then(|spot| self.waiting.remove(&spot)) else {
+                break;
+            };
             // A waiter removes itself from the list before its receiver
             // goes, so this succeeds; were it ever to fail, the turn is
             // passed on rather than lost for good.
@@ -258,6 +281,25 @@ impl LineState {
             }
         }
         self.idle += 1;
+    }
+
+    /// The waiter that arrived first, in any bucket: the first of each
+    /// bucket's run, at most one lookup per bucket.
+    fn earliest_arrival(&self) -> Option<Spot> {
+        (0..=WORST_BUCKET)
+            .filter_map(|bucket| {
+                let from = Spot {
+                    bucket,
+                    arrival: 0,
+                    seq: 0,
+                };
+                self.waiting
+                    .range(from..)
+                    .next()
+                    .map(|(spot, _)| *spot)
+                    .filter(|spot| spot.bucket == bucket)
+            })
+            .min_by_key(|spot| (spot.arrival, spot.seq))
     }
 }
 
@@ -345,6 +387,7 @@ impl Verifier {
                 places: quick_cache::unsync::Cache::new(PLACES_CAPACITY),
                 next_arrival: 0,
                 next_seq: 0,
+                handovers: 0,
             }),
         };
         Ok(Self {
@@ -595,6 +638,31 @@ mod tests {
         assert_eq!(
             grant_order(held, waiters, &order).await,
             ["visitor", "flood-1", "flood-2", "flood-3"]
+        );
+    }
+
+    /// Strict priority would starve a visitor in a penalised network (a
+    /// NAT shared with an offender) for as long as clean-looking
+    /// submissions keep arriving: every eighth turn goes to the earliest
+    /// arrival instead.
+    #[tokio::test]
+    async fn a_penalised_waiter_still_gets_one_turn_in_eight_by_arrival() {
+        let (v, held) = busy(16).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = vec![wait_in_line(&v, &order, "shared-nat", 9, place(10))];
+        until_waiting(&v, 1).await;
+        let clean = ["c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10"];
+        for (i, name) in clean.into_iter().enumerate() {
+            waiters.push(wait_in_line(&v, &order, name, 0, place(20 + i as u8)));
+            until_waiting(&v, i + 2).await;
+        }
+        // The held turn's hand-over is the first; the eighth goes to the
+        // earliest arrival.
+        let got = grant_order(held, waiters, &order).await;
+        assert_eq!(
+            got.iter().position(|n| *n == "shared-nat"),
+            Some(usize::try_from(OLDEST_EVERY).unwrap() - 1),
+            "{got:?}"
         );
     }
 

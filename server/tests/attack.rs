@@ -69,12 +69,26 @@ fn a_token_shared_across_many_addresses_passes_from_at_most_token_max_ips() {
     }
 }
 
+/// Verification turns granted in buckets worse than 0, from /metrics.
+fn penalised_turns(app: &TestApp) -> f64 {
+    app.metrics()
+        .lines()
+        .filter(|l| l.starts_with("powgate_verify_turns_total{") && !l.contains("bucket=\"0\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
 #[test]
 fn every_visitor_gets_a_token_during_a_small_garbage_flood() {
     // A difficulty at which a random nonce is almost never right, so the
     // flood is garbage; tiny argon2 keeps the visitors' honest solves fast.
-    let app = TestApp::spawn_with(|c| c.set_live("difficulty_level", 50));
+    // One verification thread, so the flood and the visitors contend for it.
+    let app = TestApp::spawn_with(|c| {
+        c.set_live("difficulty_level", 50);
+        c.verify_permits = Some(1);
+    });
     for shape in [FloodShape::Concentrated, FloodShape::Scattered] {
+        let penalised_before = penalised_turns(&app);
         let plan = Plan {
             visitors: 3,
             visitor_rate: 0.0,
@@ -82,10 +96,19 @@ fn every_visitor_gets_a_token_during_a_small_garbage_flood() {
             visitor_uses: 2,
             flood_threads: 2,
             flood_shape: shape,
-            flood_addresses: 500,
+            // Few enough that the scattered flood comes back to addresses
+            // that already sent garbage.
+            flood_addresses: 16,
             ..Plan::default()
         };
         let outcome = personas::run(&target(&app), &plan);
+        // The defence at work, not only its outcome: the flood's networks
+        // were penalised, so some of its submissions waited in worse
+        // buckets (without reputation every turn is in bucket 0).
+        assert!(
+            penalised_turns(&app) > penalised_before,
+            "{shape:?}: no turn in a penalised bucket"
+        );
         let v = &outcome["visitor"];
         assert_eq!(v.visits_ok, 9, "{shape:?}: {v:?}");
         assert_eq!(v.success_rate(), Some(1.0), "{shape:?}: {v:?}");

@@ -237,3 +237,62 @@ fn a_queued_answer_is_not_counted_as_a_failed_solve() {
     assert_eq!(stats["challenges"]["solved"]["hour"], 1);
     assert_eq!(stats["challenges"]["failed"]["hour"], 0);
 }
+
+/// Turns granted per bucket: (bucket 0, every worse bucket together).
+fn turns_by_bucket(app: &TestApp) -> (f64, f64) {
+    let metrics = app.metrics();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    let penalised = (1..=15)
+        .map(|b| value(&format!("powgate_verify_turns_total{{bucket=\"{b}\"}}")))
+        .sum();
+    (value("powgate_verify_turns_total{bucket=\"0\"}"), penalised)
+}
+
+/// A wrong ticket is refused before the line, but it is garbage all the
+/// same: it must count against the sender's networks, so the flooder who
+/// skips paying for tickets cannot keep its /48 clean for the submissions
+/// it does pay for.
+#[test]
+fn a_wrong_ticket_counts_against_its_networks_reputation() {
+    let app = TestApp::spawn();
+    let flooder = "2001:db8:bad:1::1";
+    let ch = app.new_challenge(flooder);
+    let salt: [u8; 16] = hex::decode(&ch.salt).unwrap().try_into().unwrap();
+    let mut bogus = answer(&ch);
+    bogus.ticket = (0..).find(|t| !pow::ticket::check(&salt, *t, ch.ticket_bits));
+    let (status, _, body) = submit(&app, flooder, &bogus);
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_ticket")));
+    // Another /64 of the same /48, with a correct answer and ticket.
+    let neighbour = "2001:db8:bad:2::1";
+    assert_eq!(
+        submit(&app, neighbour, &answer(&app.new_challenge(neighbour))).0,
+        200
+    );
+    assert_eq!(
+        turns_by_bucket(&app),
+        (0.0, 1.0),
+        "the /48 sent a wrong ticket, so its next answer is not in bucket 0"
+    );
+}
+
+/// A missing ticket is what a page cached from before the ticket sends: it
+/// is refused, but counts against nobody.
+#[test]
+fn a_missing_ticket_counts_against_nobody() {
+    // With the back-off on, which a missing ticket must not start.
+    let app = TestApp::spawn_with(|c| c.wrong_answer_backoff_secs = 5);
+    let stale = "2001:db8:01d:1::1";
+    let ch = app.new_challenge(stale);
+    let mut old_page = answer(&ch);
+    old_page.ticket = None;
+    let (status, _, body) = submit(&app, stale, &old_page);
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_ticket")));
+    // At once (no back-off) and from the same address: bucket 0.
+    assert_eq!(submit(&app, stale, &answer(&ch)).0, 200);
+    assert_eq!(turns_by_bucket(&app), (1.0, 0.0));
+}

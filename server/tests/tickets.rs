@@ -88,16 +88,16 @@ fn garbage_with_a_wrong_ticket_is_refused_before_argon2_and_before_the_spend() {
 fn a_ticket_for_another_challenge_is_refused() {
     let app = TestApp::spawn();
     let ch = ticketed_challenge(&app);
-    let other = ticketed_challenge(&app);
+    // Another challenge's ticket also passes for this one with probability
+    // 2^-bits, and then proves nothing: take one that does not.
+    let others = (0..20).map(|_| answer(&ticketed_challenge(&app)).ticket.unwrap());
     let mut garbage = answer(&ch);
-    garbage.ticket = answer(&other).ticket;
-    // The two tickets coincide with probability 2^-bits; then this test
-    // proves nothing, so make sure it is not the case.
-    assert!(!pow::ticket::check(
-        &salt(&ch),
-        garbage.ticket.unwrap(),
-        ch.ticket_bits
-    ));
+    garbage.ticket = Some(
+        others
+            .into_iter()
+            .find(|t| !pow::ticket::check(&salt(&ch), *t, ch.ticket_bits))
+            .expect("20 other challenges' tickets all pass for this one"),
+    );
     refused_as_bad_ticket_then_solvable(&app, &ch, &garbage);
 }
 
@@ -143,6 +143,30 @@ fn ticket_bits_zero_asks_for_no_ticket() {
     req.ticket = None;
     let (status, body, _) = app.submit(IP, &req);
     assert_eq!(status, 200, "{body}");
+}
+
+/// Challenges issued while the ticket was off must not stay good for free
+/// garbage after the operator turns it on, which is what an operator does
+/// under attack.
+#[test]
+fn a_challenge_issued_with_the_ticket_off_is_refused_once_it_is_on() {
+    let mut app = TestApp::spawn_with(|c| {
+        c.ticket_bits = powgate::config::TicketBitsValue::Number(0);
+    });
+    let ch = app.new_challenge(IP);
+    assert_eq!(ch.ticket_bits, 0);
+    app.raw.ticket_bits = powgate::config::TicketBitsValue::Name("auto".into());
+    let app = app.restart();
+    let runs = argon2_runs(&app);
+    let mut req = answer(&ch);
+    req.ticket = None;
+    let (status, body, _) = app.submit(IP, &req);
+    assert_eq!(status, 410, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("ticket"),
+        "{body}"
+    );
+    assert_eq!(argon2_runs(&app), runs, "refused before argon2");
 }
 
 /// HMAC-SHA256 (RFC 2104), written out so this test signs a challenge in

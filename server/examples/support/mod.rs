@@ -9,17 +9,27 @@
 
 /// True for `http://127.x.y.z[:port]`, `http://localhost[:port]` and
 /// `http://[::1][:port]`: the load never leaves this machine.
+///
+/// Parsed with the same URI parser the HTTP client uses, so that what is
+/// checked is the host the requests go to; and no user info at all, since
+/// in `http://localhost:1@evil.example/` the part before `@` only looks
+/// like a host.
 pub fn is_loopback_url(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
+    let Ok(uri) = url.parse::<axum::http::Uri>() else {
         return false;
     };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default()
+    let Some(authority) = uri.authority() else {
+        return false;
     };
-    host == "localhost"
+    if uri.scheme_str() != Some("http") || authority.as_str().contains('@') {
+        return false;
+    }
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -78,6 +88,11 @@ mod tests {
             "http://example.com",
             "http://127.0.0.1.example.com",
             "http://[::2]:80",
+            // User info before the real host (the review of issue 14).
+            "http://localhost:1@evil.example/",
+            "http://127.0.0.1@evil.example",
+            "http://evil.example?127.0.0.1",
+            "http://evil.example#@127.0.0.1",
         ] {
             assert!(!is_loopback_url(bad), "{bad}");
         }

@@ -69,12 +69,21 @@ async fn solve(
         (Err(e), _) | (Ok(()), Err(e)) => Err(e),
         (Ok(()), Ok(JsonBody(req))) => check_and_issue(&state, client, &headers, req).await,
     };
-    // A missing or wrong ticket is garbage too, however cheap it was to
-    // refuse: it counts against the sender's networks like a wrong answer,
-    // so a sender who skips the ticket also goes to the back of the line.
-    if matches!(result, Err(ApiError::WrongAnswer | ApiError::BadTicket)) {
-        state.rate_limits.penalise(client.key);
-        state.reputation.record_failure(client.key, state.now());
+    // A wrong answer starts the address's back-off. A wrong ticket is
+    // garbage too, however cheap it was to refuse, so it counts against the
+    // sender's networks like a wrong answer and sends them to the back of
+    // the line; but no back-off, so a client with a bug can resubmit at
+    // once. A missing ticket counts for nothing: it is what a page cached
+    // from before the ticket sends, and it cost powgate one comparison.
+    match &result {
+        Err(ApiError::WrongAnswer) => {
+            state.rate_limits.penalise(client.key);
+            state.reputation.record_failure(client.key, state.now());
+        }
+        Err(ApiError::BadTicket { missing: false }) => {
+            state.reputation.record_failure(client.key, state.now());
+        }
+        _ => {}
     }
     if let Err(e) = &result {
         state
@@ -120,6 +129,7 @@ async fn check_and_issue(
     let (settings, last_change) = state.settings.get_with_change();
     Requirements {
         params: state.config.argon2,
+        ticket_bits: state.config.ticket_bits,
         settings: &settings,
         last_change,
         grace: state.config.challenge_grace,
@@ -257,14 +267,12 @@ async fn check_and_issue(
 /// spent, queued or hashed, so a garbage submission without a paid-for
 /// ticket costs powgate microseconds and leaves the challenge solvable.
 fn check_ticket(claims: &ChallengeClaims, ticket: Option<u64>) -> Result<()> {
-    let admitted = match ticket {
-        Some(t) => pow::ticket::check(&claims.id, t, claims.ticket_bits),
-        None => claims.ticket_bits == 0,
-    };
-    if admitted {
-        Ok(())
-    } else {
-        Err(ApiError::BadTicket)
+    match ticket {
+        None if claims.ticket_bits > 0 => Err(ApiError::BadTicket { missing: true }),
+        Some(t) if !pow::ticket::check(&claims.id, t, claims.ticket_bits) => {
+            Err(ApiError::BadTicket { missing: false })
+        }
+        _ => Ok(()),
     }
 }
 
