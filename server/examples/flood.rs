@@ -7,7 +7,9 @@
 //! client-IP header (`X-Real-IP` by default), which powgate believes because
 //! the flood comes from loopback, a trusted proxy. So the per-address rate
 //! limits and the wrong-answer back-off hardly ever bind, and what does bind
-//! is the verification queue: most submissions get 503, as they should.
+//! is the verification line: submissions wait for a turn (up to 10 s) and
+//! are then verified, or answered 503 `queued`, so the flood keeps
+//! verification saturated with as many submissions as it has threads.
 //!
 //! Each submission carries a random, almost surely wrong admission ticket,
 //! which costs the flood nothing and is refused with 400 `bad_ticket` before
