@@ -96,9 +96,10 @@ fn every_visitor_gets_a_token_during_a_small_garbage_flood() {
             visitor_uses: 2,
             flood_threads: 2,
             flood_shape: shape,
-            // Few enough that the scattered flood comes back to addresses
-            // that already sent garbage.
-            flood_addresses: 16,
+            // One address per flood thread, each in a network of its own
+            // in the scattered shape, so every flood thread's second
+            // submission comes from an address that already sent garbage.
+            flood_addresses: 2,
             ..Plan::default()
         };
         let outcome = personas::run(&target(&app), &plan);
