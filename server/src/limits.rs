@@ -631,6 +631,16 @@ mod tests {
         }
     }
 
+    /// Limits with `per_minute` challenges per address, their metrics, and
+    /// the instant the test counts from.
+    fn fresh(per_minute: u32) -> (RateLimits, Metrics, Instant) {
+        (
+            RateLimits::new(&per_address(per_minute)),
+            Metrics::new(),
+            Instant::now(),
+        )
+    }
+
     fn budgets(per_24: u32, per_56: u32, per_48: u32) -> NetworkBudgets {
         NetworkBudgets {
             per_24,
@@ -680,11 +690,7 @@ mod tests {
     /// burst of 2) holds it, while another /48 keeps its own budget.
     #[test]
     fn rotating_the_64s_of_one_48_hits_the_48_budget_while_another_48_passes() {
-        let (r, m, now) = (
-            RateLimits::new(&per_address(60)),
-            Metrics::new(),
-            Instant::now(),
-        );
+        let (r, m, now) = fresh(60);
         let b = budgets(0, 0, 8);
         let results: Vec<_> = (1..=6)
             .map(|i| challenge(&r, &m, b, &format!("2001:db8:1:{i:x}00::1"), now))
@@ -703,11 +709,7 @@ mod tests {
     /// while a /64 of another /56 in the same /48 passes.
     #[test]
     fn rotating_the_64s_of_one_56_hits_the_56_budget_not_its_neighbours() {
-        let (r, m, now) = (
-            RateLimits::new(&per_address(60)),
-            Metrics::new(),
-            Instant::now(),
-        );
+        let (r, m, now) = fresh(60);
         let b = budgets(0, 4, 0);
         assert_eq!(challenge(&r, &m, b, "2001:db8:1:100::1", now), Ok(()));
         assert_eq!(
@@ -722,11 +724,7 @@ mod tests {
     /// /24 has its own budget.
     #[test]
     fn rotating_the_addresses_of_one_24_hits_the_24_budget_mapped_ones_included() {
-        let (r, m, now) = (
-            RateLimits::new(&per_address(60)),
-            Metrics::new(),
-            Instant::now(),
-        );
+        let (r, m, now) = fresh(60);
         let b = budgets(12, 0, 0);
         for i in 1..=3 {
             assert_eq!(challenge(&r, &m, b, &format!("192.0.2.{i}"), now), Ok(()));
@@ -745,11 +743,7 @@ mod tests {
     /// 0 turns a level off, also for a network that was over its budget.
     #[test]
     fn a_zero_budget_turns_its_level_off() {
-        let (r, m, now) = (
-            RateLimits::new(&per_address(0)),
-            Metrics::new(),
-            Instant::now(),
-        );
+        let (r, m, now) = fresh(0);
         for i in 1..=4 {
             let _ = challenge(&r, &m, budgets(4, 4, 4), &format!("192.0.2.{i}"), now);
         }
@@ -807,11 +801,7 @@ mod tests {
     /// networks seen recently, not all networks ever seen.
     #[test]
     fn drained_network_buckets_are_forgotten() {
-        let (r, m, now) = (
-            RateLimits::new(&per_address(0)),
-            Metrics::new(),
-            Instant::now(),
-        );
+        let (r, m, now) = fresh(0);
         for i in 0..50 {
             let _ = challenge(
                 &r,

@@ -69,15 +69,6 @@ fn a_token_shared_across_many_addresses_passes_from_at_most_token_max_ips() {
     }
 }
 
-/// Verification turns granted in buckets worse than 0, from /metrics.
-fn penalised_turns(app: &TestApp) -> f64 {
-    app.metrics()
-        .lines()
-        .filter(|l| l.starts_with("powgate_verify_turns_total{") && !l.contains("bucket=\"0\""))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
-
 #[test]
 fn every_visitor_gets_a_token_during_a_small_garbage_flood() {
     // A difficulty at which a random nonce is almost never right, so the
@@ -88,7 +79,7 @@ fn every_visitor_gets_a_token_during_a_small_garbage_flood() {
         c.verify_permits = Some(1);
     });
     for shape in [FloodShape::Concentrated, FloodShape::Scattered] {
-        let penalised_before = penalised_turns(&app);
+        let penalised_before = app.turns_by_bucket().1;
         let plan = Plan {
             visitors: 3,
             visitor_rate: 0.0,
@@ -107,7 +98,7 @@ fn every_visitor_gets_a_token_during_a_small_garbage_flood() {
         // were penalised, so some of its submissions waited in worse
         // buckets (without reputation every turn is in bucket 0).
         assert!(
-            penalised_turns(&app) > penalised_before,
+            app.turns_by_bucket().1 > penalised_before,
             "{shape:?}: no turn in a penalised bucket"
         );
         let v = &outcome["visitor"];

@@ -8,7 +8,7 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{TestApp, answer, take_turn, until_waiting, wrong_nonce};
+use common::{TestApp, answer, take_turn, until_waiting, wrong_nonce, wrong_ticket};
 use pow::wire::SolveRequest;
 
 /// A network that sent wrong answers just before.
@@ -172,11 +172,7 @@ fn verification_seconds_are_counted_by_verdict_and_turns_by_bucket() {
     assert!(value("powgate_verify_seconds_total{verdict=\"valid\"}") > 0.0);
     // The first answer came from a clean address, the second after its
     // wrong answer.
-    assert_eq!(value("powgate_verify_turns_total{bucket=\"0\"}"), 1.0);
-    let penalised: f64 = (1..=15)
-        .map(|b| value(&format!("powgate_verify_turns_total{{bucket=\"{b}\"}}")))
-        .sum();
-    assert_eq!(penalised, 1.0);
+    assert_eq!(app.turns_by_bucket(), (1.0, 1.0));
     assert_eq!(value("powgate_verify_waiting"), 0.0);
 }
 
@@ -238,21 +234,6 @@ fn a_queued_answer_is_not_counted_as_a_failed_solve() {
     assert_eq!(stats["challenges"]["failed"]["hour"], 0);
 }
 
-/// Turns granted per bucket: (bucket 0, every worse bucket together).
-fn turns_by_bucket(app: &TestApp) -> (f64, f64) {
-    let metrics = app.metrics();
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map_or(0.0, |v| v.trim().parse().unwrap())
-    };
-    let penalised = (1..=15)
-        .map(|b| value(&format!("powgate_verify_turns_total{{bucket=\"{b}\"}}")))
-        .sum();
-    (value("powgate_verify_turns_total{bucket=\"0\"}"), penalised)
-}
-
 /// A wrong ticket is refused before the line, but it is garbage all the
 /// same: it must count against the sender's networks, so the flooder who
 /// skips paying for tickets cannot keep its /48 clean for the submissions
@@ -262,9 +243,8 @@ fn a_wrong_ticket_counts_against_its_networks_reputation() {
     let app = TestApp::spawn();
     let flooder = "2001:db8:bad:1::1";
     let ch = app.new_challenge(flooder);
-    let salt: [u8; 16] = hex::decode(&ch.salt).unwrap().try_into().unwrap();
     let mut bogus = answer(&ch);
-    bogus.ticket = (0..).find(|t| !pow::ticket::check(&salt, *t, ch.ticket_bits));
+    bogus.ticket = Some(wrong_ticket(&ch));
     let (status, _, body) = submit(&app, flooder, &bogus);
     assert_eq!((status, body["error"].as_str()), (400, Some("bad_ticket")));
     // Another /64 of the same /48, with a correct answer and ticket.
@@ -274,7 +254,7 @@ fn a_wrong_ticket_counts_against_its_networks_reputation() {
         200
     );
     assert_eq!(
-        turns_by_bucket(&app),
+        app.turns_by_bucket(),
         (0.0, 1.0),
         "the /48 sent a wrong ticket, so its next answer is not in bucket 0"
     );
@@ -294,5 +274,5 @@ fn a_missing_ticket_counts_against_nobody() {
     assert_eq!((status, body["error"].as_str()), (400, Some("bad_ticket")));
     // At once (no back-off) and from the same address: bucket 0.
     assert_eq!(submit(&app, stale, &answer(&ch)).0, 200);
-    assert_eq!(turns_by_bucket(&app), (1.0, 0.0));
+    assert_eq!(app.turns_by_bucket(), (1.0, 0.0));
 }

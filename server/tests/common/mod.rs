@@ -230,6 +230,24 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Verification turns granted so far, from /metrics: (in bucket 0, in
+    /// every worse bucket together).
+    pub fn turns_by_bucket(&self) -> (f64, f64) {
+        let (mut clean, mut penalised) = (0.0, 0.0);
+        for line in self.metrics().lines() {
+            let Some(rest) = line.strip_prefix("powgate_verify_turns_total{") else {
+                continue;
+            };
+            let n: f64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
+            if rest.starts_with("bucket=\"0\"") {
+                clean += n;
+            } else {
+                penalised += n;
+            }
+        }
+        (clean, penalised)
+    }
+
     /// GET /verify-token with a bearer token from `ip`; returns status and body.
     pub fn verify(
         &self,
@@ -288,15 +306,27 @@ pub fn solve(ch: &ChallengeResponse) -> u64 {
     }
 }
 
+/// The challenge id of `ch`, the salt of its argon2 hashes and its ticket.
+pub fn salt(ch: &ChallengeResponse) -> [u8; 16] {
+    hex::decode(&ch.salt).unwrap().try_into().unwrap()
+}
+
 /// The admission ticket `ch` asks for, computed as every client does.
 pub fn ticket(ch: &ChallengeResponse) -> Option<u64> {
-    let salt: [u8; 16] = hex::decode(&ch.salt).unwrap().try_into().unwrap();
-    Some(pow::ticket::solve(&salt, ch.ticket_bits))
+    Some(pow::ticket::solve(&salt(ch), ch.ticket_bits))
+}
+
+/// A ticket that does not admit a submission for `ch` (the first one: a
+/// ticket picked at random passes with probability 2^-bits).
+pub fn wrong_ticket(ch: &ChallengeResponse) -> u64 {
+    (0..)
+        .find(|t| !pow::ticket::check(&salt(ch), *t, ch.ticket_bits))
+        .unwrap()
 }
 
 /// A nonce that does not solve `ch`.
 pub fn wrong_nonce(ch: &ChallengeResponse) -> u64 {
-    let salt: [u8; 16] = hex::decode(&ch.salt).unwrap().try_into().unwrap();
+    let salt = salt(ch);
     let mut h = pow::Hasher::new(ch.argon2).unwrap();
     let target: [u8; 32] = hex::decode(&ch.target).unwrap().try_into().unwrap();
     let mut out = vec![0u8; ch.argon2.hash_length() as usize];
