@@ -223,6 +223,11 @@ async fn check_and_issue(
                 .await?
                 .ok_or_else(|| {
                     ApiError::Forbidden("this token was revoked or purged meanwhile".into())
+                })
+                .map(|rec| {
+                    state
+                        .token_usage
+                        .restart(rec.id, rec.refresh_count, &state.metrics);
                 })?;
             (token, true)
         }
