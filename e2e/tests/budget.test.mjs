@@ -11,7 +11,9 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
-import { POWGATE_BIN, freePort, solveAt, startPowgate, withLogs } from '../lib/harness.mjs';
+import {
+  POWGATE_BIN, freePort, launchBrowser, openPage, pageStatus, solveAt, startPowgate, tokenCookie, waitForState, withLogs,
+} from '../lib/harness.mjs';
 import { CADDY_BIN, NGINX_BIN, http, startCaddy, startNginx, startUpstream } from '../lib/proxies.mjs';
 
 const DIFFICULTY = '60';
@@ -39,6 +41,19 @@ function refreshAt(url, token) {
     });
   });
 }
+
+/** app.js waits this long on the success screen before redirecting. */
+const REDIRECT_DELAY_MS = 1500;
+
+let browser;
+
+before(async () => {
+  browser = await launchBrowser();
+}, { timeout: HOOK_TIMEOUT_MS });
+
+after(async () => {
+  await browser?.close();
+}, { timeout: HOOK_TIMEOUT_MS });
 
 for (const kind of PROXIES) {
   describe(`request budgets behind ${kind.name}`, () => {
@@ -130,6 +145,26 @@ for (const kind of PROXIES) {
       const again = await http(`${site}${path}`, { headers: { accept: BROWSER_ACCEPT, cookie: `powgate_token=${token}` } });
       assert.equal(again.status, 200, again.body);
       assert.equal(seen(path).length, TOTAL + 1);
+    });
+
+    e2e('headless Chromium with an exhausted token lands on the page, which refreshes it and returns to the application', async (t) => {
+      await settings({ token_requests_per_minute: 0, token_requests_total: TOTAL });
+      const token = await solveAt(`${site}/.powgate/`);
+      for (let i = 0; i < TOTAL; i++) {
+        const ok = await http(`${site}/spent/${i}`, { headers: { accept: JSON_ACCEPT, authorization: `Bearer ${token}` } });
+        assert.equal(ok.status, 200, ok.body);
+      }
+      const { context, page } = await openPage(t, browser);
+      await context.addCookies([{ name: 'powgate_token', value: token, url: site }]);
+      const target = `${site}/after/refresh`;
+
+      await page.goto(target);
+      assert.equal(page.url(), `${site}/.powgate/?redir=${encodeURIComponent(target)}`);
+      await waitForState(page, 'solved');
+      assert.equal((await pageStatus(page)).purpose, 'refresh', 'an exhausted token is refreshed, not replaced');
+      await page.waitForURL(target, { timeout: REDIRECT_DELAY_MS + 15_000 });
+      assert.equal(await page.textContent('#upstream'), 'upstream ok GET /after/refresh');
+      assert.equal((await tokenCookie(context, { url: site }))?.value, token);
     });
   });
 }
