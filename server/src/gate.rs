@@ -17,7 +17,6 @@ use crate::cookies;
 use crate::error::ApiError;
 use crate::forwarded;
 use crate::routes::extract::ClientIp;
-use crate::settings::Settings;
 use crate::state::AppState;
 use crate::token::PlainToken;
 use crate::token_store::{IpCheck, TokenRecord, TokenState};
@@ -272,28 +271,28 @@ pub(crate) async fn judge_token(
         TokenState::Expired { refreshable } => return Ok(Decision::Expired { refreshable }),
         TokenState::Active => {}
     }
-    let settings = state.settings.get();
-    if !rec.has_ip(client.key)
-        && state
+    if !rec.has_ip(client.key) {
+        // A new address: only now is its limit needed.
+        let max_ips = state.settings.get().token_max_ips;
+        if state
             .tokens
-            .check_ip(&rec, client.key, now, settings.token_max_ips)
+            .check_ip(&rec, client.key, now, max_ips)
             .await?
             == IpCheck::LimitReached
-    {
-        return Ok(Decision::IpLimit);
+        {
+            return Ok(Decision::IpLimit);
+        }
     }
-    Ok(budgeted(state, &rec, now, &settings))
+    Ok(budgeted(state, &rec, now))
 }
 
 /// A token that may pass by itself, within its request budgets: the one
 /// place a passing token request is counted ([`crate::token_usage`]).
-fn budgeted(state: &AppState, rec: &TokenRecord, now: i64, settings: &Settings) -> Decision {
-    match state.token_usage.admit(
-        rec,
-        now,
-        settings.token_requests_per_minute,
-        settings.token_requests_total,
-    ) {
+fn budgeted(state: &AppState, rec: &TokenRecord, now: i64) -> Decision {
+    let (per_minute, total) = state
+        .settings
+        .peek(|s| (s.token_requests_per_minute, s.token_requests_total));
+    match state.token_usage.admit(rec, now, per_minute, total) {
         Ok(_) => {
             state.metrics.token_requests_counted.inc();
             Decision::Valid

@@ -542,6 +542,13 @@ impl LiveSettings {
         self.read().settings.clone()
     }
 
+    /// What `f` reads from the current settings, without taking a snapshot:
+    /// for the hot path, which needs two numbers per request and would pay
+    /// an `Arc` clone and drop for a snapshot.
+    pub(crate) fn peek<T>(&self, f: impl FnOnce(&Settings) -> T) -> T {
+        f(&self.read().settings)
+    }
+
     /// A snapshot together with the last difficulty change, read at once so
     /// the two agree.
     pub(crate) fn get_with_change(&self) -> (Arc<Settings>, Option<DifficultyChange>) {
