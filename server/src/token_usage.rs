@@ -338,7 +338,9 @@ impl TokenUsage {
     /// updates each entry's recent rate.
     fn take_pending(&self, now: i64) -> Vec<RequestCount> {
         let mut clock = self.bookkeeping();
-        let elapsed = clock.last.map_or(1, |last| (now - last).max(1));
+        // The first flush after start-up covers about one interval.
+        let interval = i64::try_from(FLUSH_INTERVAL.as_secs()).unwrap_or(1);
+        let elapsed = clock.last.map_or(interval, |last| (now - last).max(1));
         clock.last = Some(now);
         let mut out = Vec::new();
         for e in &self.entries {

@@ -208,6 +208,9 @@ fn requests_are_counted_in_memory_and_written_only_by_a_flush() {
     assert_eq!(admin_token_row(&app)["requests_used"], 40);
     flush(&app);
     assert_eq!(requests_used_in_db(&app), 40);
+    let row = admin_token_row(&app);
+    assert_eq!(row["requests_used"], 40);
+    assert!(row["requests_per_minute"].as_u64().unwrap() > 0, "{row}");
     flush(&app);
     assert_eq!(requests_used_in_db(&app), 40, "nothing written twice");
 }
