@@ -560,6 +560,22 @@ mod tests {
         assert_eq!(usage.admit(&rec, NOW, 0, 4), Ok(1));
     }
 
+    /// The token cache may evict a record and read it again, with the
+    /// flushed counts in its `requests_used`; the live entry already holds
+    /// them, so they must not be added twice (nor the unflushed ones lost).
+    #[test]
+    fn a_record_read_again_after_a_flush_does_not_count_its_requests_twice() {
+        let usage = TokenUsage::default();
+        for _ in 0..3 {
+            usage.admit(&record(1, 0), NOW, 0, 0).unwrap();
+        }
+        let _ = usage.take_pending(NOW);
+        usage.admit(&record(1, 0), NOW, 0, 0).unwrap();
+        let reread = record(1, 3);
+        assert_eq!(usage.admit(&reread, NOW, 0, 0), Ok(5));
+        assert_eq!(usage.view(&reread).used, 5);
+    }
+
     #[test]
     fn only_idle_fully_written_entries_are_dropped() {
         let (usage, metrics) = (TokenUsage::default(), Metrics::new());
