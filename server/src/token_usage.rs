@@ -44,13 +44,11 @@
 //! the next request reads the row, which holds every count written, rather
 //! than a record cached before them.
 //!
-//! One race is left: a request that read a token's cached record just
-//! before its entry was dropped starts a new entry from that record, which
-//! may predate the counts written since. The database loses nothing (the
-//! flush adds), but that token's budget in memory is short of those counts
-//! until its entry next goes idle. It needs a request arriving in the
-//! microseconds between a token's read and its entry's drop after a whole
-//! minute of silence.
+//! A request that read a token's cached record just before its entry was
+//! dropped would start a new entry from that record, which may predate the
+//! counts written since. So the last few thousand dropped entries' counts
+//! are remembered ([`DROPPED_MEMORY`]), and a new entry starts from the
+//! larger of the record's count and the remembered one.
 //!
 //! A refresh ([`TokenUsage::restart`]) sets the row's count to 0 and the
 //! entry's too. Counts still pending from before it are discarded, both
@@ -62,6 +60,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use quick_cache::sync::Cache;
 
 use crate::db::DbError;
 use crate::db::tokens::RequestCount;
@@ -76,6 +75,11 @@ pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// How long an entry stays after its token's last request once it has
 /// nothing left to write.
 pub(crate) const IDLE_SECS: i64 = 60;
+
+/// Dropped entries whose counts are remembered for a new entry of the same
+/// token; they are needed only in the moment after the drop (see the
+/// module doc).
+const DROPPED_MEMORY: usize = 4_096;
 
 const MICROS: i64 = 1_000_000;
 /// The rate's window: the burst is one window's worth of requests.
@@ -110,11 +114,12 @@ struct Usage {
 }
 
 impl Usage {
-    fn new(rec: &TokenRecord, now: i64) -> Self {
+    /// An entry for `rec`, starting from `used` requests.
+    fn new(rec: &TokenRecord, used: u64, now: i64) -> Self {
         Self {
             hash: rec.hash,
             refresh_count: AtomicI64::new(rec.refresh_count),
-            flushed: AtomicU64::new(u64::try_from(rec.requests_used).unwrap_or(0)),
+            flushed: AtomicU64::new(used),
             pending: AtomicU64::new(0),
             tat: AtomicI64::new(0),
             last_seen: AtomicI64::new(now),
@@ -203,9 +208,12 @@ impl UsageView {
 }
 
 /// The usage of every token seen recently; see the module doc.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TokenUsage {
     entries: DashMap<i64, Usage>,
+    /// Counts of recently dropped entries, by token id: (refresh count,
+    /// requests used).
+    dropped: Cache<i64, (i64, u64)>,
     /// Serialises the moves of counts that are not the hot path's (flush,
     /// its undo, a refresh's restart), so they cannot interleave.
     bookkeeping: Mutex<FlushClock>,
@@ -215,6 +223,16 @@ pub(crate) struct TokenUsage {
 #[derive(Debug, Default)]
 struct FlushClock {
     last: Option<i64>,
+}
+
+impl Default for TokenUsage {
+    fn default() -> Self {
+        Self {
+            entries: DashMap::new(),
+            dropped: Cache::new(DROPPED_MEMORY),
+            bookkeeping: Mutex::default(),
+        }
+    }
 }
 
 impl TokenUsage {
@@ -259,9 +277,20 @@ impl TokenUsage {
                     u.restart(rec.refresh_count);
                 }
             })
-            .or_insert_with(|| Usage::new(rec, now))
+            .or_insert_with(|| Usage::new(rec, self.starting_count(rec), now))
             .downgrade();
         Self::admit_to(&usage, now, per_minute, total)
+    }
+
+    /// Where a new entry for `rec` starts: its row's count, or what the
+    /// entry dropped a moment ago had counted, if more (the record may have
+    /// been read before that entry's last flush).
+    fn starting_count(&self, rec: &TokenRecord) -> u64 {
+        let row = u64::try_from(rec.requests_used).unwrap_or(0);
+        match self.dropped.get(&rec.id) {
+            Some((refresh_count, used)) if refresh_count == rec.refresh_count => row.max(used),
+            _ => row,
+        }
     }
 
     fn admit_to(usage: &Usage, now: i64, per_minute: u32, total: u32) -> Result<u64, Over> {
@@ -381,13 +410,16 @@ impl TokenUsage {
     fn drop_idle(&self, now: i64, metrics: &Metrics) -> Vec<HashedToken> {
         let _guard = self.bookkeeping();
         let mut dropped = Vec::new();
-        self.entries.retain(|_, u| {
+        self.entries.retain(|id, u| {
             let idle = u.pending.load(Ordering::SeqCst) == 0
                 && u.tat.load(Ordering::SeqCst) <= now.saturating_mul(MICROS)
                 && u.last_seen.load(Ordering::Relaxed) <= now - IDLE_SECS;
             if idle {
+                let used = u.used();
                 #[allow(clippy::cast_precision_loss, reason = "a histogram sample")]
-                metrics.token_requests_used.observe(u.used() as f64);
+                metrics.token_requests_used.observe(used as f64);
+                self.dropped
+                    .insert(*id, (u.refresh_count.load(Ordering::SeqCst), used));
                 dropped.push(u.hash);
             }
             !idle
@@ -591,5 +623,26 @@ mod tests {
         assert_eq!(usage.len(), 1);
         // The next request of a dropped token starts from its row.
         assert_eq!(usage.admit(&record(2, 1), NOW + IDLE_SECS, 60, 0), Ok(2));
+    }
+
+    /// A request that read its token's record before the entry's last
+    /// flush, and arrives just after the entry is dropped, must not start
+    /// the count again from that old record.
+    #[test]
+    fn a_record_older_than_a_dropped_entry_does_not_give_its_requests_back() {
+        let (usage, metrics) = (TokenUsage::default(), Metrics::new());
+        let stale = record(1, 0);
+        for _ in 0..5 {
+            usage.admit(&stale, NOW, 0, 0).unwrap();
+        }
+        let _ = usage.take_pending(NOW);
+        assert_eq!(usage.drop_idle(NOW + IDLE_SECS, &metrics).len(), 1);
+        assert_eq!(usage.admit(&stale, NOW + IDLE_SECS, 0, 0), Ok(6));
+        // After a refresh the remembered count no longer applies.
+        let mut refreshed = record(1, 0);
+        refreshed.refresh_count = 1;
+        let _ = usage.take_pending(NOW + 2 * IDLE_SECS);
+        usage.drop_idle(NOW + 2 * IDLE_SECS, &metrics);
+        assert_eq!(usage.admit(&refreshed, NOW + 2 * IDLE_SECS, 0, 0), Ok(1));
     }
 }
