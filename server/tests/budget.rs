@@ -186,6 +186,8 @@ fn an_exhausted_token_is_sent_to_the_page_and_a_refresh_starts_its_count_again()
     assert_eq!(body["refreshed"], true);
 
     assert_eq!(requests_used_in_db(&app), 0, "the row starts again");
+    assert_eq!(metric(&app, "powgate_token_requests_used_count"), 1.0);
+    assert_eq!(metric(&app, "powgate_token_requests_used_sum"), 3.0);
     assert!(passes(&app, &token));
     let row = admin_token_row(&app);
     assert_eq!(row["requests_used"], 1);
