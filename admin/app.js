@@ -866,6 +866,16 @@ function timeCell(unix) {
   return make('td', {}, [time, make('span', { cls: 'sub', text: relativeTime(unix, nowSeconds()) })]);
 }
 
+/** Requests used against the budget (0 = no budget), and the recent rate. */
+function usageCell(t) {
+  const used = formatInt(t.requests_used);
+  const budget = t.requests_total > 0 ? ` / ${formatInt(t.requests_total)}` : '';
+  return make('td', { cls: 'num' }, [
+    make('span', { text: `${used}${budget}` }),
+    make('span', { cls: 'sub', text: `${formatInt(t.requests_per_minute)}/min now` }),
+  ]);
+}
+
 function tokenRow(t) {
   const ips = Array.isArray(t.ips) ? t.ips : [];
   const actions = make('td');
@@ -886,6 +896,7 @@ function tokenRow(t) {
       : make('span', { cls: 'sub', text: 'not used yet' })]),
     make('td', {}, [make('span', { cls: `state state-${t.status}`, text: t.status })]),
     make('td', { cls: 'num', text: formatInt(t.refresh_count) }),
+    usageCell(t),
     actions,
   ]);
 }
@@ -910,7 +921,7 @@ async function loadTokens() {
   state.lastTokenPaging = p;
   ui.tokenRows.replaceChildren(...(tokens.length
     ? tokens.map(tokenRow)
-    : [make('tr', {}, [make('td', { cls: 'empty', attrs: { colspan: 7 }, text: 'No tokens.' })])]));
+    : [make('tr', {}, [make('td', { cls: 'empty', attrs: { colspan: 8 }, text: 'No tokens.' })])]));
   labelCollapsedRows(ui.tokenRows);
   updateScrollStops();
   ui.tokensSummary.textContent = p.summary;

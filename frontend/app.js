@@ -556,7 +556,7 @@ async function run(redir, configPromise) {
     setState('solving');
     ui.pause.disabled = false;
     if (status.paused) say('Paused. Press Resume to carry on.');
-    else if (c.purpose === 'refresh') say('Refreshing your expired pass at half the usual cost.');
+    else if (c.purpose === 'refresh') say('Refreshing your pass (expired, or its requests used up) at half the usual cost.');
     else if (resumed) say('Calculating… (continuing the check you started earlier)');
     else say('Calculating…');
     render();

@@ -19,7 +19,8 @@ pub struct SolveOptions {
     /// Base URL of the powgate instance, including any path prefix.
     pub url: String,
     pub threads: usize,
-    /// An expired token to refresh at half difficulty instead of a new one.
+    /// An expired or exhausted token to refresh at half difficulty instead
+    /// of a new one.
     pub refresh: Option<String>,
     /// Hide the progress bar.
     pub quiet: bool,

@@ -19,7 +19,8 @@ use crate::forwarded;
 use crate::routes::extract::ClientIp;
 use crate::state::AppState;
 use crate::token::PlainToken;
-use crate::token_store::{IpCheck, TokenState};
+use crate::token_store::{IpCheck, TokenRecord, TokenState};
+use crate::token_usage::Over;
 
 /// The request being gated, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +111,15 @@ pub(crate) enum Decision {
     },
     Revoked,
     IpLimit,
+    /// Over the token's `token_requests_per_minute`: wait, solving again
+    /// does not help.
+    RateLimited {
+        /// Seconds until the token has room again.
+        retry_after: u32,
+    },
+    /// The token has passed its `token_requests_total`; a refresh starts
+    /// the count again.
+    Exhausted,
 }
 
 impl Decision {
@@ -120,13 +130,15 @@ impl Decision {
                 StatusCode::UNAUTHORIZED
             }
             Self::Revoked | Self::IpLimit => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Exhausted => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// Every [`Self::label`], at [`Self::index`]: the `outcome` values of
     /// `powgate_verify_decisions_total`, whose counters are resolved once
     /// from this list ([`crate::metrics::Metrics::verify_outcomes`]).
-    pub(crate) const LABELS: [&'static str; 8] = [
+    pub(crate) const LABELS: [&'static str; 10] = [
         "valid",
         "allowlisted",
         "missing",
@@ -135,6 +147,8 @@ impl Decision {
         "expired",
         "revoked",
         "ip_limit",
+        "rate_limited",
+        "exhausted",
     ];
 
     /// The position of this decision's label in [`Self::LABELS`].
@@ -148,6 +162,8 @@ impl Decision {
             Self::Expired { .. } => 5,
             Self::Revoked => 6,
             Self::IpLimit => 7,
+            Self::RateLimited { .. } => 8,
+            Self::Exhausted => 9,
         }
     }
 
@@ -178,11 +194,26 @@ impl Decision {
             Self::IpLimit => {
                 "the token is already used from its maximum number of addresses; obtain a new one at challenge_url"
             }
+            Self::RateLimited { .. } => {
+                "this token is sending requests faster than its rate allows; wait Retry-After seconds and retry (solving again does not help)"
+            }
+            Self::Exhausted => {
+                "this token has used its request budget; refresh it at half difficulty at challenge_url (or `powgate solve --refresh`)"
+            }
         }
     }
 
     pub(crate) fn refreshable(self) -> bool {
-        matches!(self, Self::Expired { refreshable: true })
+        matches!(self, Self::Expired { refreshable: true } | Self::Exhausted)
+    }
+
+    /// Seconds the client should wait before asking again, for a refusal
+    /// that waiting cures.
+    pub(crate) fn retry_after(self) -> Option<u32> {
+        match self {
+            Self::RateLimited { retry_after } => Some(retry_after),
+            _ => None,
+        }
     }
 }
 
@@ -240,18 +271,35 @@ pub(crate) async fn judge_token(
         TokenState::Expired { refreshable } => return Ok(Decision::Expired { refreshable }),
         TokenState::Active => {}
     }
-    if rec.has_ip(client.key) {
-        return Ok(Decision::Valid);
+    if !rec.has_ip(client.key) {
+        // A new address: only now is its limit needed.
+        let max_ips = state.settings.get().token_max_ips;
+        if state
+            .tokens
+            .check_ip(&rec, client.key, now, max_ips)
+            .await?
+            == IpCheck::LimitReached
+        {
+            return Ok(Decision::IpLimit);
+        }
     }
-    // A new address: only now are the live settings needed.
-    let max_ips = state.settings.get().token_max_ips;
-    match state
-        .tokens
-        .check_ip(&rec, client.key, now, max_ips)
-        .await?
-    {
-        IpCheck::Allowed => Ok(Decision::Valid),
-        IpCheck::LimitReached => Ok(Decision::IpLimit),
+    Ok(budgeted(state, &rec, now))
+}
+
+/// A token that may pass by itself, within its request budgets: the one
+/// place a passing token request is counted ([`crate::token_usage`]).
+fn budgeted(state: &AppState, rec: &TokenRecord, now: i64) -> Decision {
+    let (per_minute, total) = state
+        .settings
+        .peek(|s| (s.token_requests_per_minute, s.token_requests_total));
+    match state.token_usage.admit(rec, now, per_minute, total) {
+        Ok(_) => {
+            state.metrics.token_requests_counted.inc();
+            Decision::Valid
+        }
+        Err(Over::Rate { retry_after }) => Decision::RateLimited { retry_after },
+        // integrator: feeds adaptive Event::BudgetExhausted here
+        Err(Over::Total) => Decision::Exhausted,
     }
 }
 
@@ -375,6 +423,8 @@ mod tests {
             Decision::Expired { refreshable: true },
             Decision::Revoked,
             Decision::IpLimit,
+            Decision::RateLimited { retry_after: 1 },
+            Decision::Exhausted,
         ];
         let mut seen: Vec<usize> = all.iter().map(|d| d.index()).collect();
         seen.sort_unstable();

@@ -11,6 +11,7 @@
 //! - [`gate`]: may this request pass (allowlist, then token).
 //! - [`db`]: SQLite pool, migrations and queries.
 //! - [`token_store`]: tokens with an in-memory cache in front of the database.
+//! - [`token_usage`]: requests each token passed, its rate and lifetime budgets.
 //! - [`challenge_ledger`]: spent challenges, so each is used once.
 //! - [`verifier`]: bounded, fair, off-runtime argon2 verification.
 //! - [`reputation`]: recent wrong answers per address and network, which
@@ -54,4 +55,5 @@ pub mod state;
 pub(crate) mod stats;
 pub mod token;
 pub(crate) mod token_store;
+pub(crate) mod token_usage;
 pub mod verifier;

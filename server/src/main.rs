@@ -43,7 +43,7 @@ enum Command {
         /// Solver threads [default: all cores]
         #[arg(long, short = 't')]
         threads: Option<usize>,
-        /// Refresh this expired token at half difficulty instead of getting a new one.
+        /// Refresh this expired or exhausted token at half difficulty instead of getting a new one.
         #[arg(long, value_name = "TOKEN")]
         refresh: Option<String>,
         /// Do not show the progress bar.

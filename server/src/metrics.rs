@@ -32,6 +32,12 @@ pub struct Metrics {
     pub(crate) allowlist_matches: IntCounterVec,
     /// Requests refused by a limit, by `limit`.
     pub(crate) limited: IntCounterVec,
+    /// Requests counted against their token's budgets
+    /// (`powgate_token_requests_total`).
+    pub(crate) token_requests_counted: IntCounter,
+    /// Requests a token had used when it was refreshed or went idle
+    /// (`powgate_token_requests_used`).
+    pub(crate) token_requests_used: Histogram,
     pub(crate) verify_latency: Histogram,
     pub argon2_seconds: Histogram,
     pub(crate) client_solve_seconds: Histogram,
@@ -72,6 +78,13 @@ fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogr
     r.register(Box::new(h.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     h
+}
+
+fn int_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -139,6 +152,28 @@ impl Metrics {
                 "powgate_limited_total",
                 "Requests refused by a limit, by limit.",
                 &["limit"],
+            ),
+            token_requests_counted: int_counter(
+                &r,
+                "powgate_token_requests_total",
+                "Passed /verify-token requests counted against their token's request budgets.",
+            ),
+            token_requests_used: histogram(
+                &r,
+                "powgate_token_requests_used",
+                "Requests one token had passed since issue or refresh, observed when it is refreshed or goes idle. \
+                 One histogram, not a series per token: a token label would grow without bound.",
+                vec![
+                    10.0,
+                    100.0,
+                    1_000.0,
+                    5_000.0,
+                    10_000.0,
+                    25_000.0,
+                    50_000.0,
+                    100_000.0,
+                    1_000_000.0,
+                ],
             ),
             verify_latency: histogram(
                 &r,

@@ -1,4 +1,4 @@
-//! Start-up, the purge job, and graceful shutdown.
+//! Start-up, the purge and usage-flush jobs, and graceful shutdown.
 
 use std::future::Future;
 use std::time::Duration;
@@ -39,6 +39,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let purge = tokio::spawn(purge_loop(state.clone()));
+    let usage = tokio::spawn(usage_loop(state.clone()));
     let metrics = match state.config.metrics_listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
@@ -117,6 +118,12 @@ pub async fn serve(
         }
     }
     purge.abort();
+    // Once more after the drain, so a graceful stop loses no counts.
+    usage.abort();
+    match flush_usage(&state).await {
+        Ok(n) => tracing::info!(requests = n, "token request counts written"),
+        Err(e) => tracing::warn!(error = %e, "cannot write the token request counts"),
+    }
     if let Some(m) = metrics {
         m.abort();
     }
@@ -179,6 +186,29 @@ async fn purge_loop(state: AppState) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
+        }
+    }
+}
+
+/// Writes the request counts of tokens ([`crate::token_usage`]) to the
+/// database and forgets idle ones; returns how many requests were written.
+///
+/// # Errors
+/// Database errors; the counts stay in memory for the next attempt.
+pub async fn flush_usage(state: &AppState) -> anyhow::Result<u64> {
+    Ok(state
+        .token_usage
+        .flush(&state.tokens, state.now(), &state.metrics)
+        .await?)
+}
+
+async fn usage_loop(state: AppState) {
+    let mut tick = tokio::time::interval(crate::token_usage::FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = flush_usage(&state).await {
+            tracing::warn!(error = %e, "cannot write the token request counts; will retry");
         }
     }
 }

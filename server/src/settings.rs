@@ -29,6 +29,12 @@ pub struct Settings {
     pub(crate) token_max_ips: u32,
     /// Active tokens per client address before the oldest is expired; 0 = off.
     pub(crate) max_tokens_per_ip: u32,
+    /// Passed `/verify-token` requests per minute per token, with a burst
+    /// of a whole minute's worth (see [`crate::token_usage`]); 0 = off.
+    pub(crate) token_requests_per_minute: u32,
+    /// Passed `/verify-token` requests per token before it must be
+    /// refreshed; 0 = off.
+    pub(crate) token_requests_total: u32,
     /// Challenges per minute from one network, by enclosing network (see
     /// [`crate::limits`]); 0 = off.
     pub(crate) challenges_per_minute: NetworkBudgets,
@@ -184,6 +190,41 @@ pub(crate) const MAX_TOKENS_PER_IP: SettingSpec = SettingSpec {
     put: |s, v| s.max_tokens_per_ip = to_u32(v),
 };
 
+/// The defaults of the two request budgets come from what a person can
+/// read: behind a proxy every subresource of a page asks `/verify-token`,
+/// so a first visit to a heavy page is 50–150 requests at once, and a
+/// reader opens at most about one page per 2 s. README "Request budgets"
+/// gives the reasoning.
+pub(crate) const TOKEN_REQUESTS_PER_MINUTE: SettingSpec = SettingSpec {
+    name: "token_requests_per_minute",
+    config_key: "token_requests_per_minute",
+    label: "requests per minute per token",
+    unit: "per minute",
+    min: 0,
+    max: 1_000_000,
+    zero_is_off: true,
+    presets: false,
+    default: 600,
+    description: "Sustained requests per minute one token may pass, with a burst of a whole minute's worth at once.",
+    get: |s| s.token_requests_per_minute.into(),
+    put: |s, v| s.token_requests_per_minute = to_u32(v),
+};
+
+pub(crate) const TOKEN_REQUESTS_TOTAL: SettingSpec = SettingSpec {
+    name: "token_requests_total",
+    config_key: "token_requests_total",
+    label: "requests per token",
+    unit: "requests",
+    min: 0,
+    max: 1_000_000_000,
+    zero_is_off: true,
+    presets: false,
+    default: 50_000,
+    description: "Requests one token may pass before it must be refreshed (a solve at the refresh difficulty).",
+    get: |s| s.token_requests_total.into(),
+    put: |s, v| s.token_requests_total = to_u32(v),
+};
+
 /// A per-network budget's spec (see [`crate::limits`]): requests per
 /// minute, 0 = off. The defaults are generous enough for a carrier-grade
 /// NAT or a university behind one /24, while a client that rotates through
@@ -269,6 +310,8 @@ pub(crate) const SPECS: &[SettingSpec] = &[
     TOKEN_HOURS,
     TOKEN_MAX_IPS,
     MAX_TOKENS_PER_IP,
+    TOKEN_REQUESTS_PER_MINUTE,
+    TOKEN_REQUESTS_TOTAL,
     CHALLENGES_PER_24,
     CHALLENGES_PER_56,
     CHALLENGES_PER_48,
@@ -361,6 +404,8 @@ impl Settings {
             token_hours: 0,
             token_max_ips: 0,
             max_tokens_per_ip: 0,
+            token_requests_per_minute: 0,
+            token_requests_total: 0,
             challenges_per_minute: NetworkBudgets::OFF,
             solutions_per_minute: NetworkBudgets::OFF,
         };
@@ -495,6 +540,13 @@ impl LiveSettings {
     /// A snapshot; cheap (one `Arc` clone).
     pub fn get(&self) -> Arc<Settings> {
         self.read().settings.clone()
+    }
+
+    /// What `f` reads from the current settings, without taking a snapshot:
+    /// for the hot path, which needs two numbers per request and would pay
+    /// an `Arc` clone and drop for a snapshot.
+    pub(crate) fn peek<T>(&self, f: impl FnOnce(&Settings) -> T) -> T {
+        f(&self.read().settings)
     }
 
     /// A snapshot together with the last difficulty change, read at once so

@@ -18,6 +18,7 @@ use crate::secret::random_key;
 use crate::settings::LiveSettings;
 use crate::stats::Stats;
 use crate::token_store::TokenStore;
+use crate::token_usage::TokenUsage;
 use crate::verifier::Verifier;
 
 /// Shared application state; cloning is cheap.
@@ -39,6 +40,8 @@ pub struct Inner {
     pub settings: LiveSettings,
     /// Tokens, cached in front of the database.
     pub(crate) tokens: TokenStore,
+    /// Requests each token passed, against its rate and lifetime budgets.
+    pub(crate) token_usage: TokenUsage,
     /// Spent challenges.
     pub(crate) challenge_ledger: ChallengeLedger,
     /// Bounded argon2 verification, granting turns best reputation first.
@@ -113,6 +116,7 @@ impl AppState {
                 challenge_key,
                 settings,
                 tokens,
+                token_usage: TokenUsage::default(),
                 challenge_ledger,
                 verifier,
                 reputation: Reputation::default(),

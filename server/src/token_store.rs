@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use quick_cache::sync::Cache;
 
 use crate::client_ip::IpKey;
-use crate::db::tokens::{self as rows, AddIp, Issued};
+use crate::db::tokens::{self as rows, AddIp, Issued, RequestCount};
 // The token types routes work with, so they need not reach into `db`.
 pub(crate) use crate::db::tokens::{RevokeScope, TokenRecord, TokenState};
 use crate::db::{Db, DbError};
@@ -218,6 +218,24 @@ impl TokenStore {
             self.cache_if_current(seen, r.clone());
             r
         }))
+    }
+
+    /// Adds the requests [`crate::token_usage`] counted to the rows, in one
+    /// transaction (see [`rows::add_requests`]). The cached records keep
+    /// their older count: the usage counter in memory is the authority
+    /// while it lives, and drops a record with [`Self::forget_cached`]
+    /// when it lets go of a token.
+    ///
+    /// # Errors
+    /// Database errors; nothing is written then.
+    pub(crate) async fn add_requests(&self, counts: Vec<RequestCount>) -> Result<(), DbError> {
+        self.db.call(move |c| rows::add_requests(c, &counts)).await
+    }
+
+    /// Drops cached records whose rows are newer than they are, so the next
+    /// lookup reads the rows.
+    pub(crate) fn forget_cached<'a>(&self, hashes: impl IntoIterator<Item = &'a HashedToken>) {
+        self.forget(hashes);
     }
 
     /// Deletes tokens past their refresh window.

@@ -31,6 +31,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../../migrations/0001_init.sql")),
         M::up(include_str!("../../../migrations/0002_settings.sql")),
+        M::up(include_str!("../../../migrations/0003_token_requests.sql")),
     ])
 }
 

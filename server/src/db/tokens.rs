@@ -15,6 +15,9 @@ pub(crate) struct TokenRecord {
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
     pub refresh_count: i64,
+    /// Passed `/verify-token` requests since issue or the last refresh, as
+    /// last flushed; [`crate::token_usage`] adds what it counted since.
+    pub requests_used: i64,
     /// Address keys, oldest first.
     pub ips: Vec<String>,
 }
@@ -67,7 +70,8 @@ impl TokenRecord {
     }
 }
 
-const COLUMNS: &str = "id, token_hash, created_at, expires_at, revoked_at, refresh_count";
+const COLUMNS: &str =
+    "id, token_hash, created_at, expires_at, revoked_at, refresh_count, requests_used";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     let hash: Vec<u8> = r.get(1)?;
@@ -85,6 +89,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
         expires_at: r.get(3)?,
         revoked_at: r.get(4)?,
         refresh_count: r.get(5)?,
+        requests_used: r.get(6)?,
         ips: Vec::new(),
     })
 }
@@ -278,7 +283,8 @@ pub(crate) struct Extended {
     pub evicted: Vec<HashedToken>,
 }
 
-/// Extends a token after a refresh solve, counts it as its issuing
+/// Extends a token after a refresh solve, starts its request budget again,
+/// counts it as its issuing
 /// address's newest token against `max_tokens_per_ip` (see
 /// [`enforce_cap`]), and records the solving address if there is room, all
 /// in one transaction. `None` when the token was revoked or purged.
@@ -297,7 +303,7 @@ pub(crate) fn extend(
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let issuer_ip: Option<String> = tx
         .query_row(
-            "UPDATE tokens SET expires_at = ?2, refresh_count = refresh_count + 1
+            "UPDATE tokens SET expires_at = ?2, refresh_count = refresh_count + 1, requests_used = 0
              WHERE id = ?1 AND revoked_at IS NULL
              RETURNING issuer_ip",
             params![token_id, expires_at],
@@ -312,6 +318,40 @@ pub(crate) fn extend(
     let record = find_by_id(&tx, token_id)?;
     tx.commit()?;
     Ok(record.map(|record| Extended { record, evicted }))
+}
+
+/// Adds counted requests to tokens' `requests_used`, all in one
+/// transaction. Each count is added only while the token's
+/// `refresh_count` is still the one it was counted under: a refresh
+/// started the budget again, so counts from before it are dropped.
+///
+/// # Errors
+/// SQLite errors; nothing is written then.
+pub(crate) fn add_requests(c: &mut Connection, counts: &[RequestCount]) -> rusqlite::Result<()> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE tokens SET requests_used = requests_used + ?2
+             WHERE id = ?1 AND refresh_count = ?3",
+        )?;
+        for n in counts {
+            stmt.execute(params![
+                n.token_id,
+                i64::try_from(n.requests).unwrap_or(i64::MAX),
+                n.refresh_count
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Requests counted for one token since the last flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestCount {
+    pub token_id: i64,
+    /// The token's `refresh_count` when they were counted.
+    pub refresh_count: i64,
+    pub requests: u64,
 }
 
 /// Deletes tokens whose refresh window has closed. Returns their hashes so
@@ -485,6 +525,7 @@ mod tests {
             expires_at,
             revoked_at,
             refresh_count: 0,
+            requests_used: 0,
             ips: Vec::new(),
         }
     }

@@ -27,7 +27,7 @@ use crate::routes::pages;
 use crate::settings::{Persist, SPECS, SettingSpec, Settings};
 use crate::state::AppState;
 use crate::stats::{ClassEstimate, Counts, SolveTimes, Timeline};
-use crate::token_store::RevokeScope;
+use crate::token_store::{RevokeScope, TokenState};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -370,6 +370,12 @@ struct TokenView {
     ips: Vec<String>,
     status: &'static str,
     refresh_count: i64,
+    /// Requests passed since issue or the last refresh, unwritten ones too.
+    requests_used: u64,
+    /// The lifetime budget in force (`token_requests_total`, 0 = none).
+    requests_total: u32,
+    /// Requests per minute over the last few seconds.
+    requests_per_minute: u64,
 }
 
 async fn list_tokens(
@@ -388,15 +394,26 @@ async fn list_tokens(
     );
     let (rows, total) = state.tokens.list(per_page, offset).await?;
     let (now, window) = (state.now(), state.config.refresh_window_secs());
+    let budget = state.settings.get().token_requests_total;
     let tokens: Vec<TokenView> = rows
         .into_iter()
-        .map(|r| TokenView {
-            id: r.hash.short_id(),
-            created_at: r.created_at,
-            expires_at: r.expires_at,
-            status: r.state(now, window).label(),
-            ips: r.ips,
-            refresh_count: r.refresh_count,
+        .map(|r| {
+            let usage = state.token_usage.view(&r);
+            let status = match r.state(now, window) {
+                TokenState::Active if usage.exhausts(budget) => "exhausted",
+                s => s.label(),
+            };
+            TokenView {
+                id: r.hash.short_id(),
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                status,
+                refresh_count: r.refresh_count,
+                requests_used: usage.used,
+                requests_total: budget,
+                requests_per_minute: usage.recent_per_minute,
+                ips: r.ips,
+            }
         })
         .collect();
     Ok(Json(

@@ -120,7 +120,8 @@ async fn refresh_target(
     }
 }
 
-/// The id of `token` if it may be refreshed from `client` now.
+/// The id of `token` if it may be refreshed from `client` now: expired
+/// within its refresh window, or unexpired with its request budget used up.
 pub(crate) async fn refreshable_token_id(
     state: &AppState,
     client: &ClientIp,
@@ -139,9 +140,16 @@ pub(crate) async fn refreshable_token_id(
                 "this token was revoked and cannot be refreshed".into(),
             ));
         }
+        // An exhausted token is refreshed like an expired one: the refresh
+        // starts its request count again.
+        TokenState::Active
+            if state
+                .token_usage
+                .is_exhausted(&rec, settings.token_requests_total) => {}
         TokenState::Active => {
             return Err(ApiError::BadRequest(
-                "this token has not expired yet; there is nothing to refresh".into(),
+                "this token has not expired yet and has requests left; there is nothing to refresh"
+                    .into(),
             ));
         }
         TokenState::Expired { refreshable: false } => {

@@ -223,6 +223,11 @@ async fn check_and_issue(
                 .await?
                 .ok_or_else(|| {
                     ApiError::Forbidden("this token was revoked or purged meanwhile".into())
+                })
+                .map(|rec| {
+                    state
+                        .token_usage
+                        .restart(rec.id, rec.refresh_count, &state.metrics);
                 })?;
             (token, true)
         }
@@ -357,6 +362,12 @@ async fn paste_token(
             Decision::Expired { .. } => "That token has expired. Run powgate solve again.",
             Decision::IpLimit => "That token is already used from too many addresses.",
             Decision::Revoked => "That token was revoked.",
+            Decision::Exhausted => {
+                "That token has used its request budget. Run powgate solve --refresh with it."
+            }
+            Decision::RateLimited { .. } => {
+                "That token is sending requests too fast. Wait a minute and paste it again."
+            }
             _ => "That is not a valid token. Run powgate solve and paste the line it prints.",
         };
         return Ok((

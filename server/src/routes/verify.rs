@@ -112,12 +112,17 @@ fn passing_body(decision: Decision) -> &'static str {
 }
 
 /// A refusal: the JSON reason, and for a browser loading a page, where to
-/// go.
+/// go. A refusal that waiting cures (`rate_limited`) sends nobody to the
+/// page, since solving again does not help: it answers 429 with
+/// `Retry-After`, or 403 with the same headers to nginx, whose
+/// `auth_request` passes only 2xx, 401 and 403 (its recipe turns that 403
+/// into the visitor's 429). Caddy and Traefik pass the 429 through.
 fn refusal(state: &AppState, decision: Decision, request: &Parts, via_proxy: bool) -> Response {
     let headers = &request.headers;
     let original = OriginalRequest::from_headers(headers, &request.method, via_proxy);
     let page = format!("{}/", state.config.public_url.as_deref().unwrap_or(""));
-    let navigation = original.is_browser_navigation(headers);
+    let retry_after = decision.retry_after();
+    let navigation = retry_after.is_none() && original.is_browser_navigation(headers);
     let location = navigation
         .then(|| HeaderValue::from_str(&challenge_location(&page, &original)).ok())
         .flatten();
@@ -127,12 +132,18 @@ fn refusal(state: &AppState, decision: Decision, request: &Parts, via_proxy: boo
         challenge_url: Some(page),
         message: Some(decision.message().to_owned()),
     };
-    let status = if navigation && !original.status_only {
+    let status = if retry_after.is_some() && original.status_only {
+        StatusCode::FORBIDDEN
+    } else if navigation && !original.status_only {
         StatusCode::FOUND
     } else {
         decision.status_code()
     };
     let mut resp = (status, Json(body)).into_response();
+    if let Some(wait) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    }
     if let Some(loc) = location {
         let h = resp.headers_mut();
         h.insert(LOCATION_HEADER, loc.clone());

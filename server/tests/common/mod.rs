@@ -54,6 +54,9 @@ pub fn test_config(db: PathBuf) -> RawConfig {
     for per_network in NETWORK_BUDGETS {
         c.set_live(per_network, 0);
     }
+    // Likewise the request budgets per token (tests/budget.rs).
+    c.set_live("token_requests_per_minute", 0);
+    c.set_live("token_requests_total", 0);
     c.argon2.time_cost = 1;
     c.argon2.memory_kb = 64;
     c
