@@ -12,6 +12,7 @@
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 
+use crate::adaptive::Event;
 use crate::allowlist;
 use crate::cookies;
 use crate::error::ApiError;
@@ -251,7 +252,12 @@ pub(crate) async fn judge_token(
         .await?
     {
         IpCheck::Allowed => Ok(Decision::Valid),
-        IpCheck::LimitReached => Ok(Decision::IpLimit),
+        IpCheck::LimitReached => {
+            // A token shared beyond its addresses is a crawler's habit: it
+            // raises the difficulty its network is quoted next.
+            state.adaptive.record(client.key, Event::AddressLimit, now);
+            Ok(Decision::IpLimit)
+        }
     }
 }
 

@@ -1,0 +1,242 @@
+//! Network scores: decayed sums of event weights per address, IPv4 /24
+//! and IPv6 /48, kept only under keyed hashes, and the step `k` each
+//! score gives (see the parent module for the rule and its arithmetic).
+
+use std::hash::{BuildHasher, RandomState};
+
+use ipnet::IpNet;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
+use serde::Serialize;
+
+use super::Event;
+use crate::client_ip::{IpKey, Prefix};
+
+/// Score per step of `k`: `k = floor(score / STEP)`.
+pub(crate) const STEP: f64 = 16.0;
+
+/// The largest `k` the saturation can keep within three half-lives of
+/// zero: a score saturated at `(K_LIMIT + ½) · STEP` = 7.5 · STEP decays
+/// to 0.94 · STEP after three halvings, below the first step.
+pub(crate) const K_LIMIT: u32 = 7;
+
+/// Holders remembered. Each entry is a `u64` key and a 16-byte score plus
+/// the cache's own bookkeeping, about 50 bytes, so about 6.5 MB when full:
+/// room for 100 000 scored networks with their busiest addresses. Beyond
+/// it the cache forgets the entries used least, so a flood from a million
+/// addresses, each touched once, evicts mostly its own one-off addresses
+/// while the networks they share are touched by every event and stay.
+pub(crate) const CAPACITY: usize = 131_072;
+
+/// Whose score: a client address (IPv4 exactly, IPv6 by /64), or a network
+/// enclosing it (IPv4 /24, IPv6 /48).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Holder {
+    Address(IpKey),
+    Network(Prefix),
+}
+
+impl Holder {
+    /// The prefix lengths scored as networks. IPv6 /56 is left out: a
+    /// subscriber's /56 is already a handful of /64s, while the /48 is what
+    /// a hosting customer or a site holds.
+    const NETWORK_LENS: [u8; 2] = [24, 48];
+
+    /// The address and every scored network enclosing it, narrowest first.
+    pub(crate) fn all_of(key: IpKey) -> impl Iterator<Item = Self> {
+        std::iter::once(Self::Address(key)).chain(Self::networks_of(key))
+    }
+
+    /// The scored networks enclosing `key`: one (its /24 or its /48).
+    pub(crate) fn networks_of(key: IpKey) -> impl Iterator<Item = Self> {
+        key.enclosing()
+            .filter(|p| Self::NETWORK_LENS.contains(&p.len()))
+            .map(Self::Network)
+    }
+}
+
+impl Holder {
+    /// The holders an admin asks about: an address (its own score and its
+    /// network's), or a network of a scored size or narrower (that
+    /// network's). IPv4 counts exactly and by /24; IPv6 by /64 and by /48.
+    ///
+    /// # Errors
+    /// A message saying what is accepted.
+    pub(crate) fn parse_query(text: &str) -> Result<Vec<Self>, String> {
+        let text = text.trim();
+        let net: IpNet = crate::client_ip::parse_net(text).ok_or_else(|| {
+            format!(
+                "ip: {text:?} is neither an address nor a network; send e.g. 203.0.113.7, 203.0.113.0/24 or 2001:db8::/48"
+            )
+        })?;
+        let key = IpKey::of(net.network());
+        let (address_len, network_len) = match net {
+            IpNet::V4(_) => (32, 24),
+            IpNet::V6(_) => (64, 48),
+        };
+        if net.prefix_len() >= address_len {
+            Ok(Self::all_of(key).collect())
+        } else if net.prefix_len() >= network_len {
+            Ok(Self::networks_of(key).collect())
+        } else {
+            Err(format!(
+                "ip: {text} is wider than the networks scored (IPv4 /24, IPv6 /48); ask about one of those or an address in it"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    /// As a CIDR (an IPv4 address alone): what the admin asked about, shown
+    /// back; it is computed from the query, never from what is stored.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Address(key) => key.fmt(f),
+            Self::Network(prefix) => prefix.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Holder {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A score as of `at` (unix seconds); it decays from there.
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    value: f64,
+    at: i64,
+}
+
+impl Score {
+    /// The value at `now`, decayed since `at` with `half_life` seconds. A
+    /// clock that went back decays nothing.
+    fn at(self, now: i64, half_life: f64) -> f64 {
+        #[allow(clippy::cast_precision_loss)] // seconds: far below 2^52
+        let elapsed = now.saturating_sub(self.at).max(0) as f64;
+        self.value * 0.5f64.powf(elapsed / half_life)
+    }
+}
+
+/// What the scores need from the live settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScoreRule {
+    /// Seconds for a score to halve.
+    pub half_life_secs: f64,
+    /// The highest `k` in force (log2 of the ceiling multiplier).
+    pub k_max: u32,
+}
+
+impl ScoreRule {
+    /// The score no holder exceeds: half a step above the one that gives
+    /// `k_max`, so the worst holder still decays below the first step in
+    /// three half-lives whatever its peak (see [`K_LIMIT`]).
+    fn saturation(self) -> f64 {
+        (f64::from(self.k_max.min(K_LIMIT)) + 0.5) * STEP
+    }
+
+    /// The step a score gives.
+    pub(crate) fn k(self, score: f64) -> u32 {
+        // A score is finite and saturated, so the floor fits a u32.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let k = (score / STEP).floor().max(0.0) as u32;
+        k.min(self.k_max)
+    }
+}
+
+/// One holder's score and the step it gives.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct HolderScore {
+    pub holder: Holder,
+    pub score: f64,
+    pub k: u32,
+}
+
+/// Scores per holder, under keyed hashes.
+pub(crate) struct NetworkScores {
+    /// Keyed with random keys drawn once per process: the cache holds
+    /// `hash(holder)`, never an address, and nobody outside the process
+    /// can aim collisions at a victim's key.
+    hasher: RandomState,
+    scores: Cache<u64, Score>,
+}
+
+impl std::fmt::Debug for NetworkScores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkScores")
+            .field("scored", &self.scores.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetworkScores {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            hasher: RandomState::new(),
+            scores: Cache::new(capacity),
+        }
+    }
+
+    fn key(&self, holder: Holder) -> u64 {
+        self.hasher.hash_one(holder)
+    }
+
+    /// Holders scored now (some may have decayed to nothing).
+    pub(crate) fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    /// Adds `event`'s weight to `key` and its networks, decayed to `now`
+    /// first, saturated, never below zero.
+    pub(crate) fn record(&self, key: IpKey, event: Event, now: i64, rule: ScoreRule) {
+        let weight = event.weight();
+        let cap = rule.saturation();
+        let next = |before: f64| Score {
+            value: (before + weight).clamp(0.0, cap),
+            at: now,
+        };
+        for holder in Holder::all_of(key) {
+            let hashed = self.key(holder);
+            // One atomic read-modify-write per entry, so concurrent events
+            // in one network all count.
+            let result = self.scores.entry(&hashed, None, |_, score| {
+                *score = next(score.at(now, rule.half_life_secs));
+                EntryAction::Retain(())
+            });
+            // Taking back from nothing stores nothing: a solve whose issue
+            // was forgotten must not cost an entry.
+            if let EntryResult::Vacant(guard) = result
+                && weight > 0.0
+            {
+                let _ = guard.insert(next(0.0));
+            }
+        }
+    }
+
+    /// `holder`'s score at `now` and its step.
+    pub(crate) fn score(&self, holder: Holder, now: i64, rule: ScoreRule) -> HolderScore {
+        let score = self
+            .scores
+            .get(&self.key(holder))
+            .map_or(0.0, |s| s.at(now, rule.half_life_secs));
+        HolderScore {
+            holder,
+            score,
+            k: rule.k(score),
+        }
+    }
+
+    /// The worst of `holders`: the highest step, the highest score among
+    /// equal steps; `None` when there are none.
+    pub(crate) fn worst(
+        &self,
+        holders: impl Iterator<Item = Holder>,
+        now: i64,
+        rule: ScoreRule,
+    ) -> Option<HolderScore> {
+        holders
+            .map(|h| self.score(h, now, rule))
+            .max_by(|a, b| a.k.cmp(&b.k).then(a.score.total_cmp(&b.score)))
+    }
+}
