@@ -216,6 +216,21 @@ fn memory_stays_bounded_under_a_million_address_flood() {
     assert!(a.networks_scored() <= 1_100, "{}", a.networks_scored());
 }
 
+/// A flood of one-off addresses must not push out the score of the
+/// network that earned it: the cache forgets the entries used least.
+#[test]
+fn a_scattered_flood_does_not_evict_a_scored_network() {
+    let (a, s) = engine_with(1_000, |_| {});
+    for _ in 0..40 {
+        a.record(key("192.0.2.1"), Event::TokenMinted, T0);
+    }
+    for n in 0..50_000u32 {
+        let ip = std::net::Ipv4Addr::from((10 << 24) | (n << 8) | 1);
+        a.record(IpKey::of(ip.into()), Event::ChallengeIssued, T0);
+    }
+    assert_eq!(k_of(&a, &s, "192.0.2.200", T0), 2);
+}
+
 /// The bench's memory figure assumes 100 000 networks fit; a flood of
 /// more must not grow the cache past its capacity.
 #[test]
