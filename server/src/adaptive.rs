@@ -13,7 +13,8 @@
 //!    [weight](Event::weight) to a score of the client's address (IPv4
 //!    exactly, IPv6 by /64) and of its network (IPv4 /24, IPv6 /48); see
 //!    [`network`]. Scores decay with the live half-life
-//!    (`network_half_life_minutes`) and saturate at `(k_max + ½) · STEP`.
+//!    (`network_half_life_minutes`) and saturate at 7.5 steps
+//!    ([`network::SATURATION`]).
 //!    A holder's step is `floor(score / STEP)` with [`STEP`] = 16, capped at
 //!    `k_max = log2(network_difficulty_max)` (at most [`K_LIMIT`] = 7). A
 //!    client's k is the worst of its address's and its network's.
@@ -46,13 +47,14 @@
 //!   /24s, 100 per /24, each minting one token within 5 minutes (issue +1,
 //!   solve −1, token +1): each /24 scores 100, decayed by at most
 //!   `2^(-5/30)` = 0.89 at the default 30-minute half-life, so at least 89 ≥
-//!   2 · 16: k ≥ 2, ×4 (k = 5, capped at the default ×16). 36 tokens per /24
+//!   2 · 16: k ≥ 2, ×4 (k = 5 by the score: ×16 at the default ceiling,
+//!   which the phone cap lowers to ×11 at base `low`). 36 tokens per /24
 //!   in 5 minutes are already enough.
 //! - **It is back to base within three half-lives, whatever its peak.** A
-//!   score never exceeds `(k_max + ½) · 16 ≤ 7.5 · 16 = 120`; three
-//!   halvings leave at most 15 < 16, so k = 0. This is why k is linear in
-//!   the score and `k_max` is at most 7: a logarithmic k, or a higher
-//!   saturation, would need more half-lives after a long attack.
+//!   score never exceeds `7.5 · 16 = 120`; three halvings leave at most
+//!   15 < 16, so k = 0. This is why k is linear in the score and `k_max` is
+//!   at most 7: a logarithmic k, or a higher saturation, would need more
+//!   half-lives after a long attack.
 //!
 //! # What it cannot do
 //! A score belongs to an address or a network, not to a person: everyone

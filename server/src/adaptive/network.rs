@@ -14,10 +14,16 @@ use crate::client_ip::{IpKey, Prefix};
 /// Score per step of `k`: `k = floor(score / STEP)`.
 pub(crate) const STEP: f64 = 16.0;
 
-/// The largest `k` the saturation can keep within three half-lives of
-/// zero: a score saturated at `(K_LIMIT + ½) · STEP` = 7.5 · STEP decays
-/// to 0.94 · STEP after three halvings, below the first step.
+/// The largest `k` a score can reach: [`SATURATION`] lies half a step
+/// above it.
 pub(crate) const K_LIMIT: u32 = 7;
+
+/// The score no holder exceeds, 7.5 steps (120): three halvings leave
+/// 0.94 of a step, below the first, so any holder is back to k = 0 within
+/// three half-lives whatever its peak. It does not follow the live
+/// ceiling, so raising the ceiling, or switching the mechanism on, acts
+/// on the scores at once.
+pub(crate) const SATURATION: f64 = (K_LIMIT as f64 + 0.5) * STEP;
 
 /// Holders remembered. Each entry is a `u64` key and an 8-byte score plus
 /// the cache's own bookkeeping: 6.9 MB of RSS when full (measured with
@@ -164,13 +170,6 @@ pub(crate) struct ScoreRule {
 }
 
 impl ScoreRule {
-    /// The score no holder exceeds: half a step above the one that gives
-    /// `k_max`, so the worst holder still decays below the first step in
-    /// three half-lives whatever its peak (see [`K_LIMIT`]).
-    fn saturation(self) -> f64 {
-        (f64::from(self.k_max.min(K_LIMIT)) + 0.5) * STEP
-    }
-
     /// The step a score gives.
     pub(crate) fn k(self, score: f64) -> u32 {
         // A score is finite and saturated, so the floor fits a u32.
@@ -226,8 +225,7 @@ impl NetworkScores {
     /// first, saturated, never below zero.
     pub(crate) fn record(&self, key: IpKey, event: Event, now: i64, rule: ScoreRule) {
         let weight = event.weight();
-        let cap = rule.saturation();
-        let next = |before: f64| Score::new((before + weight).clamp(0.0, cap), now);
+        let next = |before: f64| Score::new((before + weight).clamp(0.0, SATURATION), now);
         for holder in Holder::all_of(key) {
             let hashed = self.key(holder);
             // One atomic read-modify-write per entry, so concurrent events

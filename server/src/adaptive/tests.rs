@@ -180,6 +180,20 @@ fn the_saturated_score_decays_below_one_step_in_3_half_lives() {
     assert!(later < STEP, "{later}");
 }
 
+/// Scores are kept while the mechanism is off, whole: an operator who
+/// switches it on during an attack must not wait for the scores to build
+/// up again.
+#[test]
+fn switching_the_network_mechanism_on_acts_at_once() {
+    let (a, mut s) = engine_with(network::CAPACITY, |s| s.adaptive.network_max = 1);
+    for _ in 0..100 {
+        a.record(key("192.0.2.1"), Event::WrongAnswer, T0);
+    }
+    assert_eq!(k_of(&a, &s, "192.0.2.1", T0), 0, "off");
+    s.adaptive.network_max = 128;
+    assert_eq!(k_of(&a, &s, "192.0.2.1", T0), K_LIMIT);
+}
+
 #[test]
 fn a_client_gets_the_worst_of_its_address_and_its_network() {
     let (a, s) = engine();
