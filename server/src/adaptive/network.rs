@@ -27,10 +27,10 @@ pub(crate) const SATURATION: f64 = (K_LIMIT as f64 + 0.5) * STEP;
 
 /// Holders remembered. Each entry is a `u64` key and an 8-byte score plus
 /// the cache's own bookkeeping: 6.9 MB of RSS when full (measured with
-/// 400 000 holders recorded), so 100 000 scored networks take about 5 MB. Beyond
-/// it the cache forgets the entries used least, so a flood from a million
-/// addresses, each touched once, evicts mostly its own one-off addresses
-/// while the networks they share are touched by every event and stay.
+/// 400 000 holders recorded), so 100 000 scored networks take about 5 MB.
+/// Beyond it the cache forgets the entries used least, so a flood from a
+/// million addresses, each touched once, evicts mostly its own one-off
+/// addresses, while a network touched by many events stays.
 pub(crate) const CAPACITY: usize = 131_072;
 
 /// A cache of at most `capacity` scores. Without ghosts: quick_cache keeps
