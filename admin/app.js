@@ -9,6 +9,7 @@
 // (the live difficulty, set before the view becomes 'dashboard' and after
 // every change).
 
+import { mount as mountAdaptive } from './adaptive.js';
 import { drawBarChart } from './charts.js';
 import {
   apiErrorMessage,
@@ -127,6 +128,8 @@ const state = {
   /** A refresh was asked for while one was running (say, after a change). */
   statsAgain: false,
   loginLockedUntil: 0,
+  /** The adaptive-difficulty panel ({ refresh }), once drawn. */
+  adaptive: null,
 };
 
 // ---------------------------------------------------------------------------
@@ -797,6 +800,12 @@ function renderStats(stats) {
   updateScrollStops();
 }
 
+/** The adaptive-difficulty panel, drawn on first use. */
+function adaptivePanel() {
+  state.adaptive ??= mountAdaptive($('adaptive-panel'), api);
+  return state.adaptive;
+}
+
 /** Fetches the stats now; reschedules itself while auto-refresh is on. */
 async function refreshStats() {
   if (state.view !== 'dashboard') return;
@@ -810,6 +819,7 @@ async function refreshStats() {
     const stats = await api('GET', 'stats');
     if (state.view !== 'dashboard') return;
     renderStats(stats);
+    await adaptivePanel().refresh();
     if (ui.notice.dataset.from === 'stats') {
       notice('');
       delete ui.notice.dataset.from;

@@ -104,6 +104,49 @@ describe('the admin page', () => {
   });
 });
 
+describe('the adaptive-difficulty panel', () => {
+  let adaptive;
+  before(async () => {
+    // A server of its own: adaptive on, one challenge a minute counted as
+    // normal, so two challenges are a 4× surge.
+    adaptive = await startPowgate({
+      POW_ADMIN_KEY: ADMIN_KEY,
+      POW_DIFFICULTY_LEVEL: '40',
+      POW_DIFFICULTY_PINNED: '0',
+      POW_PRESSURE_BASELINE_PER_MINUTE: '1',
+    });
+  }, { timeout: HOOK_TIMEOUT_MS });
+  after(() => adaptive?.stop(), { timeout: HOOK_TIMEOUT_MS });
+
+  test('shows the pressure and explains why a network pays what it pays', { timeout: TEST_TIMEOUT_MS }, withServerLog(() => [adaptive], async (t) => {
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${adaptive.url}/api/challenge`, { method: 'POST', signal: AbortSignal.timeout(WAIT_MS) });
+      assert.equal(res.status, 200);
+    }
+    const { page, pageErrors } = await openPage(t, browser);
+    await page.goto(`${adaptive.url}/admin/`);
+    await page.waitForFunction(() => document.body.dataset.view === 'login');
+    await page.fill('#key', ADMIN_KEY);
+    await page.press('#key', 'Enter');
+    await page.waitForFunction(() => document.body.dataset.view === 'dashboard');
+    await page.waitForFunction(() => (document.getElementById('adaptive-pressure')?.textContent || '').startsWith('Pressure ×4'));
+
+    await page.fill('#adaptive-ip', '127.0.0.0/24');
+    await page.click('#adaptive-explain');
+    await page.waitForFunction(() => (document.getElementById('adaptive-headline')?.textContent || '') !== '');
+    assert.equal(await page.textContent('#adaptive-headline'), 'Difficulty 160 for 127.0.0.0/24');
+    const reasons = await page.$$eval('#adaptive-reasons li', (lis) => lis.map((li) => li.textContent));
+    assert.equal(reasons[0], 'Base difficulty 40.');
+    assert.ok(reasons.includes('40 × 1 × 4 = 160.'), reasons.join(' | '));
+
+    // A network wider than those scored is refused with the server's reason.
+    await page.fill('#adaptive-ip', '10.0.0.0/8');
+    await page.click('#adaptive-explain');
+    await page.waitForFunction(() => (document.getElementById('adaptive-error')?.textContent || '').includes('wider'));
+    assert.deepEqual(pageErrors, [], 'no page errors');
+  }));
+});
+
 describe('the challenge page with an expired token', () => {
   e2e('asks for the half-difficulty refresh challenge and keeps the token', async (t) => {
     const { context, page } = await openPage(t, browser);

@@ -12,6 +12,7 @@
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 
+use crate::adaptive::Event;
 use crate::allowlist;
 use crate::cookies;
 use crate::error::ApiError;
@@ -280,25 +281,37 @@ pub(crate) async fn judge_token(
             .await?
             == IpCheck::LimitReached
         {
+            // A token shared beyond its addresses is a crawler's habit: it
+            // raises the difficulty its network is quoted next.
+            state.adaptive.record_address_limit(rec.id, client.key, now);
             return Ok(Decision::IpLimit);
         }
     }
-    Ok(budgeted(state, &rec, now))
+    Ok(budgeted(state, &rec, client, now))
 }
 
 /// A token that may pass by itself, within its request budgets: the one
 /// place a passing token request is counted ([`crate::token_usage`]).
-fn budgeted(state: &AppState, rec: &TokenRecord, now: i64) -> Decision {
+fn budgeted(state: &AppState, rec: &TokenRecord, client: &ClientIp, now: i64) -> Decision {
     let (per_minute, total) = state
         .settings
         .peek(|s| (s.token_requests_per_minute, s.token_requests_total));
     match state.token_usage.admit(rec, now, per_minute, total) {
-        Ok(_) => {
+        Ok(used) => {
             state.metrics.token_requests_counted.inc();
+            if total != 0 && used == u64::from(total) {
+                // The request that used the budget up (exactly one, the
+                // count is taken atomically) feeds the network's score: a
+                // crawler's habit, which raises the price of its refresh.
+                // Not every refusal after it, or the 50 subresources of
+                // one page would count 50 times.
+                state
+                    .adaptive
+                    .record(client.key, Event::BudgetExhausted, now);
+            }
             Decision::Valid
         }
         Err(Over::Rate { retry_after }) => Decision::RateLimited { retry_after },
-        // integrator: feeds adaptive Event::BudgetExhausted here
         Err(Over::Total) => Decision::Exhausted,
     }
 }

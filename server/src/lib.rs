@@ -28,6 +28,7 @@
 //! up as dead instead of hiding behind an export nobody calls.
 
 pub(crate) mod acceptance;
+pub(crate) mod adaptive;
 pub mod admin_auth;
 pub mod allowlist;
 pub(crate) mod challenge_ledger;

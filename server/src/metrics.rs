@@ -54,6 +54,16 @@ pub struct Metrics {
     /// `[wrong, valid]`; read through [`Metrics::verify_seconds`].
     verify_seconds: [Counter; 2],
     pub(crate) difficulty: IntGauge,
+    /// The network multiplier each issued challenge got
+    /// (`powgate_challenge_network_multiplier`, see [`crate::adaptive`]).
+    pub(crate) challenge_network_multiplier: Histogram,
+    /// The pressure multiplier now, and its inputs: the challenge rate of
+    /// the last 30 s and the baseline it is held against.
+    pub(crate) pressure_multiplier: IntGauge,
+    pub(crate) pressure_challenges_per_minute: IntGauge,
+    pub(crate) pressure_baseline_per_minute: IntGauge,
+    /// Addresses and networks with a score (`powgate_networks_scored`).
+    pub(crate) networks_scored: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -210,6 +220,32 @@ impl Metrics {
                 &r,
                 "powgate_difficulty",
                 "Current difficulty (expected hashes) for new tokens.",
+            ),
+            challenge_network_multiplier: histogram(
+                &r,
+                "powgate_challenge_network_multiplier",
+                "Network multiplier (2^k) of each issued challenge; 1 = the network's score added nothing.",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+            ),
+            pressure_multiplier: gauge(
+                &r,
+                "powgate_pressure_multiplier",
+                "Difficulty multiplier from the challenge rate of the last 30 s (1 = normal).",
+            ),
+            pressure_challenges_per_minute: gauge(
+                &r,
+                "powgate_pressure_challenges_per_minute",
+                "Challenges issued in the last 30 s, as a rate per minute.",
+            ),
+            pressure_baseline_per_minute: gauge(
+                &r,
+                "powgate_pressure_baseline_per_minute",
+                "Challenges per minute counted as normal (pressure_baseline_per_minute).",
+            ),
+            networks_scored: gauge(
+                &r,
+                "powgate_networks_scored",
+                "Addresses and networks holding a network score.",
             ),
             registry: r,
         }

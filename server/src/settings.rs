@@ -40,6 +40,27 @@ pub struct Settings {
     pub(crate) challenges_per_minute: NetworkBudgets,
     /// Solution submissions per minute from one network; 0 = off.
     pub(crate) solutions_per_minute: NetworkBudgets,
+    /// Difficulty by network reputation and by pressure (see
+    /// [`crate::adaptive`]).
+    pub(crate) adaptive: AdaptiveSettings,
+}
+
+/// The switches and inputs of [`crate::adaptive`]: how far a new
+/// challenge's difficulty may rise above the base, and from what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AdaptiveSettings {
+    /// Ceiling of the network multiplier; 1 = off. Read as the power of
+    /// two at or below it.
+    pub network_max: u32,
+    /// Ceiling of the pressure multiplier; 1 = off. Read as the power of
+    /// two at or below it.
+    pub pressure_max: u32,
+    /// Minutes for a network score to halve.
+    pub half_life_minutes: u32,
+    /// Challenges per minute that count as normal traffic.
+    pub baseline_per_minute: u32,
+    /// Both mechanisms off: the base difficulty for everyone.
+    pub pinned: bool,
 }
 
 /// A per-minute budget for each network level a client address lies in
@@ -303,6 +324,83 @@ pub(crate) const SOLUTIONS_PER_48: SettingSpec = network_budget!(
     solutions_per_minute.per_48
 );
 
+pub(crate) const NETWORK_DIFFICULTY_MAX: SettingSpec = SettingSpec {
+    name: "network_difficulty_max",
+    config_key: "network_difficulty_max",
+    label: "network multiplier ceiling",
+    unit: "×",
+    min: 1,
+    // 2^7: the largest ceiling whose saturated score still decays below
+    // the first step within three half-lives (see crate::adaptive).
+    max: 128,
+    zero_is_off: false,
+    presets: false,
+    default: 16,
+    description: "Most a network's recent behaviour may multiply the difficulty by (a power of two; 1 = off).",
+    get: |s| s.adaptive.network_max.into(),
+    put: |s, v| s.adaptive.network_max = to_u32(v),
+};
+
+pub(crate) const PRESSURE_DIFFICULTY_MAX: SettingSpec = SettingSpec {
+    name: "pressure_difficulty_max",
+    config_key: "pressure_difficulty_max",
+    label: "pressure multiplier ceiling",
+    unit: "×",
+    min: 1,
+    max: 1024,
+    zero_is_off: false,
+    presets: false,
+    default: 8,
+    description: "Most a surge of challenges may multiply the difficulty by (a power of two; 1 = off).",
+    get: |s| s.adaptive.pressure_max.into(),
+    put: |s, v| s.adaptive.pressure_max = to_u32(v),
+};
+
+pub(crate) const NETWORK_HALF_LIFE: SettingSpec = SettingSpec {
+    name: "network_half_life_minutes",
+    config_key: "network_half_life_minutes",
+    label: "network score half-life",
+    unit: "minutes",
+    min: 1,
+    max: 1440,
+    zero_is_off: false,
+    presets: false,
+    default: 30,
+    description: "How fast a network's score fades once it behaves; back to base within three half-lives.",
+    get: |s| s.adaptive.half_life_minutes.into(),
+    put: |s, v| s.adaptive.half_life_minutes = to_u32(v),
+};
+
+pub(crate) const PRESSURE_BASELINE: SettingSpec = SettingSpec {
+    name: "pressure_baseline_per_minute",
+    config_key: "pressure_baseline_per_minute",
+    label: "normal challenges",
+    unit: "per minute",
+    min: 1,
+    max: 1_000_000,
+    zero_is_off: false,
+    presets: false,
+    default: 60,
+    description: "Challenges per minute that are normal here; twice as many doubles the difficulty.",
+    get: |s| s.adaptive.baseline_per_minute.into(),
+    put: |s, v| s.adaptive.baseline_per_minute = to_u32(v),
+};
+
+pub(crate) const DIFFICULTY_PINNED: SettingSpec = SettingSpec {
+    name: "difficulty_pinned",
+    config_key: "difficulty_pinned",
+    label: "difficulty pinned (1 = yes)",
+    unit: "",
+    min: 0,
+    max: 1,
+    zero_is_off: false,
+    presets: false,
+    default: 0,
+    description: "1 turns both multipliers off: the base difficulty for everyone.",
+    get: |s| s.adaptive.pinned.into(),
+    put: |s, v| s.adaptive.pinned = v == 1,
+};
+
 /// Every live setting, in the order the admin page shows them.
 pub(crate) const SPECS: &[SettingSpec] = &[
     DIFFICULTY,
@@ -318,6 +416,11 @@ pub(crate) const SPECS: &[SettingSpec] = &[
     SOLUTIONS_PER_24,
     SOLUTIONS_PER_56,
     SOLUTIONS_PER_48,
+    NETWORK_DIFFICULTY_MAX,
+    PRESSURE_DIFFICULTY_MAX,
+    NETWORK_HALF_LIFE,
+    PRESSURE_BASELINE,
+    DIFFICULTY_PINNED,
 ];
 
 impl SettingSpec {
@@ -408,6 +511,13 @@ impl Settings {
             token_requests_total: 0,
             challenges_per_minute: NetworkBudgets::OFF,
             solutions_per_minute: NetworkBudgets::OFF,
+            adaptive: AdaptiveSettings {
+                network_max: 1,
+                pressure_max: 1,
+                half_life_minutes: 1,
+                baseline_per_minute: 1,
+                pinned: false,
+            },
         };
         for spec in SPECS {
             (spec.put)(&mut s, spec.default);
@@ -470,8 +580,10 @@ struct Current {
 /// Readers take a snapshot under a short `RwLock` read (one `Arc` clone), so
 /// the hot path never waits for the database. Writers queue on an async
 /// mutex held across read, modify, persist and swap: two admins changing
-/// different fields at once both see their change survive.
-#[derive(Debug)]
+/// different fields at once both see their change survive. Clones share
+/// one set of settings, so a module that reads them outside a request
+/// ([`crate::adaptive`]) holds a clone.
+#[derive(Debug, Clone)]
 pub struct LiveSettings {
     current: Arc<RwLock<Current>>,
     writer: Arc<tokio::sync::Mutex<()>>,

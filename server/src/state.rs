@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::adaptive::Adaptive;
 use crate::admin_auth::AdminAuth;
 use crate::challenge_ledger::ChallengeLedger;
 use crate::client_ip::ClientIpResolver;
@@ -61,6 +62,9 @@ pub struct Inner {
     /// Challenges issued and not yet spent or expired, bounded per address
     /// and network.
     pub(crate) open_challenges: OpenChallenges,
+    /// Network scores and challenge pressure: the difficulty each new
+    /// challenge is quoted.
+    pub(crate) adaptive: Adaptive,
 }
 
 impl std::ops::Deref for AppState {
@@ -109,6 +113,7 @@ impl AppState {
         );
         let rate_limits = RateLimits::new(&config.limits);
         let open_challenges = OpenChallenges::new(config.open_challenges);
+        let adaptive = Adaptive::new(settings.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -126,6 +131,7 @@ impl AppState {
                 stats: Stats::default(),
                 rate_limits,
                 open_challenges,
+                adaptive,
             }),
         })
     }

@@ -13,7 +13,7 @@ pub(crate) mod solve_model;
 use pow::{Argon2Params, Difficulty};
 
 pub(crate) use activity::{Counts, Timeline};
-pub(crate) use solve_model::{ClassEstimate, DeviceClass, SolveReport, SolveTimes};
+pub(crate) use solve_model::{ClassEstimate, ClassRate, DeviceClass, SolveReport, SolveTimes};
 
 use crate::client_ip::NetKey;
 use activity::Activity;
@@ -61,6 +61,16 @@ impl Stats {
 
     pub(crate) fn solve_times(&self, now: i64) -> SolveTimes {
         self.solves.solve_times(now)
+    }
+
+    /// The hash rate of `class`, measured or the reference.
+    pub(crate) fn class_rate(
+        &self,
+        now: i64,
+        class: DeviceClass,
+        params: Argon2Params,
+    ) -> ClassRate {
+        self.solves.rate(now, class, params)
     }
 
     pub(crate) fn estimates(

@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use pow::Difficulty;
 use serde::{Deserialize, Serialize};
 
+use crate::adaptive::{Holder, HolderScore, Quote};
 use crate::admin_auth::{Credential, SESSION_SECS};
 use crate::cookies;
 use crate::error::{ApiError, Result};
@@ -46,6 +47,7 @@ pub(crate) fn router() -> Router<AppState> {
                 .delete(reset_settings),
         )
         .route("/api/admin/stats", get(stats))
+        .route("/api/admin/difficulty", get(difficulty))
         .route("/api/admin/tokens", get(list_tokens))
         .route("/api/admin/tokens/expire-all", post(expire_all))
         .route("/api/admin/tokens/revoke", post(revoke_many))
@@ -345,6 +347,55 @@ async fn stats(State(state): State<AppState>, _admin: Admin) -> Result<Json<Stat
         timeline: state.stats.timeline(now, 3600, 24),
         timeline_minutes: state.stats.timeline(now, 60, 60),
         device_classes,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DifficultyQuery {
+    /// An address or a network; without it, the quote for a client
+    /// nobody scored (base and pressure only).
+    ip: Option<String>,
+}
+
+/// Why a client gets the difficulty it gets.
+#[derive(Debug, Serialize)]
+struct DifficultyView {
+    /// What was asked about, as typed (trimmed); `null` for nobody.
+    ip: Option<String>,
+    /// Each score holder of the query, shown as a CIDR computed from the
+    /// query: nothing here is read back from memory as an address.
+    holders: Vec<HolderScore>,
+    #[serde(flatten)]
+    quote: Quote,
+}
+
+/// `GET /api/admin/difficulty?ip=203.0.113.0/24`: the quote a new
+/// challenge from there gets now, with every input that made it.
+async fn difficulty(
+    State(state): State<AppState>,
+    _admin: Admin,
+    QueryParams(q): QueryParams<DifficultyQuery>,
+) -> Result<Json<DifficultyView>> {
+    let holders = match q.ip.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => {
+            Holder::parse_query(text).map_err(ApiError::BadRequest)?
+        }
+        _ => Vec::new(),
+    };
+    let now = state.now();
+    let s = state.settings.get();
+    let params = state.config.argon2;
+    let mut quote = state
+        .adaptive
+        .quote(holders.iter().copied(), &s, now, &state.stats, params);
+    // The admin asks "why"; the cap is part of the answer even when it
+    // did not bind.
+    quote.phone_cap = Some(state.adaptive.phone_cap(&s, now, &state.stats, params));
+    Ok(Json(DifficultyView {
+        ip: q.ip.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+        holders: state.adaptive.scores(&holders, &s, now),
+        quote,
     }))
 }
 

@@ -1,5 +1,6 @@
 //! `POST /api/challenge`: issues a signed, expiring, IP-bound challenge,
-//! within the bound on open challenges per address and network.
+//! within the bound on open challenges per address and network, at the
+//! difficulty [`crate::adaptive`] quotes for the client.
 
 use axum::http::HeaderMap;
 use axum::routing::post;
@@ -7,6 +8,7 @@ use axum::{Json, Router};
 use pow::wire::{ChallengePurpose, ChallengeRequest, ChallengeResponse};
 use pow::{ChallengeClaims, Purpose};
 
+use crate::adaptive::{Event, Holder};
 use crate::cookies;
 use crate::error::{ApiError, Result};
 use crate::open_challenges::Opened;
@@ -31,9 +33,16 @@ async fn issue(
     let settings = state.settings.get();
     let now = state.now();
 
+    let quote = state.adaptive.quote(
+        Holder::all_of(client.key),
+        &settings,
+        now,
+        &state.stats,
+        state.config.argon2,
+    );
     let (purpose, difficulty) = match refresh_target(&state, &client, &headers, req).await? {
-        Some(token_id) => (Purpose::Refresh { token_id }, settings.difficulty.halved()),
-        None => (Purpose::New, settings.difficulty),
+        Some(token_id) => (Purpose::Refresh { token_id }, quote.refresh_difficulty),
+        None => (Purpose::New, quote.difficulty),
     };
 
     let mut id = [0u8; 16];
@@ -69,6 +78,14 @@ async fn issue(
         ticket_bits: state.config.ticket_bits,
     };
     state.stats.record_issued(now);
+    state
+        .adaptive
+        .record(client.key, Event::ChallengeIssued, now);
+    #[allow(clippy::cast_precision_loss)] // at most 2^7
+    state
+        .metrics
+        .challenge_network_multiplier
+        .observe(quote.network.multiplier as f64);
     state
         .metrics
         .challenges_issued

@@ -24,8 +24,18 @@ async fn render(State(state): State<AppState>) -> Result<Response> {
         .set(i64::try_from(state.verifier.queue_depth()).unwrap_or(i64::MAX));
     m.verify_waiting
         .set(i64::try_from(state.verifier.waiting()).unwrap_or(i64::MAX));
+    let settings = state.settings.get();
     m.difficulty
-        .set(i64::try_from(state.settings.get().difficulty.get()).unwrap_or(i64::MAX));
+        .set(i64::try_from(settings.difficulty.get()).unwrap_or(i64::MAX));
+    let pressure = state.adaptive.pressure(&settings, now);
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    m.pressure_multiplier.set(gauge(pressure.multiplier));
+    m.pressure_challenges_per_minute
+        .set(gauge(pressure.per_minute));
+    m.pressure_baseline_per_minute
+        .set(i64::from(pressure.baseline_per_minute));
+    m.networks_scored
+        .set(i64::try_from(state.adaptive.networks_scored()).unwrap_or(i64::MAX));
     let mut resp = m.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

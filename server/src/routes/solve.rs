@@ -25,6 +25,7 @@ use pow::{ChallengeClaims, ChallengeError, Purpose};
 use serde::Deserialize;
 
 use crate::acceptance::Requirements;
+use crate::adaptive::Event;
 use crate::config::Config;
 use crate::cookies;
 use crate::error::{ApiError, Result};
@@ -79,9 +80,15 @@ async fn solve(
         Err(ApiError::WrongAnswer) => {
             state.rate_limits.penalise(client.key);
             state.reputation.record_failure(client.key, state.now());
+            state
+                .adaptive
+                .record(client.key, Event::WrongAnswer, state.now());
         }
         Err(ApiError::BadTicket { missing: false }) => {
             state.reputation.record_failure(client.key, state.now());
+            state
+                .adaptive
+                .record(client.key, Event::WrongAnswer, state.now());
         }
         _ => {}
     }
@@ -290,6 +297,10 @@ fn record_success(
     refreshed: bool,
     now: i64,
 ) {
+    state
+        .adaptive
+        .record(client.key, Event::ChallengeSolved, now);
+    state.adaptive.record(client.key, Event::TokenMinted, now);
     let m = &state.metrics;
     m.solutions.with_label_values(&["accepted", "ok"]).inc();
     m.tokens

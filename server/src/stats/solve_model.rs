@@ -213,6 +213,17 @@ pub(crate) struct ClassEstimate {
     pub exceeds_timeout: bool,
 }
 
+/// A device class's whole-device hash rate, and where it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct ClassRate {
+    /// Hashes per second.
+    pub rate: f64,
+    /// `measured` from client telemetry, or the `reference` fallback.
+    pub source: &'static str,
+    /// Networks whose telemetry gave a rate.
+    pub samples: usize,
+}
+
 /// Mean and 95th percentile of the solve time at `rate` hashes per second.
 /// Each hash wins with probability 1/D, so the time is (nearly) exponential
 /// with mean D/rate, and P(T > t) = 5 % at t = ln(20)·D/rate.
@@ -300,6 +311,36 @@ impl SolveModel {
         }
     }
 
+    /// The hash rate of `class`: the median of the latest rate of each
+    /// network that reported one, when enough networks did, else the
+    /// reference rate.
+    pub(crate) fn rate(&self, now: i64, class: DeviceClass, params: Argon2Params) -> ClassRate {
+        // The latest rate of each network: samples are oldest first.
+        let mut rates: Vec<f64> = self.with(|samples| {
+            samples
+                .iter()
+                .filter(|x| x.class == class && x.at > now - 86_400)
+                .filter_map(|x| x.rate.map(|r| (x.network, r)))
+                .collect::<HashMap<NetKey, f64>>()
+                .into_values()
+                .collect()
+        });
+        rates.sort_by(f64::total_cmp);
+        if rates.len() >= MIN_SAMPLES {
+            ClassRate {
+                rate: rates[rates.len() / 2],
+                source: "measured",
+                samples: rates.len(),
+            }
+        } else {
+            ClassRate {
+                rate: class.reference_rate(params),
+                source: "reference",
+                samples: rates.len(),
+            }
+        }
+    }
+
     /// Expected solve times per device class, from the median measured rate
     /// when there are enough samples, else the reference rate.
     pub(crate) fn estimates(
@@ -312,29 +353,18 @@ impl SolveModel {
         DeviceClass::ALL
             .iter()
             .map(|class| {
-                // The latest rate of each network: samples are oldest first.
-                let mut rates: Vec<f64> = self.with(|samples| {
-                    samples
-                        .iter()
-                        .filter(|x| x.class == *class && x.at > now - 86_400)
-                        .filter_map(|x| x.rate.map(|r| (x.network, r)))
-                        .collect::<HashMap<NetKey, f64>>()
-                        .into_values()
-                        .collect()
-                });
-                rates.sort_by(f64::total_cmp);
-                let (rate, source) = if rates.len() >= MIN_SAMPLES {
-                    (rates[rates.len() / 2], "measured")
-                } else {
-                    (class.reference_rate(params), "reference")
-                };
+                let ClassRate {
+                    rate,
+                    source,
+                    samples,
+                } = self.rate(now, *class, params);
                 let (mean, p95) = expected_times(d, rate);
                 ClassEstimate {
                     class: *class,
                     label: class.label(),
                     hash_rate: rate,
                     source,
-                    samples: rates.len(),
+                    samples,
                     mean_seconds: mean,
                     p95_seconds: p95,
                     exceeds_timeout: p95 > timeout_secs,
