@@ -36,3 +36,7 @@ fuzz *TARGETS:
 # Attack benchmarks: visitors under a garbage flood, the replayer, the scraper per preset (issue 14); BENCH_QUICK=1 for a ~2 minute check
 bench-attack:
     scripts/bench-attack.sh
+
+# Economics of abuse: scraper core-seconds per 1000 requests before/after budgets, a 30-minute visitor, an honest botnet's difficulty (issue 15)
+bench-economics:
+    scripts/bench-economics.sh
