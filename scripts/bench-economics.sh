@@ -4,7 +4,7 @@
 # powgate whose clock the simulation moves (server/tests/economics.rs,
 # test `figures`, release build):
 #
-#   scraper  one address crawling ECONOMICS_SCRAPER_RATE pages/s at
+#   scraper  one address crawling each of ECONOMICS_SCRAPER_RATES (100,20) pages/s at
 #            `medium` for ECONOMICS_SCRAPER_SECONDS simulated seconds,
 #            before (unlimited token, one global difficulty) and after (the
 #            defaults): core-seconds per 1000 passed requests, priced at one
@@ -20,8 +20,8 @@
 #            challenge carries 4x the base, then seconds after they stop
 #            until every network is back at base (target: 3 half-lives).
 #
-# Writes bench-results/economics.json and prints it. About 5-10 minutes on
-# two cores; ECONOMICS_SCRAPER_SECONDS=1800 ECONOMICS_BOTS=400
+# Writes bench-results/economics.json and prints it. About 15 minutes on
+# two cores; ECONOMICS_SCRAPER_SECONDS=3600 ECONOMICS_BOTS=400
 # ECONOMICS_BOT_NETWORKS=4 for a quick check.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -108,14 +108,21 @@ impl Event {
     /// - a wrong answer: 2, garbage that cost a verification;
     /// - a token: 1, the unit of honest use: sixteen tokens from one
     ///   address or network in a half-life is a step;
-    /// - an address-limit refusal or an exhausted budget: 4, each a sign of
-    ///   one token feeding a crawler, which a person does not meet.
+    /// - an address-limit refusal: 4, a sign of one token feeding a
+    ///   crawler from several places, which a person meets rarely (a phone
+    ///   on its third network) and counts once per token and address;
+    /// - an exhausted budget: 8, half a step: a person uses up the default
+    ///   50 000 requests once in a long day at most, which with its
+    ///   refresh's token (1) stays below a step, while a crawler that
+    ///   exhausts a token every few minutes holds its network a step or
+    ///   more up and pays double for every refresh.
     pub(crate) const fn weight(self) -> f64 {
         match self {
             Self::ChallengeIssued | Self::TokenMinted => 1.0,
             Self::ChallengeSolved => -1.0,
             Self::WrongAnswer => 2.0,
-            Self::AddressLimit | Self::BudgetExhausted => 4.0,
+            Self::AddressLimit => 4.0,
+            Self::BudgetExhausted => 8.0,
         }
     }
 }

@@ -83,7 +83,7 @@ fn each_event_has_its_documented_weight() {
         (Event::WrongAnswer, 2.0),
         (Event::TokenMinted, 1.0),
         (Event::AddressLimit, 4.0),
-        (Event::BudgetExhausted, 4.0),
+        (Event::BudgetExhausted, 8.0),
     ];
     for (i, (event, weight)) in cases.into_iter().enumerate() {
         let k = key(&format!("192.0.{i}.1"));
