@@ -214,7 +214,7 @@ fn server(level: u64, tweak: impl FnOnce(&mut powgate::config::RawConfig)) -> Te
             c.live.remove(issue_15);
         }
         c.set_live("difficulty_level", level);
-        c.admin_key = Some(ADMIN_KEY.to_owned().into());
+        c.admin_key = Some(ADMIN_KEY.to_owned());
         tweak(c);
     })
 }
