@@ -17,11 +17,16 @@
 //!    ([`network::SATURATION`]).
 //!    A holder's step is `floor(score / STEP)` with [`STEP`] = 16, capped at
 //!    `k_max = log2(network_difficulty_max)` (at most [`K_LIMIT`] = 7). A
-//!    client's k is the worst of its address's and its network's.
+//!    client's k is the worst of its address's and its network's. An event
+//!    reaches the network only while the address's own score is below
+//!    [`network::ADDRESS_SHARE`] (half a step), so one address cannot price
+//!    everyone behind its NAT or in its /24.
 //! 2. **j, the pressure step.** Challenges issued in the last 30 s, as a
 //!    rate per minute, against the live `pressure_baseline_per_minute`:
 //!    `j = floor(log2(rate / baseline))` from twice the baseline on, capped
-//!    at `log2(pressure_difficulty_max)`; see [`pressure`].
+//!    at `log2(pressure_difficulty_max)`; see [`pressure`]. A challenge
+//!    counts only from an address and network below a step and within its
+//!    provider's share ([`Adaptive::record`]).
 //! 3. **The cap.** The phone class's hash rate (the median of measured
 //!    rates when enough networks reported one, else the reference, see
 //!    [`crate::stats`]) gives the largest difficulty whose p95 time,
@@ -199,8 +204,20 @@ pub(crate) struct Adaptive {
     /// (token, address) pairs whose address-limit refusal was counted,
     /// under keyed hashes; see [`Self::record_address_limit`].
     address_limits_counted: quick_cache::sync::Cache<u64, ()>,
+    /// Per provider network (keyed hash): the pressure window it last
+    /// counted in and how many; see [`Self::adds_to_pressure`].
+    provider_counts: quick_cache::sync::Cache<u64, u64>,
+    /// Keys both caches above: random per process, so no address is kept.
     pair_hasher: std::hash::RandomState,
 }
+
+/// Challenges one provider network (IPv4 /16, IPv6 /32) may add to the
+/// pressure per 30-second window: 64 a minute, the default baseline. A
+/// surge needs several providers; a real wave of visitors has them.
+pub(crate) const PROVIDER_SHARE: u64 = 32;
+
+/// Provider networks remembered for that count: a few MB at most.
+const PROVIDERS_REMEMBERED: usize = 65_536;
 
 /// (token, address) pairs remembered as counted: a few hundred KB. When
 /// one is forgotten, a pair refused again counts once more, which only
@@ -219,6 +236,7 @@ impl Adaptive {
             settings,
             phone_rate: PhoneRateCache::default(),
             address_limits_counted: quick_cache::sync::Cache::new(ADDRESS_LIMITS_REMEMBERED),
+            provider_counts: quick_cache::sync::Cache::new(PROVIDERS_REMEMBERED),
             pair_hasher: std::hash::RandomState::new(),
         }
     }
@@ -237,15 +255,52 @@ impl Adaptive {
     /// wave from many networks, which is what the pressure is for.
     pub(crate) fn record(&self, key: IpKey, event: Event, now: i64) {
         let rule = score_rule(&self.settings.get());
-        if event == Event::ChallengeIssued
-            && self
-                .scores
-                .worst(Holder::all_of(key), now, rule)
-                .is_none_or(|h| h.k == 0)
-        {
+        if event == Event::ChallengeIssued && self.adds_to_pressure(key, now, rule) {
             self.pressure.record(now);
         }
         self.scores.record(key, event, now, rule);
+    }
+
+    /// Whether a challenge issued to `key` now counts in the pressure: its
+    /// address and network are below a step by their own score (whatever
+    /// the live ceiling: with the network step switched off, an address
+    /// asking for hundreds of challenges must not count them all), and its
+    /// provider (IPv4 /16, IPv6 /32) has not counted [`PROVIDER_SHARE`] in
+    /// this window yet, so that fresh /48s carved from one provider's /32
+    /// do not make a wave either.
+    fn adds_to_pressure(&self, key: IpKey, now: i64, rule: ScoreRule) -> bool {
+        let raw = ScoreRule {
+            k_max: K_LIMIT,
+            ..rule
+        };
+        let unpriced = self
+            .scores
+            .worst(Holder::all_of(key), now, raw)
+            .is_none_or(|h| h.k == 0);
+        unpriced && self.provider_share_left(key, now)
+    }
+
+    /// Takes one of the provider's [`PROVIDER_SHARE`] places in the current
+    /// 30-second window, if one is left.
+    fn provider_share_left(&self, key: IpKey, now: i64) -> bool {
+        let provider = self.pair_hasher.hash_one(key.provider());
+        let window =
+            now.div_euclid(pressure::WINDOW_SECS as i64).cast_unsigned() & u64::from(u32::MAX);
+        let mut left = true;
+        let result = self.provider_counts.entry(&provider, None, |_, packed| {
+            let count = if *packed >> 32 == window {
+                *packed & u64::from(u32::MAX)
+            } else {
+                0
+            };
+            left = count < PROVIDER_SHARE;
+            *packed = window << 32 | (count + u64::from(left));
+            quick_cache::sync::EntryAction::Retain(())
+        });
+        if let quick_cache::sync::EntryResult::Vacant(guard) = result {
+            let _ = guard.insert(window << 32 | 1);
+        }
+        left
     }
 
     /// Counts that token `token_id` was refused from `key` for its address
@@ -369,6 +424,16 @@ impl Adaptive {
         }
         let r = stats.class_rate(now, DeviceClass::Phone, params);
         let measured = r.source == "measured";
+        // Telemetry is the clients' word: clamped to [reference / 2,
+        // reference × 4], networks reporting slow phones can neither lower
+        // the cap below half its reference value (turning the multipliers
+        // off for everyone, themselves included) nor, reporting fast ones,
+        // lift it so far that a quote would lock real phones out.
+        let reference = DeviceClass::Phone.reference_rate(params);
+        let r = crate::stats::ClassRate {
+            rate: r.rate.clamp(reference / 2.0, reference * 4.0),
+            ..r
+        };
         // Three relaxed stores: a reader between them gets a rate a second
         // old or its label wrong for one second; neither matters.
         cache.rate_bits.store(r.rate.to_bits(), Ordering::Relaxed);

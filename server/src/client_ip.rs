@@ -228,6 +228,18 @@ impl std::fmt::Display for Prefix {
 impl IpKey {
     /// The networks this address lies in, narrowest first: IPv4 /24; IPv6
     /// /56 then /48.
+    /// The provider-sized network around the key: IPv4 /16, IPv6 /32 (a
+    /// common allocation to one ISP or hoster). Only used to bound how much
+    /// one provider can move a figure shared by everyone, the adaptive
+    /// pressure; never to price a client.
+    pub(crate) fn provider(self) -> Prefix {
+        let len = match self.0 {
+            IpAddr::V4(_) => 16,
+            IpAddr::V6(_) => 32,
+        };
+        Prefix::of(self.0, len)
+    }
+
     pub(crate) fn enclosing(self) -> impl Iterator<Item = Prefix> {
         let lens: &[u8] = match self.0 {
             IpAddr::V4(_) => &[24],

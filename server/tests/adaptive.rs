@@ -35,13 +35,17 @@ fn signed_difficulty(app: &TestApp, ch: &ChallengeResponse) -> u64 {
     ch.difficulty
 }
 
-/// `n` challenges from `ip`, each answered wrongly.
-fn fail(app: &TestApp, ip: &str, n: usize) {
-    for _ in 0..n {
-        let ch = app.new_challenge(ip);
+/// `n` challenges from `n` addresses of `net` (`192.0.2` for
+/// 192.0.2.10, .11, …), each answered wrongly: one failure per address, so
+/// each reaches the /24 in full (one address alone brings its network at
+/// most half a step).
+fn fail(app: &TestApp, net: &str, n: usize) {
+    for i in 0..n {
+        let ip = format!("{net}.{}", 10 + i);
+        let ch = app.new_challenge(&ip);
         let mut bad = answer(&ch);
         bad.nonce = wrong_nonce(&ch);
-        let (status, body, _) = app.submit(ip, &bad);
+        let (status, body, _) = app.submit(&ip, &bad);
         assert_eq!(body["error"], "wrong_answer", "{status}: {body}");
     }
 }
@@ -58,7 +62,7 @@ fn a_network_that_fails_many_challenges_is_quoted_more_then_decays_back_to_base(
     let app = app_with(&[("pressure_difficulty_max", 1)]);
     // 16 wrong answers: 16 × (1 unsolved issue + 2) = 48 on the address
     // and on its /24, three steps: ×8.
-    fail(&app, "192.0.2.10", 16);
+    fail(&app, "192.0.2", 16);
     let neighbour = app.new_challenge("192.0.2.99");
     let clean = app.new_challenge("198.51.100.1");
     assert_eq!(signed_difficulty(&app, &clean), BASE);
@@ -85,7 +89,7 @@ fn a_network_that_fails_many_challenges_is_quoted_more_then_decays_back_to_base(
 #[test]
 fn pinning_the_difficulty_turns_both_multipliers_off() {
     let app = app_with(&[("pressure_baseline_per_minute", 1)]);
-    fail(&app, "192.0.2.10", 16);
+    fail(&app, "192.0.2", 16);
     assert!(signed_difficulty(&app, &app.new_challenge("192.0.2.11")) > BASE);
     let (status, body) = app.admin_call(
         KEY,
@@ -156,7 +160,7 @@ fn a_refresh_challenge_costs_half_the_multiplied_difficulty() {
 #[test]
 fn the_admin_difficulty_endpoint_explains_a_network() {
     let app = app_with(&[("pressure_difficulty_max", 1)]);
-    fail(&app, "192.0.2.10", 16);
+    fail(&app, "192.0.2", 16);
     let (status, v) = app.admin_call(KEY, "GET", "/api/admin/difficulty?ip=192.0.2.0/24", None);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["ip"], "192.0.2.0/24");
@@ -279,5 +283,25 @@ fn an_exhausted_budget_counts_once_against_its_network() {
     assert_eq!(
         signed_difficulty(&app, &app.new_challenge("192.0.2.200")),
         BASE * 2
+    );
+}
+
+/// One address sending wrong answers without end priced everyone behind
+/// its carrier-grade NAT or office /24 at the ceiling. Its own address
+/// still is; its network only as far as half a step.
+#[test]
+fn one_address_failing_without_end_does_not_price_its_network() {
+    let app = app_with(&[("pressure_difficulty_max", 1)]);
+    let ip = "192.0.2.10";
+    for _ in 0..40 {
+        let ch = app.new_challenge(ip);
+        let mut bad = answer(&ch);
+        bad.nonce = wrong_nonce(&ch);
+        app.submit(ip, &bad);
+    }
+    assert_eq!(signed_difficulty(&app, &app.new_challenge(ip)), BASE * 16);
+    assert_eq!(
+        signed_difficulty(&app, &app.new_challenge("192.0.2.11")),
+        BASE
     );
 }

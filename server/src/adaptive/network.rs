@@ -25,6 +25,17 @@ pub(crate) const K_LIMIT: u32 = 7;
 /// on the scores at once.
 pub(crate) const SATURATION: f64 = (K_LIMIT as f64 + 0.5) * STEP;
 
+/// How much of its network's score one address can make: events reach
+/// the network only while the address's own score is below half a step.
+/// Without it one address could price everyone behind its carrier-grade
+/// NAT, office or university /24 (or its hoster's /48): 240 points a
+/// minute of wrong tickets within the network's solution budget saturated
+/// the /24 in 30 s. With it one address brings its network at most half a
+/// step (plus one event), so raising a network takes several of its
+/// addresses, which is what a network score is for; the address's own
+/// score still rises to the ceiling.
+pub(crate) const ADDRESS_SHARE: f64 = STEP / 2.0;
+
 /// Holders remembered. Each entry is a `u64` key and an 8-byte score plus
 /// the cache's own bookkeeping: 6.9 MB of RSS when full (measured with
 /// 400 000 holders recorded), so 100 000 scored networks take about 5 MB.
@@ -221,27 +232,39 @@ impl NetworkScores {
         self.scores.len()
     }
 
-    /// Adds `event`'s weight to `key` and its networks, decayed to `now`
-    /// first, saturated, never below zero.
+    /// Adds `event`'s weight to `key`, decayed to `now` first, saturated,
+    /// never below zero; and to its network too while the address's own
+    /// score is below [`ADDRESS_SHARE`].
     pub(crate) fn record(&self, key: IpKey, event: Event, now: i64, rule: ScoreRule) {
         let weight = event.weight();
-        let next = |before: f64| Score::new((before + weight).clamp(0.0, SATURATION), now);
-        for holder in Holder::all_of(key) {
-            let hashed = self.key(holder);
-            // One atomic read-modify-write per entry, so concurrent events
-            // in one network all count.
-            let result = self.scores.entry(&hashed, None, |_, score| {
-                *score = next(score.at(now, rule.half_life_secs));
-                EntryAction::Retain(())
-            });
-            // Taking back from nothing stores nothing: a solve whose issue
-            // was forgotten must not cost an entry.
-            if let EntryResult::Vacant(guard) = result
-                && weight > 0.0
-            {
-                let _ = guard.insert(next(0.0));
+        let address_before = self.add(Holder::Address(key), weight, now, rule);
+        if address_before < ADDRESS_SHARE {
+            for network in Holder::networks_of(key) {
+                self.add(network, weight, now, rule);
             }
         }
+    }
+
+    /// Adds `weight` to `holder`'s score; returns the score before.
+    fn add(&self, holder: Holder, weight: f64, now: i64, rule: ScoreRule) -> f64 {
+        let next = |before: f64| Score::new((before + weight).clamp(0.0, SATURATION), now);
+        let hashed = self.key(holder);
+        let mut before = 0.0;
+        // One atomic read-modify-write per entry, so concurrent events in
+        // one network all count.
+        let result = self.scores.entry(&hashed, None, |_, score| {
+            before = score.at(now, rule.half_life_secs);
+            *score = next(before);
+            EntryAction::Retain(())
+        });
+        // Taking back from nothing stores nothing: a solve whose issue was
+        // forgotten must not cost an entry.
+        if let EntryResult::Vacant(guard) = result
+            && weight > 0.0
+        {
+            let _ = guard.insert(next(0.0));
+        }
+        before
     }
 
     /// `holder`'s score at `now` and its step.

@@ -39,15 +39,73 @@ fn quote(a: &Adaptive, s: &Settings, ip: &str, now: i64) -> Quote {
     )
 }
 
-/// `n` challenges issued at `now`, each to a /24 of its own in 10.0.0.0/8.
+/// `n` challenges issued at `now`, each to a provider network (/16) of
+/// its own: a wave from everywhere.
 fn issue_from_many_networks(a: &Adaptive, n: u32, now: i64) {
     for i in 0..n {
         a.record(
-            key(&format!("10.{}.{}.1", i / 256 % 256, i % 256)),
+            key(&format!("{}.{}.0.1", 20 + i / 256, i % 256)),
             Event::ChallengeIssued,
             now,
         );
     }
+}
+
+/// Challenges are free to ask for: with the network step switched off,
+/// one address asking for 480 counted them all in the pressure (×8 for
+/// everyone); fresh /48s carved from one provider's /32 did the same with
+/// it on. Now an address counts until its own score is a step, whatever
+/// the ceiling, and a provider network at most its share per window.
+#[test]
+fn one_address_or_one_provider_cannot_make_a_wave() {
+    let (a, mut s) = engine();
+    s.adaptive.network_max = 1;
+    for _ in 0..480 {
+        a.record(key("192.0.2.1"), Event::ChallengeIssued, T0);
+    }
+    assert_eq!(
+        quote(&a, &s, "198.51.100.1", T0)
+            .pressure
+            .challenges_last_30s,
+        16
+    );
+    let (a, s) = engine();
+    for n in 0..480u32 {
+        a.record(
+            key(&format!("2001:db8:{n:x}::1")),
+            Event::ChallengeIssued,
+            T0,
+        );
+    }
+    let q = quote(&a, &s, "198.51.100.1", T0);
+    assert_eq!(q.pressure.challenges_last_30s, PROVIDER_SHARE);
+    assert_eq!(q.pressure.j, 0);
+    // A new window gives the provider its share again.
+    a.record(key("2001:db8:ffff::1"), Event::ChallengeIssued, T0 + 30);
+    assert_eq!(
+        quote(&a, &s, "198.51.100.1", T0 + 30)
+            .pressure
+            .challenges_last_30s,
+        1
+    );
+}
+
+/// One address's events reach its network only while the address's own
+/// score is below half a step.
+#[test]
+fn one_address_brings_its_network_at_most_half_a_step() {
+    let (a, s) = engine();
+    for _ in 0..1000 {
+        a.record(key("192.0.2.1"), Event::WrongAnswer, T0);
+    }
+    assert_eq!(k_of(&a, &s, "192.0.2.1", T0), 4);
+    let net = a.scores(
+        &[Holder::networks_of(key("192.0.2.1")).next().unwrap()],
+        &s,
+        T0,
+    );
+    assert!(net[0].score < STEP / 2.0 + 2.0 && net[0].k == 0, "{net:?}");
+    assert_eq!(k_of(&a, &s, "192.0.2.2", T0), 0);
 }
 
 /// A few addresses asking for challenges they never solve raised
@@ -232,13 +290,16 @@ fn switching_the_network_mechanism_on_acts_at_once() {
 #[test]
 fn a_client_gets_the_worst_of_its_address_and_its_network() {
     let (a, s) = engine();
-    // A crawler on one address: its address and /24 both score.
-    for _ in 0..40 {
-        a.record(key("192.0.2.10"), Event::TokenMinted, T0);
+    // A crawler on five addresses of a /24, eight tokens each: every
+    // address stays below half a step, so all of it reaches the /24.
+    for n in 0..5 {
+        for _ in 0..8 {
+            a.record(key(&format!("192.0.2.{}", 10 + n)), Event::TokenMinted, T0);
+        }
     }
     // Its neighbour inherits the /24's step; elsewhere nothing.
     assert_eq!(k_of(&a, &s, "192.0.2.10", T0), 2);
-    assert_eq!(k_of(&a, &s, "192.0.2.11", T0), 2);
+    assert_eq!(k_of(&a, &s, "192.0.2.99", T0), 2);
     assert_eq!(k_of(&a, &s, "192.0.3.10", T0), 0);
     // An IPv6 client rotating its /64s inside one /48 is caught by the
     // /48; its fresh /64 scores nothing of its own.
@@ -270,8 +331,10 @@ fn memory_stays_bounded_under_a_million_address_flood() {
 #[test]
 fn a_scattered_flood_does_not_evict_a_scored_network() {
     let (a, s) = engine_with(1_000, |_| {});
-    for _ in 0..40 {
-        a.record(key("192.0.2.1"), Event::TokenMinted, T0);
+    for n in 0..5 {
+        for _ in 0..8 {
+            a.record(key(&format!("192.0.2.{n}")), Event::TokenMinted, T0);
+        }
     }
     for n in 0..50_000u32 {
         let ip = std::net::Ipv4Addr::from((10 << 24) | (n << 8) | 1);
