@@ -199,6 +199,13 @@ fn seconds_per_default_hash(n: usize) -> f64 {
     times[n / 2]
 }
 
+/// The adaptive difficulty's phone cap at the default parameters and
+/// challenge timeout: `floor(1 800 s × 3.7 H/s / ln 20)`. The simulated
+/// server runs tiny argon2 parameters, under which the cap, which scales
+/// with the parameters, does not bind; the scraper's solves are priced as
+/// they would be quoted at the defaults.
+const PHONE_CAP_AT_DEFAULTS: u64 = 2_223;
+
 const ADMIN_KEY: &str = "economics-admin-key-0123456789abcdef";
 
 /// A server at the product defaults for everything issue 15 adds, with the
@@ -243,9 +250,11 @@ struct ScraperRun {
     tokens_refreshed: u64,
     /// Hashes it really tried (tiny parameters, so cheap here).
     hashes: u64,
-    /// The sum of the difficulties it solved: the hashes it tries on
-    /// average. Its cost is priced from these, since a few solves of a
-    /// memoryless search are too few for their luck to even out.
+    /// The sum of the difficulties it solved, each at most
+    /// [`PHONE_CAP_AT_DEFAULTS`] (half that for a refresh): the hashes it tries on average at the
+    /// default parameters. Its cost is priced from these, since a few
+    /// solves of a memoryless search are too few for their luck to even
+    /// out.
     expected_hashes: u64,
     /// The same over the second half of the run only: the steady state,
     /// after the start-up mints of the first minutes.
@@ -294,7 +303,13 @@ fn scrape(app: &TestApp, wanted_per_second: u64, seconds: i64) -> ScraperRun {
         let ch = client.challenge(ip, refresh).expect("a challenge");
         let solved = Client::solve(&ch, refresh);
         run.hashes += solved.hashes;
-        run.expected_hashes += solved.difficulty;
+        // A refresh is the capped quote halved.
+        let cap = if refresh.is_some() {
+            PHONE_CAP_AT_DEFAULTS / 2
+        } else {
+            PHONE_CAP_AT_DEFAULTS
+        };
+        run.expected_hashes += solved.difficulty.min(cap);
         run.max_difficulty = run.max_difficulty.max(solved.difficulty);
         let token = client.submit(ip, &solved).expect("a token");
         if refresh.is_some() {
