@@ -494,7 +494,8 @@ impl TokenUsage {
         for &(id, refresh_count, used) in candidates {
             // Remembered before the removal, so a request that starts a new
             // entry right after it finds the count; if the entry stays, the
-            // memory is below its count and harmless.
+            // memory is at most its count (counts only grow until a refresh,
+            // which the memory is keyed by) and harmless.
             self.dropped.insert(id, (refresh_count, used));
             let removed = self.entries.remove_if(&id, |_, u| {
                 u.is_idle(now)
