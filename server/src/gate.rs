@@ -273,7 +273,17 @@ pub(crate) async fn judge_token(
         TokenState::Active => {}
     }
     if !rec.has_ip(client.key) {
-        // A new address: only now is its limit needed.
+        // A new address: only now is its limit needed. A token its budgets
+        // refuse anyway is answered first, in memory: it takes no address
+        // slot and no write, and an exhausted one is sent to refresh
+        // rather than told `ip_limit`. `budgeted` still counts after this
+        // check, so a refused address never counts.
+        let (per_minute, total) = state
+            .settings
+            .peek(|s| (s.token_requests_per_minute, s.token_requests_total));
+        if let Some(over) = state.token_usage.refusal(&rec, now, per_minute, total) {
+            return Ok(over.into());
+        }
         let max_ips = state.settings.get().token_max_ips;
         if state
             .tokens
@@ -311,8 +321,16 @@ fn budgeted(state: &AppState, rec: &TokenRecord, client: &ClientIp, now: i64) ->
             }
             Decision::Valid
         }
-        Err(Over::Rate { retry_after }) => Decision::RateLimited { retry_after },
-        Err(Over::Total) => Decision::Exhausted,
+        Err(over) => over.into(),
+    }
+}
+
+impl From<Over> for Decision {
+    fn from(over: Over) -> Self {
+        match over {
+            Over::Rate { retry_after } => Self::RateLimited { retry_after },
+            Over::Total => Self::Exhausted,
+        }
     }
 }
 

@@ -118,7 +118,11 @@ pub async fn serve(
         }
     }
     purge.abort();
-    // Once more after the drain, so a graceful stop loses no counts.
+    // Once more after the drain, so a graceful stop loses no counts. The
+    // periodic flush may be aborted mid-write (its database call may even
+    // still commit after this one): a flush writes whole counts and marks
+    // them written only after its commit, so either order loses nothing
+    // and counts nothing twice (see `token_usage`).
     usage.abort();
     match flush_usage(&state).await {
         Ok(n) => tracing::info!(requests = n, "token request counts written"),

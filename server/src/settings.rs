@@ -30,7 +30,7 @@ pub struct Settings {
     /// Active tokens per client address before the oldest is expired; 0 = off.
     pub(crate) max_tokens_per_ip: u32,
     /// Passed `/verify-token` requests per minute per token, with a burst
-    /// of a whole minute's worth (see [`crate::token_usage`]); 0 = off.
+    /// of three minutes' worth (see [`crate::token_usage`]); 0 = off.
     pub(crate) token_requests_per_minute: u32,
     /// Passed `/verify-token` requests per token before it must be
     /// refreshed; 0 = off.
@@ -213,9 +213,10 @@ pub(crate) const MAX_TOKENS_PER_IP: SettingSpec = SettingSpec {
 
 /// The defaults of the two request budgets come from what a person can
 /// read: behind a proxy every subresource of a page asks `/verify-token`,
-/// so a first visit to a heavy page is 50–150 requests at once, and a
-/// reader opens at most about one page per 2 s. README "Request budgets"
-/// gives the reasoning.
+/// so a first visit to a heavy page is 50–150 requests at once (a restored
+/// session of ten tabs 1 000 and more, hence a burst of three minutes'
+/// worth), and a reader opens at most about one page per 2 s. README
+/// "Request budgets" gives the reasoning.
 pub(crate) const TOKEN_REQUESTS_PER_MINUTE: SettingSpec = SettingSpec {
     name: "token_requests_per_minute",
     config_key: "token_requests_per_minute",
@@ -226,7 +227,7 @@ pub(crate) const TOKEN_REQUESTS_PER_MINUTE: SettingSpec = SettingSpec {
     zero_is_off: true,
     presets: false,
     default: 600,
-    description: "Sustained requests per minute one token may pass, with a burst of a whole minute's worth at once.",
+    description: "Sustained requests per minute one token may pass, with a burst of three minutes' worth at once (a restored session of many tabs, or several heavy first page loads); the sustained rate is what bounds a scraper.",
     get: |s| s.token_requests_per_minute.into(),
     put: |s, v| s.token_requests_per_minute = to_u32(v),
 };

@@ -220,22 +220,29 @@ impl TokenStore {
         }))
     }
 
-    /// Adds the requests [`crate::token_usage`] counted to the rows, in one
-    /// transaction (see [`rows::add_requests`]). The cached records keep
-    /// their older count: the usage counter in memory is the authority
-    /// while it lives, and drops a record with [`Self::forget_cached`]
-    /// when it lets go of a token.
+    /// Writes the request counts [`crate::token_usage`] took to the rows,
+    /// in one transaction (see [`rows::write_requests`]). The cached
+    /// records keep their older count: the usage counter in memory is the
+    /// authority while it lives, and drops a record with
+    /// [`Self::forget_cached`] when it lets go of a token.
     ///
     /// # Errors
     /// Database errors; nothing is written then.
-    pub(crate) async fn add_requests(&self, counts: Vec<RequestCount>) -> Result<(), DbError> {
-        self.db.call(move |c| rows::add_requests(c, &counts)).await
+    pub(crate) async fn write_requests(&self, counts: Vec<RequestCount>) -> Result<(), DbError> {
+        self.db
+            .call(move |c| rows::write_requests(c, &counts))
+            .await
     }
 
     /// Drops cached records whose rows are newer than they are, so the next
-    /// lookup reads the rows.
-    pub(crate) fn forget_cached<'a>(&self, hashes: impl IntoIterator<Item = &'a HashedToken>) {
-        self.forget(hashes);
+    /// lookup reads the rows. With none to drop it does nothing: the
+    /// generation bump of a removal makes every lookup in flight
+    /// uncacheable, and the usage flush calls this every few seconds, most
+    /// often with nothing.
+    pub(crate) fn forget_cached(&self, hashes: &[HashedToken]) {
+        if !hashes.is_empty() {
+            self.forget(hashes);
+        }
     }
 
     /// Deletes tokens past their refresh window.
@@ -437,6 +444,24 @@ mod tests {
     async fn a_read_with_no_removal_meanwhile_is_cached() {
         let (_dir, store, hash) = store_with_a_token().await;
         assert!(store.lookup(hash).await.unwrap().is_some());
+        assert!(store.cache.get(&hash).is_some());
+    }
+
+    /// The usage flush hands over the tokens it dropped every 5 s, most
+    /// often none; forgetting none used to bump the generation anyway, so
+    /// a lookup in flight across a flush was not cached.
+    #[tokio::test]
+    async fn a_flush_that_drops_no_token_leaves_a_lookup_in_flight_cacheable() {
+        let (_dir, store, hash) = store_with_a_token().await;
+        let seen = store.generation();
+        let rec = store
+            .db
+            .call(move |c| rows::find_by_hash(c, &hash))
+            .await
+            .unwrap()
+            .unwrap();
+        store.forget_cached(&[]);
+        store.cache_if_current(seen, Arc::new(rec));
         assert!(store.cache.get(&hash).is_some());
     }
 }

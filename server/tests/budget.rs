@@ -1,6 +1,6 @@
 //! Issue 15 item 1: the request budgets per token, through the real server.
-//! A token passes at most `token_requests_per_minute` (with a minute's
-//! burst), and `token_requests_total` before it must be refreshed; counts
+//! A token passes at most `token_requests_per_minute` (with a burst of
+//! three minutes' worth), and `token_requests_total` before it must be refreshed; counts
 //! live in memory and reach the database only when flushed.
 
 mod common;
@@ -32,6 +32,11 @@ struct Answer {
 /// GET /verify-token from the test's loopback (a trusted proxy) for
 /// client `IP`, presenting `token` as a Bearer, with `extra` headers.
 fn ask(app: &TestApp, token: &str, extra: &[(&str, &str)]) -> Answer {
+    ask_from(app, IP, token, extra)
+}
+
+/// [`ask`] for client `ip`.
+fn ask_from(app: &TestApp, ip: &str, token: &str, extra: &[(&str, &str)]) -> Answer {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -39,7 +44,7 @@ fn ask(app: &TestApp, token: &str, extra: &[(&str, &str)]) -> Answer {
         .into();
     let mut req = agent
         .get(&app.url("/verify-token"))
-        .header("X-Real-IP", IP)
+        .header("X-Real-IP", ip)
         .header("Authorization", &format!("Bearer {token}"));
     for (k, v) in extra {
         req = req.header(*k, *v);
@@ -59,6 +64,11 @@ fn ask(app: &TestApp, token: &str, extra: &[(&str, &str)]) -> Answer {
 
 fn passes(app: &TestApp, token: &str) -> bool {
     ask(app, token, &[]).status == 200
+}
+
+/// Addresses recorded for the app's tokens.
+fn token_addresses(app: &TestApp) -> i64 {
+    app.sql_number("SELECT count(*) FROM token_ips")
 }
 
 fn requests_used_in_db(app: &TestApp) -> i64 {
@@ -95,8 +105,8 @@ fn metric(app: &TestApp, line_start: &str) -> f64 {
 fn a_token_over_its_rate_gets_429_with_retry_after_and_nginx_gets_403() {
     let app = budgeted(60, 0);
     let token = app.obtain_token(IP);
-    for _ in 0..60 {
-        assert!(passes(&app, &token), "the burst is a minute's worth");
+    for _ in 0..180 {
+        assert!(passes(&app, &token), "the burst is three minutes' worth");
     }
     let caddy = ask(
         &app,
@@ -137,7 +147,7 @@ fn a_token_over_its_rate_gets_429_with_retry_after_and_nginx_gets_403() {
         ),
         3.0
     );
-    assert_eq!(metric(&app, "powgate_token_requests_total"), 61.0);
+    assert_eq!(metric(&app, "powgate_token_requests_total"), 181.0);
 }
 
 /// Past its lifetime budget a token is `exhausted`: refreshable, a browser
@@ -233,9 +243,13 @@ fn counts_survive_a_graceful_restart() {
     assert_eq!(ask(&app, &token, &[]).body["status"], "exhausted");
 }
 
-/// An idle entry is dropped after its counts are written; its token's
-/// cached record, read before those counts, must go with it, or the next
-/// request would start again from the stale count.
+/// An idle entry is dropped after its counts are written; the next request
+/// must not start again from the token's record cached before them. Two
+/// mechanisms see to it, each pinned alone by a unit test in
+/// `token_usage.rs` (this one passes with either): the flush drops the
+/// cached record (`a_dropped_entry_takes_its_stale_cached_record_with_it`)
+/// and the dropped counts are remembered
+/// (`a_record_older_than_a_dropped_entry_does_not_give_its_requests_back`).
 #[test]
 fn a_token_forgotten_while_idle_keeps_its_count() {
     let app = budgeted(0, 5);
@@ -270,17 +284,17 @@ fn concurrent_requests_of_one_token_never_pass_more_than_its_budget() {
 
 #[test]
 fn a_token_at_its_limits_does_not_affect_another_token_from_the_same_address() {
-    let app = budgeted(5, 8);
+    let app = budgeted(5, 20);
     let (spent, fresh) = (app.obtain_token(IP), app.obtain_token(IP));
-    for _ in 0..5 {
+    for _ in 0..15 {
         assert!(passes(&app, &spent));
     }
     assert_eq!(ask(&app, &spent, &[]).body["status"], "rate_limited");
-    for _ in 0..5 {
+    for _ in 0..15 {
         assert!(passes(&app, &fresh), "the other token's rate is its own");
     }
     app.clock.advance(60);
-    for _ in 0..3 {
+    for _ in 0..5 {
         assert!(passes(&app, &spent));
     }
     assert_eq!(ask(&app, &spent, &[]).body["status"], "exhausted");
@@ -304,6 +318,48 @@ fn budgets_follow_a_live_change_and_zero_turns_them_off() {
         Some(serde_json::json!({ "token_requests_total": 0, "token_requests_per_minute": 1 })),
     );
     assert_eq!(status, 200, "{body}");
-    assert!(passes(&app, &token));
+    for _ in 0..3 {
+        assert!(passes(&app, &token), "a burst of three minutes' worth");
+    }
     assert_eq!(ask(&app, &token, &[]).body["status"], "rate_limited");
+}
+
+/// Review of issue 15: the address check came before the budgets, so a
+/// token they refuse anyway, presented from a new address, took an address
+/// slot and a database write, and from a third address was told `ip_limit`
+/// (403), which sends no browser to refresh.
+#[test]
+fn an_exhausted_token_from_new_addresses_is_exhausted_not_ip_limit_and_takes_no_slot() {
+    let app = budgeted(0, 3);
+    let token = app.obtain_token(IP);
+    for _ in 0..3 {
+        assert!(passes(&app, &token));
+    }
+    assert_eq!(token_addresses(&app), 1);
+    // token_max_ips is 2: the second address would fill it, the third
+    // would be over it.
+    for ip in ["198.51.100.31", "198.51.100.32"] {
+        let a = ask_from(&app, ip, &token, &[]);
+        assert_eq!(a.body["status"], "exhausted", "from {ip}: {:?}", a.body);
+        assert_eq!(a.body["refreshable"], true);
+    }
+    assert_eq!(token_addresses(&app), 1, "no slot taken");
+}
+
+#[test]
+fn a_rate_limited_token_from_a_new_address_takes_no_address_slot() {
+    let app = budgeted(1, 0);
+    let token = app.obtain_token(IP);
+    for _ in 0..3 {
+        assert!(passes(&app, &token));
+    }
+    let a = ask_from(&app, "198.51.100.31", &token, &[]);
+    assert_eq!(a.body["status"], "rate_limited", "{:?}", a.body);
+    assert_eq!(token_addresses(&app), 1, "no slot taken");
+    // A refused address never counts: once there is room it passes and
+    // takes its slot then.
+    app.clock.advance(60);
+    assert_eq!(ask_from(&app, "198.51.100.31", &token, &[]).status, 200);
+    assert_eq!(token_addresses(&app), 2);
+    assert_eq!(admin_token_row(&app)["requests_used"], 4);
 }

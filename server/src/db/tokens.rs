@@ -320,24 +320,28 @@ pub(crate) fn extend(
     Ok(record.map(|record| Extended { record, evicted }))
 }
 
-/// Adds counted requests to tokens' `requests_used`, all in one
-/// transaction. Each count is added only while the token's
+/// Writes tokens' request counts to their `requests_used`, all in one
+/// transaction. A count is the whole number used since issue or the last
+/// refresh, not an increment, and a row only ever grows to it: writing the
+/// same count twice (a flush cancelled after its commit, then the final
+/// one at shutdown) or an older one after a newer changes nothing, so no
+/// request is ever counted twice. Each count lands only while the token's
 /// `refresh_count` is still the one it was counted under: a refresh
 /// started the budget again, so counts from before it are dropped.
 ///
 /// # Errors
 /// SQLite errors; nothing is written then.
-pub(crate) fn add_requests(c: &mut Connection, counts: &[RequestCount]) -> rusqlite::Result<()> {
+pub(crate) fn write_requests(c: &mut Connection, counts: &[RequestCount]) -> rusqlite::Result<()> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(
-            "UPDATE tokens SET requests_used = requests_used + ?2
+            "UPDATE tokens SET requests_used = max(requests_used, ?2)
              WHERE id = ?1 AND refresh_count = ?3",
         )?;
         for n in counts {
             stmt.execute(params![
                 n.token_id,
-                i64::try_from(n.requests).unwrap_or(i64::MAX),
+                i64::try_from(n.used).unwrap_or(i64::MAX),
                 n.refresh_count
             ])?;
         }
@@ -345,13 +349,14 @@ pub(crate) fn add_requests(c: &mut Connection, counts: &[RequestCount]) -> rusql
     tx.commit()
 }
 
-/// Requests counted for one token since the last flush.
+/// The requests one token has used, as of one flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RequestCount {
     pub token_id: i64,
-    /// The token's `refresh_count` when they were counted.
+    /// The token's `refresh_count` they were counted under.
     pub refresh_count: i64,
-    pub requests: u64,
+    /// Requests used since issue or that refresh.
+    pub used: u64,
 }
 
 /// Deletes tokens whose refresh window has closed. Returns their hashes so
