@@ -186,7 +186,7 @@ impl Decision {
                 "the token is unknown or was purged; obtain a new one at challenge_url"
             }
             Self::Expired { refreshable: true } => {
-                "the token has expired; refresh it at half difficulty at challenge_url (or `powgate solve --refresh`)"
+                "the token has expired; refresh it, at half the difficulty of a new challenge, at challenge_url (or `powgate solve --refresh`)"
             }
             Self::Expired { refreshable: false } => {
                 "the token has expired; obtain a new one at challenge_url"
@@ -199,7 +199,7 @@ impl Decision {
                 "this token is sending requests faster than its rate allows; wait Retry-After seconds and retry (solving again does not help)"
             }
             Self::Exhausted => {
-                "this token has used its request budget; refresh it at half difficulty at challenge_url (or `powgate solve --refresh`)"
+                "this token has used its request budget; refresh it, at half the difficulty of a new challenge, at challenge_url (or `powgate solve --refresh`)"
             }
         }
     }
