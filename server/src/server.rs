@@ -53,6 +53,9 @@ pub async fn serve(
         }
         None => None,
     };
+    if let Some(proxy) = &state.config.proxy {
+        tracing::info!(upstream = ?proxy.upstream, prefix = %proxy.prefix, "proxy mode");
+    }
     let limits = state.config.limits;
     let trusted = state.client_ip.clone();
     let conns = ConnLimits::new(limits.connections, move |ip| trusted.is_trusted(ip));
