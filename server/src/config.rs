@@ -858,6 +858,17 @@ impl Config {
         i64::from(self.token_purge_hours) * 3600
     }
 
+    /// The challenge page's address as browsers see it: under the public
+    /// URL when set, else proxy mode's prefix, else the root. Ends with `/`,
+    /// since the page loads its scripts and API by relative URLs.
+    pub(crate) fn page_url(&self) -> String {
+        match (&self.public_url, &self.proxy) {
+            (Some(url), _) => format!("{url}/"),
+            (None, Some(proxy)) => proxy.prefix.clone(),
+            (None, None) => "/".to_owned(),
+        }
+    }
+
     /// Whether the public URL is https, so cookies must be `Secure`.
     pub(crate) fn is_https(&self) -> bool {
         self.public_url
