@@ -9,7 +9,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::limits::ConnLimits;
+use crate::limits::{ConnLimits, ConnSlot};
 use crate::linger::Lingering;
 
 use crate::routes::app;
@@ -99,8 +99,18 @@ pub async fn serve(
                 continue;
             }
         };
+        // In proxy mode a request carries its connection's slot, so that a
+        // tunnel it upgrades to keeps holding the slot once hyper has let
+        // go of the connection (see `proxy::gated`).
+        let guard = ConnSlot::new(guard);
+        let slot = state
+            .config
+            .proxy
+            .as_ref()
+            .map(|_| axum::Extension(guard.clone()));
         let svc = tower::ServiceBuilder::new()
             .layer(axum::Extension(ConnectInfo(peer)))
+            .option_layer(slot)
             .service(router.clone());
         let conn = http
             .serve_connection(

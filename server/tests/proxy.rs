@@ -76,7 +76,7 @@ async fn upstream_handler(State(shared): State<Shared>, mut req: Request) -> Res
             )
                 .into_response()
         }
-        "/echo-upgrade" => {
+        "/echo-upgrade" | "/.well-known/echo-upgrade" => {
             let on = hyper::upgrade::on(&mut req);
             tokio::spawn(async move {
                 let mut io = hyper_util::rt::TokioIo::new(on.await.unwrap());
@@ -89,6 +89,10 @@ async fn upstream_handler(State(shared): State<Shared>, mut req: Request) -> Res
                 .header("upgrade", "echo")
                 .body(Body::empty())
                 .unwrap()
+        }
+        "/.well-known/slow" => {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            "too late".into_response()
         }
         _ => "hello from the app".into_response(),
     }
@@ -173,11 +177,20 @@ impl Drop for Upstream {
 /// proxy here, so the test client is an ordinary visitor whose forwarding
 /// headers are claims.
 fn powgate_in_front_of(upstream: &str) -> TestApp {
+    powgate_in_front_of_with(upstream, |_| {})
+}
+
+/// [`powgate_in_front_of`] with more configuration.
+fn powgate_in_front_of_with(
+    upstream: &str,
+    more: impl FnOnce(&mut powgate::config::RawConfig),
+) -> TestApp {
     let upstream = upstream.to_owned();
     TestApp::spawn_with(move |raw| {
         raw.upstream = Some(upstream);
         raw.trusted_proxies = StringList::List(Vec::new());
         raw.proxy_connect_timeout_secs = 2;
+        more(raw);
     })
 }
 
@@ -541,4 +554,79 @@ fn a_unix_socket_upstream_is_proxied() {
         .read_to_string()
         .unwrap();
     assert_eq!(health, "ok\nupstream: reachable\n");
+}
+
+/// hyper lets go of a connection once it is upgraded; the connection's
+/// slot went with it, so open WebSockets escaped the connection caps.
+#[test]
+fn an_open_tunnel_keeps_holding_its_connection_slot() {
+    let upstream = Upstream::tcp(None, Shared::default());
+    let app = powgate_in_front_of_with(&upstream.url(), |raw| raw.max_connections_per_ip = 1);
+    // Allowlisted, so no earlier connection is needed for a token.
+    let (mut tunnel, head) = raw_request(
+        app.addr,
+        "GET /.well-known/echo-upgrade HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo",
+    );
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tunnel.get_mut().write_all(b"ping").unwrap();
+    let mut back = [0; 4];
+    tunnel.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    let health = "GET /.powgate/healthz HTTP/1.1\r\nHost: x\r\nConnection: close";
+    let (_, head) = raw_request(app.addr, health);
+    assert!(
+        head.starts_with("HTTP/1.1 503"),
+        "the tunnel holds the only slot: {head}"
+    );
+    drop(tunnel);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, head) = raw_request(app.addr, health);
+        if head.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot is released: {head}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A response-header timeout, not a body timeout: an upstream that takes
+/// too long to answer gets a 504, and nothing hangs.
+#[test]
+fn an_upstream_slow_to_answer_gets_504_after_the_response_timeout() {
+    let upstream = Upstream::tcp(None, Shared::default());
+    let app = powgate_in_front_of_with(&upstream.url(), |raw| {
+        raw.proxy_response_timeout_secs = 1;
+    });
+    let started = Instant::now();
+    let mut r = app
+        .agent()
+        .get(&app.url("/.well-known/slow"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let body: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(body["error"], "upstream_timeout");
+}
+
+#[test]
+fn a_proxied_body_over_proxy_max_body_bytes_is_refused_with_413_before_the_upstream() {
+    let upstream = Upstream::tcp(None, Shared::default());
+    let app = powgate_in_front_of_with(&upstream.url(), |raw| raw.proxy_max_body_bytes = 1000);
+    let mut r = app
+        .agent()
+        .post(&app.url("/.well-known/upload"))
+        .send(&[b'x'; 1001][..])
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(body["error"], "too_large");
+    assert!(upstream.seen().is_empty());
+    let r = app
+        .agent()
+        .post(&app.url("/.well-known/upload"))
+        .send(&[b'x'; 1000][..])
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -28,6 +28,7 @@ use tower::ServiceExt;
 use crate::error::ApiError;
 use crate::forwarded::OriginalRequest;
 use crate::gate::{self, Decision, GateRequest};
+use crate::limits::ConnSlot;
 use crate::routes::extract::ClientIp;
 use crate::routes::{self, verify, within_request_time};
 use crate::state::AppState;
@@ -123,6 +124,7 @@ async fn gated(state: &AppState, mut req: Request) -> Response {
     if !decision.status_code().is_success() {
         return verify::respond(state, decision, &original, &parts.headers);
     }
+    let slot = parts.extensions.get::<ConnSlot>().cloned();
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -138,7 +140,14 @@ async fn gated(state: &AppState, mut req: Request) -> Response {
                 && resp.status() == StatusCode::SWITCHING_PROTOCOLS
             {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+                // hyper releases the connection (and its slot) once it is
+                // upgraded: the tunnel holds the slot instead, so open
+                // tunnels count against the connection caps.
+                let slot = slot.clone();
+                tokio::spawn(async move {
+                    tunnel(client_upgrade, upstream_upgrade).await;
+                    drop(slot);
+                });
             }
             resp.map(Body::new)
         }
