@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::http::HeaderName;
+use axum::http::{HeaderName, HeaderValue};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
@@ -142,6 +142,9 @@ pub struct RawConfig {
     pub max_body_bytes: u64,
     pub header_read_timeout_secs: u64,
     pub upstream: Option<String>,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_sni: Option<String>,
+    pub upstream_host: Option<String>,
     pub proxy_prefix: String,
     pub proxy_connect_timeout_secs: u64,
     pub proxy_response_timeout_secs: u64,
@@ -200,6 +203,9 @@ impl Default for RawConfig {
             max_body_bytes: 8192,
             header_read_timeout_secs: 10,
             upstream: None,
+            upstream_ca_file: None,
+            upstream_sni: None,
+            upstream_host: None,
             proxy_prefix: DEFAULT_PROXY_PREFIX.into(),
             proxy_connect_timeout_secs: 5,
             proxy_response_timeout_secs: 60,
@@ -278,11 +284,26 @@ pub struct Config {
 /// otherwise: a dot directory, which applications rarely serve.
 pub const DEFAULT_PROXY_PREFIX: &str = "/.powgate/";
 
+/// How an https upstream's certificate is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct UpstreamTls {
+    /// PEM file of the CAs to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The name to send and check instead of the upstream URL's host.
+    pub sni: Option<String>,
+}
+
 /// Proxy mode: powgate serves its own routes under `prefix` and passes
 /// every other request that the gate lets through to `upstream`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProxyConfig {
     pub upstream: Upstream,
+    /// How an https upstream's certificate is checked.
+    pub tls: UpstreamTls,
+    /// The `Host` sent to the upstream instead of the visitor's, when the
+    /// application expects its own name (`X-Forwarded-Host` keeps the
+    /// visitor's).
+    pub host: Option<HeaderValue>,
     /// Starts and ends with `/`, such as `/.powgate/`.
     pub prefix: String,
     /// Time to open a connection to the upstream.
@@ -748,6 +769,43 @@ impl RawConfig {
             return Ok(None);
         };
         let upstream = Upstream::parse(upstream).map_err(|m| ConfigError::new("upstream", m))?;
+        let tls = UpstreamTls {
+            ca_file: self
+                .upstream_ca_file
+                .clone()
+                .filter(|f| !f.as_os_str().is_empty()),
+            sni: self.upstream_sni.clone().filter(|s| !s.is_empty()),
+        };
+        if !matches!(upstream, Upstream::Https { .. }) {
+            let key = match (&tls.ca_file, &tls.sni) {
+                (Some(_), _) => Some("upstream_ca_file"),
+                (None, Some(_)) => Some("upstream_sni"),
+                (None, None) => None,
+            };
+            if let Some(key) = key {
+                return Err(ConfigError::new(
+                    key,
+                    "applies to an https upstream only; remove it or make upstream https://",
+                ));
+            }
+        }
+        let host = self
+            .upstream_host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                h.parse::<axum::http::uri::Authority>()
+                    .ok()
+                    .filter(|a| a.as_str() == h)
+                    .and_then(|_| HeaderValue::from_str(h).ok())
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "upstream_host",
+                            format!("{h:?} is not a host[:port] such as app.internal"),
+                        )
+                    })
+            })
+            .transpose()?;
         let prefix = self.proxy_prefix.trim();
         let plain = prefix
             .bytes()
@@ -768,6 +826,8 @@ impl RawConfig {
         }
         Ok(Some(ProxyConfig {
             upstream,
+            tls,
+            host,
             prefix: prefix.to_owned(),
             connect_timeout: Duration::from_secs(ranged(
                 "proxy_connect_timeout_secs",
@@ -925,16 +985,21 @@ mod tests {
     }
 
     #[test]
-    fn an_https_upstream_stops_start_up_naming_the_key() {
+    fn tls_settings_without_an_https_upstream_stop_start_up_naming_the_key() {
         let raw = RawConfig {
-            upstream: Some("https://app.internal".into()),
+            upstream: Some("http://127.0.0.1:3000".into()),
+            upstream_sni: Some("app.internal".into()),
             ..RawConfig::default()
         };
         let e = raw.validate().unwrap_err().to_string();
-        assert!(
-            e.contains("POW_UPSTREAM") && e.contains("not supported yet"),
-            "{e}"
-        );
+        assert!(e.contains("POW_UPSTREAM_SNI") && e.contains("https"), "{e}");
+        let raw = RawConfig {
+            upstream: Some("https://127.0.0.1:3000".into()),
+            upstream_host: Some("bad host/".into()),
+            ..RawConfig::default()
+        };
+        let e = raw.validate().unwrap_err().to_string();
+        assert!(e.contains("POW_UPSTREAM_HOST"), "{e}");
     }
 
     #[test]

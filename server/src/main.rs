@@ -34,7 +34,8 @@ enum Command {
     Serve {
         /// Proxy mode: stand in front of this application and pass it the
         /// requests the gate lets through, so no nginx is needed.
-        /// `http://host:port` or `unix:/path/to.sock`. powgate's own page and
+        /// `http://host:port`, `https://host[:port]` or `unix:/path/to.sock`.
+        /// powgate's own page and
         /// API then live under `proxy_prefix` (/.powgate/ by default).
         /// Overrides POW_UPSTREAM and `upstream` in the config file.
         #[arg(long, value_name = "URL")]

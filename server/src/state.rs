@@ -117,7 +117,7 @@ impl AppState {
         let rate_limits = RateLimits::new(&config.limits);
         let open_challenges = OpenChallenges::new(config.open_challenges);
         let adaptive = Adaptive::new(settings.clone());
-        let upstream = config.proxy.as_ref().map(UpstreamClient::new);
+        let upstream = config.proxy.as_ref().map(UpstreamClient::new).transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,

@@ -151,6 +151,54 @@ impl Upstream {
         }
     }
 
+    /// Over TLS with `dir`'s `leaf.pem` and `leaf.key` (see [`test_ca`]).
+    fn tls(dir: &std::path::Path) -> Self {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let shared = Shared::default();
+        let rt = Self::runtime();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let certs = CertificateDer::pem_file_iter(dir.join("leaf.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let app = Self::app(&shared);
+        rt.spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(tls),
+                            hyper_util::service::TowerToHyperService::new(app),
+                        )
+                        .await;
+                });
+            }
+        });
+        Self {
+            shared,
+            addr: Some(addr),
+            rt: Some(rt),
+        }
+    }
+
     fn url(&self) -> String {
         format!("http://{}", self.addr.unwrap())
     }
@@ -629,4 +677,129 @@ fn a_proxied_body_over_proxy_max_body_bytes_is_refused_with_413_before_the_upstr
         .send(&[b'x'; 1000][..])
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// A CA (`ca.pem`) and a server certificate it signed for `upstream.test`
+/// only (`leaf.pem`, `leaf.key`), made with the openssl command.
+fn test_ca(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command makes the test certificates");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=powgate test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=upstream.test",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:upstream.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+    ]);
+}
+
+/// An https upstream is reached over TLS and its certificate is checked:
+/// against `upstream_ca_file` and for `upstream_sni`, so a wrong name or
+/// an unknown CA is a 502, never a silent plain-text or unchecked hop.
+#[test]
+fn an_https_upstream_is_checked_against_the_configured_ca_and_name() {
+    let dir = tempfile::tempdir().unwrap();
+    test_ca(dir.path());
+    let upstream = Upstream::tls(dir.path());
+    let url = format!("https://{}", upstream.addr.unwrap());
+    let ca = dir.path().join("ca.pem");
+    let app = powgate_in_front_of_with(&url, |raw| {
+        raw.upstream_ca_file = Some(ca.clone());
+        raw.upstream_sni = Some("upstream.test".into());
+        raw.upstream_host = Some("app.internal".into());
+    });
+    let mut r = app.agent().get(&app.url("/robots.txt")).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "hello from the app");
+    let seen = upstream.seen();
+    assert_eq!(seen[0].headers["host"], "app.internal");
+    assert_eq!(
+        seen[0].headers["x-forwarded-host"],
+        app.addr.to_string().as_str(),
+        "the visitor's host stays known"
+    );
+
+    // The certificate does not name 127.0.0.1.
+    let wrong_name = powgate_in_front_of_with(&url, |raw| raw.upstream_ca_file = Some(ca));
+    let r = wrong_name
+        .agent()
+        .get(&wrong_name.url("/robots.txt"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    // The system's roots do not know the test CA.
+    let unknown_ca = powgate_in_front_of_with(&url, |raw| {
+        raw.upstream_sni = Some("upstream.test".into());
+    });
+    let r = unknown_ca
+        .agent()
+        .get(&unknown_ca.url("/robots.txt"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(upstream.seen().len(), 1, "no request went out unchecked");
 }

@@ -176,6 +176,9 @@ async fn forward(
     };
     headers::drop_hop_by_hop(&mut parts.headers, upgrade.as_ref());
     headers::to_upstream(&mut parts.headers, visitor, decision);
+    if let Some(host) = state.config.proxy.as_ref().and_then(|p| p.host.clone()) {
+        parts.headers.insert(header::HOST, host);
+    }
     let mut out = Request::new(body);
     *out.method_mut() = parts.method;
     *out.uri_mut() = client.uri_for(parts.uri.path_and_query());

@@ -2,8 +2,8 @@
 //! it, and whether it answers.
 //!
 //! Requests go through hyper-util's pooled client, whose connections are
-//! kept alive between requests; a unix socket gets a small connector of its
-//! own. Only connecting and waiting for response headers are timed: bodies
+//! kept alive between requests; a unix socket and TLS (rustls, through
+//! tokio-rustls) each get a small connector of their own. Only connecting and waiting for response headers are timed: bodies
 //! have no limit, since downloads, long polls and event streams stay open.
 
 use std::future::Future;
@@ -41,6 +41,10 @@ const POOL_IDLE: Duration = Duration::from_secs(30);
 pub(crate) enum Upstream {
     /// `http://host:port`: the authority requests are sent to.
     Http { authority: String },
+    /// `https://host[:port]`: over TLS, the certificate checked against
+    /// the system's roots or `upstream_ca_file`, for `host` (or
+    /// `upstream_sni`). The authority always has its port.
+    Https { authority: String, host: String },
     /// `unix:/path/to.sock`: a socket file on this machine.
     Unix { path: PathBuf },
 }
@@ -49,9 +53,9 @@ impl Upstream {
     /// Reads an `upstream` value.
     ///
     /// # Errors
-    /// A message that says what to write instead: only `http://host:port`
-    /// and `unix:/absolute/path` are understood; https is refused outright
-    /// (it is not implemented yet) rather than sent in clear text.
+    /// A message that says what to write instead: only `http://host:port`,
+    /// `https://host[:port]` and `unix:/absolute/path` are understood, with
+    /// no path, query or user after the host.
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if let Some(path) = s.strip_prefix("unix:") {
@@ -63,15 +67,14 @@ impl Upstream {
             }
             return Ok(Self::Unix { path });
         }
-        if s.starts_with("https://") {
-            return Err(format!(
-                "{s:?}: https upstreams are not supported yet; use http://host:port or unix:/path/to.sock on the same machine or network"
-            ));
-        }
-        let Some(rest) = s.strip_prefix("http://") else {
-            return Err(format!(
-                "{s:?} must be http://host:port or unix:/path/to.sock"
-            ));
+        let (rest, tls) = match (s.strip_prefix("http://"), s.strip_prefix("https://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => {
+                return Err(format!(
+                    "{s:?} must be http://host:port, https://host[:port] or unix:/path/to.sock"
+                ));
+            }
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         // Only an authority: a path here would have to be joined to every
@@ -84,9 +87,147 @@ impl Upstream {
                 "{s:?} must be only http://host:port, without a path, query or user"
             ));
         }
-        Ok(Self::Http {
-            authority: parsed.as_str().to_owned(),
+        if !tls {
+            return Ok(Self::Http {
+                authority: parsed.as_str().to_owned(),
+            });
+        }
+        let host = parsed.host().trim_start_matches('[').trim_end_matches(']');
+        Ok(Self::Https {
+            authority: format!("{}:{}", parsed.host(), parsed.port_u16().unwrap_or(443)),
+            host: host.to_owned(),
         })
+    }
+}
+
+/// Reads `upstream_ca_file`, or the system's roots.
+fn root_store(ca_file: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(file) = ca_file {
+        let certs = CertificateDer::pem_file_iter(file)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read POW_UPSTREAM_CA_FILE={}: {e}; it must hold PEM certificates",
+                    file.display()
+                )
+            })?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            anyhow::bail!(
+                "POW_UPSTREAM_CA_FILE={} holds no usable certificate",
+                file.display()
+            );
+        }
+        return Ok(roots);
+    }
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "cannot read part of the system's certificate store");
+    }
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        anyhow::bail!(
+            "no system root certificates found for the https upstream; install ca-certificates or set POW_UPSTREAM_CA_FILE"
+        );
+    }
+    Ok(roots)
+}
+
+/// TCP through hyper-util's connector, then a TLS handshake with rustls
+/// (tokio-rustls), within the connect timeout as a whole.
+#[derive(Clone)]
+pub(crate) struct TlsConnector {
+    http: HttpConnector,
+    tls: tokio_rustls::TlsConnector,
+    server_name: rustls::pki_types::ServerName<'static>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for TlsConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConnector")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Uri> for TlsConnector {
+    type Response = TokioIo<TlsConn>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.http.call(uri);
+        let (tls, name, timeout) = (self.tls.clone(), self.server_name.clone(), self.timeout);
+        Box::pin(async move {
+            let handshake = async {
+                let tcp = connecting.await?.into_inner();
+                Ok::<_, BoxError>(tls.connect(name, tcp).await?)
+            };
+            let stream = tokio::time::timeout(timeout, handshake)
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            Ok(TokioIo::new(TlsConn(stream)))
+        })
+    }
+}
+
+/// A TLS connection to the upstream, as hyper-util's client wants it.
+#[derive(Debug)]
+pub(crate) struct TlsConn(tokio_rustls::client::TlsStream<tokio::net::TcpStream>);
+
+impl hyper_util::client::legacy::connect::Connection for TlsConn {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.0.get_ref().0.connected()
+    }
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
     }
 }
 
@@ -123,6 +264,7 @@ impl tower::Service<Uri> for UnixConnector {
 #[derive(Debug, Clone)]
 enum Pool {
     Tcp(Client<HttpConnector, Body>),
+    Tls(Client<TlsConnector, Body>),
     Unix(Client<UnixConnector, Body>),
 }
 
@@ -146,19 +288,45 @@ pub(crate) struct UpstreamClient {
 
 impl UpstreamClient {
     /// A client for `config.upstream`. Builds no connection yet.
-    pub(crate) fn new(config: &ProxyConfig) -> Self {
+    ///
+    /// # Errors
+    /// For an https upstream: an unreadable `upstream_ca_file`, or no root
+    /// certificates at all.
+    pub(crate) fn new(config: &ProxyConfig) -> anyhow::Result<Self> {
         let builder = || {
             let mut b = Client::builder(TokioExecutor::new());
             b.pool_idle_timeout(POOL_IDLE).pool_timer(TokioTimer::new());
             b
         };
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
         let (pool, authority) = match &config.upstream {
-            Upstream::Http { authority } => {
-                let mut http = HttpConnector::new();
-                http.set_connect_timeout(Some(config.connect_timeout));
-                http.set_nodelay(true);
+            Upstream::Http { authority } => (
+                Pool::Tcp(builder().build(http)),
+                authority
+                    .parse()
+                    .unwrap_or_else(|_| Authority::from_static("localhost")),
+            ),
+            Upstream::Https { authority, host } => {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let tls = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(root_store(config.tls.ca_file.as_deref())?)
+                    .with_no_client_auth();
+                let name = config.tls.sni.as_deref().unwrap_or(host);
+                let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
+                    .map_err(|_| anyhow::anyhow!("{name:?} is not a TLS server name"))?;
+                // The URI's scheme is https; hyper-util's connector
+                // refuses that unless told the TLS is layered on top.
+                http.enforce_http(false);
                 (
-                    Pool::Tcp(builder().build(http)),
+                    Pool::Tls(builder().build(TlsConnector {
+                        http,
+                        tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+                        server_name,
+                        timeout: config.connect_timeout,
+                    })),
                     authority
                         .parse()
                         .unwrap_or_else(|_| Authority::from_static("localhost")),
@@ -172,7 +340,7 @@ impl UpstreamClient {
                 Authority::from_static("localhost"),
             ),
         };
-        Self {
+        Ok(Self {
             pool,
             authority,
             upstream: config.upstream.clone(),
@@ -181,14 +349,17 @@ impl UpstreamClient {
             reachable: AtomicBool::new(false),
             checked_ms: AtomicI64::new(i64::MIN),
             started: Instant::now(),
-        }
+        })
     }
 
     /// The outgoing URI: the upstream's authority and the request's own
     /// path and query, unchanged to the byte.
     pub(crate) fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
         let mut parts = axum::http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(match self.pool {
+            Pool::Tls(_) => Scheme::HTTPS,
+            Pool::Tcp(_) | Pool::Unix(_) => Scheme::HTTP,
+        });
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(
             path_and_query
@@ -208,6 +379,7 @@ impl UpstreamClient {
     pub(crate) async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, ApiError> {
         let sent = match &self.pool {
             Pool::Tcp(c) => tokio::time::timeout(self.response_timeout, c.request(req)).await,
+            Pool::Tls(c) => tokio::time::timeout(self.response_timeout, c.request(req)).await,
             Pool::Unix(c) => tokio::time::timeout(self.response_timeout, c.request(req)).await,
         };
         match sent {
@@ -250,9 +422,11 @@ impl UpstreamClient {
         self.checked_ms.store(self.now_ms(), Ordering::Relaxed);
         let probe = async {
             match &self.upstream {
-                Upstream::Http { authority } => tokio::net::TcpStream::connect(authority.as_str())
-                    .await
-                    .is_ok(),
+                Upstream::Http { authority } | Upstream::Https { authority, .. } => {
+                    tokio::net::TcpStream::connect(authority.as_str())
+                        .await
+                        .is_ok()
+                }
                 Upstream::Unix { path } => UnixStream::connect(path).await.is_ok(),
             }
         };
@@ -284,12 +458,22 @@ mod tests {
         );
     }
 
-    /// https would otherwise be sent as plain http to port 443, or not at
-    /// all: the message must say it is not there yet.
     #[test]
-    fn an_https_upstream_is_refused_with_a_message_saying_so() {
-        let e = Upstream::parse("https://app.internal").unwrap_err();
-        assert!(e.contains("not supported yet"), "{e}");
+    fn an_https_upstream_gets_its_default_port_and_its_host_for_sni() {
+        assert_eq!(
+            Upstream::parse("https://app.internal").unwrap(),
+            Upstream::Https {
+                authority: "app.internal:443".into(),
+                host: "app.internal".into()
+            }
+        );
+        assert_eq!(
+            Upstream::parse("https://[::1]:8443").unwrap(),
+            Upstream::Https {
+                authority: "[::1]:8443".into(),
+                host: "::1".into()
+            }
+        );
     }
 
     #[test]
