@@ -114,16 +114,18 @@ async fn gated(state: &AppState, mut req: Request) -> Response {
         Ok(Ok(d)) => d,
         Ok(Err(e)) | Err(e) => return e.into_response(),
     };
-    let original = OriginalRequest::direct(
-        &parts.headers,
-        &parts.method,
-        &parts.uri,
-        client.via_trusted_proxy,
-    );
-    let navigation = original.is_browser_navigation(&parts.headers);
+    let original = || {
+        OriginalRequest::direct(
+            &parts.headers,
+            &parts.method,
+            &parts.uri,
+            client.via_trusted_proxy,
+        )
+    };
     if !decision.status_code().is_success() {
-        return verify::respond(state, decision, &original, &parts.headers);
+        return verify::respond(state, decision, original, &parts.headers);
     }
+    let navigation = original().is_browser_navigation(&parts.headers);
     let slot = parts.extensions.get::<ConnSlot>().cloned();
     let peer = parts
         .extensions

@@ -51,9 +51,10 @@ async fn verify(
     // The route skips the request_timeout middleware (routes/mod.rs); the
     // gate's database work is the one thing here that can wait.
     let decision = within_request_time(&state, gate::decide(&state, &gated)).await??;
+    // Read only for a refusal: a passing answer needs none of it.
     let original =
-        OriginalRequest::from_headers(&parts.headers, &parts.method, client.via_trusted_proxy);
-    let resp = respond(&state, decision, &original, &parts.headers);
+        || OriginalRequest::from_headers(&parts.headers, &parts.method, client.via_trusted_proxy);
+    let resp = respond(&state, decision, original, &parts.headers);
     state
         .metrics
         .verify_latency
@@ -74,15 +75,16 @@ fn challenge_location(page: &str, original: &OriginalRequest<'_>) -> String {
 /// page: with a 302 for proxies that pass our answer through (Caddy,
 /// Traefik, and proxy mode's own visitors), or with `X-Powgate-Location`
 /// for nginx, whose `auth_request` only understands 2xx, 401 and 403.
-/// Everyone else gets the JSON. `original` is the request being gated,
-/// `headers` the ones that arrived (the browser's, or its proxy's copy).
+/// Everyone else gets the JSON. `original` reads the request being gated
+/// (called for a refusal only), `headers` are the ones that arrived (the
+/// browser's, or its proxy's copy).
 ///
 /// Proxy mode answers its refused visitors with this too, so both modes
 /// word a refusal alike.
-pub(crate) fn respond(
+pub(crate) fn respond<'a>(
     state: &AppState,
     decision: Decision,
-    original: &OriginalRequest<'_>,
+    original: impl FnOnce() -> OriginalRequest<'a>,
     headers: &HeaderMap,
 ) -> Response {
     let mut resp = if decision.status_code().is_success() {
@@ -94,7 +96,7 @@ pub(crate) fn respond(
         );
         resp
     } else {
-        refusal(state, decision, original, headers)
+        refusal(state, decision, &original(), headers)
     };
     let h = resp.headers_mut();
     h.insert(STATUS_HEADER, HeaderValue::from_static(decision.label()));
