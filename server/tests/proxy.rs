@@ -358,6 +358,10 @@ fn the_raw_path_and_query_reach_the_upstream_byte_for_byte() {
     let seen = upstream.seen();
     assert_eq!(seen[0].uri, raw);
     assert_eq!(seen[0].headers["host"], "site.example");
+    assert!(
+        seen[0].headers.get("authorization").is_none(),
+        "the powgate token that passed stays with powgate"
+    );
 }
 
 #[test]

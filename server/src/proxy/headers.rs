@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 
-use crate::cookies::TOKEN_COOKIE;
+use crate::cookies::{self, TOKEN_COOKIE};
 use crate::gate::Decision;
 use crate::routes::verify::STATUS_HEADER;
 
@@ -88,6 +88,7 @@ pub(crate) fn drop_hop_by_hop(h: &mut HeaderMap, upgrade: Option<&HeaderValue>) 
 /// `X-Powgate-*` header go, powgate's own `X-Powgate-Status` and the
 /// forwarding headers are set.
 pub(crate) fn to_upstream(h: &mut HeaderMap, visitor: &Visitor, decision: Decision) {
+    strip_token_bearer(h, decision);
     strip_token_cookie(h);
     let powgate: Vec<HeaderName> = h
         .keys()
@@ -127,6 +128,22 @@ fn set_forwarded(h: &mut HeaderMap, v: &Visitor) {
     };
     if let Ok(ip) = HeaderValue::from_str(&v.client.to_string()) {
         h.insert(X_REAL_IP, ip);
+    }
+}
+
+/// Removes `Authorization: Bearer <powgate token>` when that is what let
+/// the request through: a passing token and no token cookie beside it, so
+/// the gate judged the Bearer ([`crate::gate`]). With a cookie too, a
+/// token-shaped Bearer may be the application's own credential that the
+/// cookie passed beside, and it stays; any other `Authorization` is the
+/// application's and always stays.
+fn strip_token_bearer(h: &mut HeaderMap, decision: Decision) {
+    let judged_bearer = decision == Decision::Valid
+        && h.contains_key(header::AUTHORIZATION)
+        && cookies::cookie_str(h, TOKEN_COOKIE).is_none()
+        && cookies::presented_token(h).is_some();
+    if judged_bearer {
+        h.remove(header::AUTHORIZATION);
     }
 }
 
@@ -196,6 +213,42 @@ mod tests {
         to_upstream(&mut h, &visitor(false), Decision::Valid);
         let cookies: Vec<_> = h.get_all("cookie").iter().collect();
         assert_eq!(cookies, ["a=1; b=\"x y\"; c=%2F"]);
+    }
+
+    #[test]
+    fn a_passing_powgate_bearer_goes_the_applications_own_credentials_stay() {
+        const TOKEN: &str = "Bearer 0b6f4b52-0e5c-4f7e-9d2a-111111111111";
+        let cases = [
+            // The gate passed this Bearer: it is powgate's.
+            (&[("authorization", TOKEN)][..], Decision::Valid, false),
+            // Not judged (an allowlisted path): it may be the app's key.
+            (&[("authorization", TOKEN)][..], Decision::Allowlisted, true),
+            // A cookie beside it may be what passed.
+            (
+                &[("authorization", TOKEN), ("cookie", "powgate_token=x")][..],
+                Decision::Valid,
+                true,
+            ),
+            (
+                &[("authorization", "Basic dTpw")][..],
+                Decision::Valid,
+                true,
+            ),
+            (
+                &[("authorization", "Bearer app-jwt.x.y")][..],
+                Decision::Valid,
+                true,
+            ),
+        ];
+        for (pairs, decision, kept) in cases {
+            let mut h = headers(pairs);
+            to_upstream(&mut h, &visitor(false), decision);
+            assert_eq!(
+                h.contains_key("authorization"),
+                kept,
+                "{pairs:?} {decision:?}"
+            );
+        }
     }
 
     #[test]
