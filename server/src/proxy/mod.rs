@@ -61,7 +61,7 @@ async fn dispatch(State(proxy): State<Proxy>, req: Request) -> Response {
         let own_uri = own_route_uri(rest, req.uri().query());
         return serve_own(proxy.own, req, own_uri).await;
     }
-    if path == &prefix[..prefix.len() - 1] {
+    if Some(path) == prefix.strip_suffix('/') {
         // `/.powgate` without its slash: the page's relative URLs would
         // resolve against the site's root.
         let to = match req.uri().query() {
@@ -74,7 +74,9 @@ async fn dispatch(State(proxy): State<Proxy>, req: Request) -> Response {
         }
         return resp;
     }
-    gated(&proxy.state, req).await
+    // Own routes log their internal errors inside `routes::app`; this is
+    // the same hook for the gate's.
+    routes::log_internal_errors(gated(&proxy.state, req).await)
 }
 
 /// `/<rest>?<query>`: a path under the prefix, as powgate's routes know it.
