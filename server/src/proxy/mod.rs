@@ -147,7 +147,6 @@ async fn gated(state: &AppState, mut req: Request) -> Response {
                 // hyper releases the connection (and its slot) once it is
                 // upgraded: the tunnel holds the slot instead, so open
                 // tunnels count against the connection caps.
-                let slot = slot.clone();
                 tokio::spawn(async move {
                     tunnel(client_upgrade, upstream_upgrade).await;
                     drop(slot);
@@ -155,7 +154,9 @@ async fn gated(state: &AppState, mut req: Request) -> Response {
             }
             resp.map(Body::new)
         }
-        Err(e) if navigation => upstream_error_page(&e),
+        Err(e @ (ApiError::UpstreamUnavailable | ApiError::UpstreamTimeout)) if navigation => {
+            upstream_error_page(&e)
+        }
         Err(e) => e.into_response(),
     }
 }
