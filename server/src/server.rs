@@ -53,7 +53,7 @@ pub async fn serve(
         None => None,
     };
     if let Some(proxy) = &state.config.proxy {
-        tracing::info!(upstream = ?proxy.upstream, prefix = %proxy.prefix, "proxy mode");
+        tracing::info!(upstream = %proxy.upstream, prefix = %proxy.prefix, "proxy mode");
     }
     let limits = state.config.limits;
     let trusted = state.client_ip.clone();

@@ -807,3 +807,29 @@ fn an_https_upstream_is_checked_against_the_configured_ca_and_name() {
     assert_eq!(r.status(), 502);
     assert_eq!(upstream.seen().len(), 1, "no request went out unchecked");
 }
+
+/// hyper wrote the status line in the upstream's version, so a visitor
+/// speaking HTTP/1.1 to powgate got `HTTP/1.0` back from an HTTP/1.0
+/// application (Python's http.server) and lost its keep-alive.
+#[test]
+fn an_http_1_0_upstream_is_answered_to_the_visitor_in_http_1_1() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+        }
+    });
+    let app = powgate_in_front_of(&format!("http://{addr}"));
+    let (mut conn, head) = raw_request(app.addr, "GET /robots.txt HTTP/1.1\r\nHost: x");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = [0; 2];
+    conn.read_exact(&mut body).unwrap();
+    assert_eq!(&body, b"hi");
+}

@@ -190,6 +190,10 @@ async fn forward(
     *out.version_mut() = Version::HTTP_11;
     *out.headers_mut() = parts.headers;
     let mut resp = client.send(out).await?;
+    // hyper writes the status line in the response's version: an HTTP/1.0
+    // upstream's would reach a 1.1 visitor as 1.0 and end its keep-alive.
+    // Each hop speaks its own version.
+    *resp.version_mut() = Version::HTTP_11;
     let upgrade_back = (resp.status() == StatusCode::SWITCHING_PROTOCOLS)
         .then(|| headers::requested_upgrade(resp.headers()))
         .flatten();

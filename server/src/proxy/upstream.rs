@@ -100,6 +100,16 @@ impl Upstream {
     }
 }
 
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http { authority } => write!(f, "http://{authority}"),
+            Self::Https { authority, .. } => write!(f, "https://{authority}"),
+            Self::Unix { path } => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// Reads `upstream_ca_file`, or the system's roots.
 fn root_store(ca_file: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
     use rustls::pki_types::CertificateDer;
