@@ -14,7 +14,9 @@ use tracing_subscriber::EnvFilter;
 /// powgate: a proof-of-work gatekeeper for web services.
 ///
 /// Browsers without a valid token solve one argon2id challenge and receive a
-/// token; reverse proxies ask `/verify-token` on every request.
+/// token; reverse proxies ask `/verify-token` on every request. Or, with
+/// `serve --upstream URL` (POW_UPSTREAM), powgate stands in front of the
+/// application itself and needs no reverse proxy.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
