@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::http::HeaderName;
+use axum::http::{HeaderName, HeaderValue};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
@@ -25,6 +25,7 @@ use pow::Argon2Params;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::ConnCaps;
+use crate::proxy::upstream::Upstream;
 use crate::secret::Secret;
 use crate::settings::{SPECS, Settings};
 
@@ -140,6 +141,14 @@ pub struct RawConfig {
     pub reserved_proxy_connections: Option<u64>,
     pub max_body_bytes: u64,
     pub header_read_timeout_secs: u64,
+    pub upstream: Option<String>,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_sni: Option<String>,
+    pub upstream_host: Option<String>,
+    pub proxy_prefix: String,
+    pub proxy_connect_timeout_secs: u64,
+    pub proxy_response_timeout_secs: u64,
+    pub proxy_max_body_bytes: u64,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
     pub argon2: RawArgon2,
@@ -193,6 +202,14 @@ impl Default for RawConfig {
             reserved_proxy_connections: None,
             max_body_bytes: 8192,
             header_read_timeout_secs: 10,
+            upstream: None,
+            upstream_ca_file: None,
+            upstream_sni: None,
+            upstream_host: None,
+            proxy_prefix: DEFAULT_PROXY_PREFIX.into(),
+            proxy_connect_timeout_secs: 5,
+            proxy_response_timeout_secs: 60,
+            proxy_max_body_bytes: 0,
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
             argon2: RawArgon2 {
@@ -259,6 +276,43 @@ pub struct Config {
     /// Leading zero bits of the admission ticket a solution must carry
     /// (`pow::ticket`); 0 asks for none.
     pub ticket_bits: u8,
+    /// Proxy mode: the application powgate stands in front of, when set.
+    pub(crate) proxy: Option<ProxyConfig>,
+}
+
+/// Where powgate's own routes live in proxy mode unless `proxy_prefix` says
+/// otherwise: a dot directory, which applications rarely serve.
+pub const DEFAULT_PROXY_PREFIX: &str = "/.powgate/";
+
+/// How an https upstream's certificate is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct UpstreamTls {
+    /// PEM file of the CAs to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The name to send and check instead of the upstream URL's host.
+    pub sni: Option<String>,
+}
+
+/// Proxy mode: powgate serves its own routes under `prefix` and passes
+/// every other request that the gate lets through to `upstream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProxyConfig {
+    pub upstream: Upstream,
+    /// How an https upstream's certificate is checked.
+    pub tls: UpstreamTls,
+    /// The `Host` sent to the upstream instead of the visitor's, when the
+    /// application expects its own name (`X-Forwarded-Host` keeps the
+    /// visitor's).
+    pub host: Option<HeaderValue>,
+    /// Starts and ends with `/`, such as `/.powgate/`.
+    pub prefix: String,
+    /// Time to open a connection to the upstream.
+    pub connect_timeout: Duration,
+    /// Time the upstream has to send its response headers. Bodies have no
+    /// time limit: downloads, long polls and event streams stay open.
+    pub response_timeout: Duration,
+    /// Largest proxied request body; `None` for no limit.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// Most challenges that may be open (issued, not yet spent, not expired) at
@@ -508,6 +562,7 @@ impl RawConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let connections = self.connection_caps(!trusted_proxies.is_empty())?;
+        let proxy = self.proxy_config()?;
         let client_ip_header =
             HeaderName::try_from(self.client_ip_header.trim()).map_err(|_| {
                 ConfigError::new(
@@ -641,6 +696,7 @@ impl RawConfig {
                 )?,
             },
             ticket_bits,
+            proxy,
             challenge_grace: Duration::from_secs(ranged(
                 "challenge_grace_secs",
                 self.challenge_grace_secs,
@@ -704,6 +760,93 @@ impl RawConfig {
         })
     }
 
+    /// Proxy mode's settings, when `upstream` is set. The prefix must be a
+    /// plain directory: powgate's routes are found by comparing it with the
+    /// raw request path, so a `..`, `%` or `?` would let the two disagree
+    /// about where powgate ends and the application starts.
+    fn proxy_config(&self) -> Result<Option<ProxyConfig>, ConfigError> {
+        let Some(upstream) = self.upstream.as_deref().filter(|u| !u.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let upstream = Upstream::parse(upstream).map_err(|m| ConfigError::new("upstream", m))?;
+        let tls = UpstreamTls {
+            ca_file: self
+                .upstream_ca_file
+                .clone()
+                .filter(|f| !f.as_os_str().is_empty()),
+            sni: self.upstream_sni.clone().filter(|s| !s.is_empty()),
+        };
+        if !matches!(upstream, Upstream::Https { .. }) {
+            let key = match (&tls.ca_file, &tls.sni) {
+                (Some(_), _) => Some("upstream_ca_file"),
+                (None, Some(_)) => Some("upstream_sni"),
+                (None, None) => None,
+            };
+            if let Some(key) = key {
+                return Err(ConfigError::new(
+                    key,
+                    "applies to an https upstream only; remove it or make upstream https://",
+                ));
+            }
+        }
+        let host = self
+            .upstream_host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                h.parse::<axum::http::uri::Authority>()
+                    .ok()
+                    .filter(|a| a.as_str() == h)
+                    .and_then(|_| HeaderValue::from_str(h).ok())
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "upstream_host",
+                            format!("{h:?} is not a host[:port] such as app.internal"),
+                        )
+                    })
+            })
+            .transpose()?;
+        let prefix = self.proxy_prefix.trim();
+        let plain = prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-~".contains(&b));
+        if prefix.len() < 3
+            || !prefix.starts_with('/')
+            || !prefix.ends_with('/')
+            || prefix.contains("..")
+            || prefix.contains("//")
+            || !plain
+        {
+            return Err(ConfigError::new(
+                "proxy_prefix",
+                format!(
+                    "{prefix:?} must be a directory path that starts and ends with /, such as {DEFAULT_PROXY_PREFIX}, without .., // or characters other than letters, digits and ._-~"
+                ),
+            ));
+        }
+        Ok(Some(ProxyConfig {
+            upstream,
+            tls,
+            host,
+            prefix: prefix.to_owned(),
+            connect_timeout: Duration::from_secs(ranged(
+                "proxy_connect_timeout_secs",
+                self.proxy_connect_timeout_secs,
+                1,
+                300,
+                " seconds",
+            )?),
+            response_timeout: Duration::from_secs(ranged(
+                "proxy_response_timeout_secs",
+                self.proxy_response_timeout_secs,
+                1,
+                86400,
+                " seconds",
+            )?),
+            max_body_bytes: (self.proxy_max_body_bytes != 0).then_some(self.proxy_max_body_bytes),
+        }))
+    }
+
     /// The connection caps. Unless set, a quarter of the slots is kept for
     /// trusted proxies when there are any: enough for the proxy's bursts,
     /// while direct clients keep the rest.
@@ -742,18 +885,48 @@ impl RawConfig {
     }
 }
 
+/// What `powgate serve`'s own flags set, over every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--upstream`.
+    pub upstream: Option<String>,
+}
+
 impl Config {
     /// Loads and validates in one go.
     ///
     /// # Errors
     /// See [`RawConfig::load`] and [`RawConfig::validate`].
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        RawConfig::load(file)?.validate()
+        Self::load_with(file, Overrides::default())
+    }
+
+    /// Loads, applies the command line's `overrides`, and validates.
+    ///
+    /// # Errors
+    /// See [`RawConfig::load`] and [`RawConfig::validate`].
+    pub fn load_with(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut raw = RawConfig::load(file)?;
+        if let Some(upstream) = overrides.upstream {
+            raw.upstream = Some(upstream);
+        }
+        raw.validate()
     }
 
     /// Seconds after expiry during which a token can still be refreshed.
     pub(crate) fn refresh_window_secs(&self) -> i64 {
         i64::from(self.token_purge_hours) * 3600
+    }
+
+    /// The challenge page's address as browsers see it: under the public
+    /// URL when set, else proxy mode's prefix, else the root. Ends with `/`,
+    /// since the page loads its scripts and API by relative URLs.
+    pub(crate) fn page_url(&self) -> String {
+        match (&self.public_url, &self.proxy) {
+            (Some(url), _) => format!("{url}/"),
+            (None, Some(proxy)) => proxy.prefix.clone(),
+            (None, None) => "/".to_owned(),
+        }
     }
 
     /// Whether the public URL is https, so cookies must be `Secure`.
@@ -770,6 +943,92 @@ mod tests {
     use super::*;
     use figment::Jail;
     use pow::Difficulty;
+
+    #[test]
+    fn proxy_mode_is_off_without_an_upstream_and_reads_its_prefix() {
+        assert_eq!(RawConfig::default().validate().unwrap().proxy, None);
+        let raw = RawConfig {
+            upstream: Some("http://127.0.0.1:3000".into()),
+            ..RawConfig::default()
+        };
+        let proxy = raw.validate().unwrap().proxy.unwrap();
+        assert_eq!(proxy.prefix, DEFAULT_PROXY_PREFIX);
+        assert_eq!(proxy.max_body_bytes, None, "unlimited by default");
+    }
+
+    /// A prefix is compared with raw request paths: one that is not a plain
+    /// directory would let powgate and the application disagree on whose
+    /// a path is (`/a/../` is the application's root to most servers).
+    #[test]
+    fn a_proxy_prefix_that_is_not_a_plain_directory_stops_start_up() {
+        for bad in [
+            "/",
+            "",
+            ".powgate/",
+            "/.powgate",
+            "/a/../b/",
+            "/a//",
+            "/a%2F/",
+            "/a?b/",
+        ] {
+            let raw = RawConfig {
+                upstream: Some("http://127.0.0.1:3000".into()),
+                proxy_prefix: bad.into(),
+                ..RawConfig::default()
+            };
+            let e = raw.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("POW_PROXY_PREFIX") && e.contains("/.powgate/"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_settings_without_an_https_upstream_stop_start_up_naming_the_key() {
+        let raw = RawConfig {
+            upstream: Some("http://127.0.0.1:3000".into()),
+            upstream_sni: Some("app.internal".into()),
+            ..RawConfig::default()
+        };
+        let e = raw.validate().unwrap_err().to_string();
+        assert!(e.contains("POW_UPSTREAM_SNI") && e.contains("https"), "{e}");
+        let raw = RawConfig {
+            upstream: Some("https://127.0.0.1:3000".into()),
+            upstream_host: Some("bad host/".into()),
+            ..RawConfig::default()
+        };
+        let e = raw.validate().unwrap_err().to_string();
+        assert!(e.contains("POW_UPSTREAM_HOST"), "{e}");
+    }
+
+    #[test]
+    fn the_upstream_flag_overrides_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env("POW_UPSTREAM", "http://127.0.0.1:1");
+            let c = Config::load(None).unwrap();
+            assert_eq!(
+                c.proxy.unwrap().upstream,
+                Upstream::Http {
+                    authority: "127.0.0.1:1".into()
+                }
+            );
+            let c = Config::load_with(
+                None,
+                Overrides {
+                    upstream: Some("unix:/run/app.sock".into()),
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                c.proxy.unwrap().upstream,
+                Upstream::Unix {
+                    path: "/run/app.sock".into()
+                }
+            );
+            Ok(())
+        });
+    }
 
     /// The default was `medium` (900 hashes), about four minutes for a
     /// visitor on a slow machine; the design's default is `low`.

@@ -58,14 +58,16 @@ pub(crate) fn session_cookie(
 }
 
 /// `/api/admin` under the path of the public URL, as the browser sees it:
-/// `/.powgate/api/admin` for `https://example.com/.powgate`.
+/// `/.powgate/api/admin` for `https://example.com/.powgate`; without one,
+/// under proxy mode's prefix.
 fn admin_api_path(config: &Config) -> String {
-    let prefix = config
-        .public_url
-        .as_deref()
-        .and_then(|u| u.split_once("://"))
-        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
-        .unwrap_or("");
+    let prefix = match config.public_url.as_deref() {
+        Some(url) => url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+            .unwrap_or(""),
+        None => config.proxy.as_ref().map_or("", |p| p.prefix.as_str()),
+    };
     format!("{}/api/admin", prefix.trim_end_matches('/'))
 }
 
@@ -172,6 +174,24 @@ mod tests {
         }
         config.public_url = Some("https://gate.example.com".into());
         assert_eq!(path_of(&config).as_deref(), Some("/api/admin"));
+    }
+
+    /// In proxy mode the admin API is at `/.powgate/api/admin`: a session
+    /// cookie for `/api/admin` would never be sent back, so no admin could
+    /// stay logged in (and `/api/admin` is the application's path there).
+    #[test]
+    fn in_proxy_mode_the_admin_session_cookie_is_scoped_to_the_prefixed_admin_api() {
+        let raw = crate::config::RawConfig {
+            upstream: Some("http://127.0.0.1:3000".into()),
+            proxy_prefix: "/gate/".into(),
+            ..crate::config::RawConfig::default()
+        };
+        let config = raw.validate().unwrap();
+        let c = session_cookie(&config, "s", 60).unwrap();
+        assert!(
+            c.to_str().unwrap().contains("Path=/gate/api/admin"),
+            "{c:?}"
+        );
     }
 
     #[test]

@@ -107,6 +107,13 @@ pub(crate) enum ApiError {
     /// extractor's rejection, see `routes::extract`).
     #[error("{}", if message.is_empty() { status.canonical_reason().unwrap_or("rejected") } else { message.as_str() })]
     Rejected { status: StatusCode, message: String },
+    /// 502: proxy mode's upstream refused the connection, or broke it
+    /// before its response headers.
+    #[error("the application behind powgate cannot be reached; retry shortly")]
+    UpstreamUnavailable,
+    /// 504: proxy mode's upstream sent no response headers in time.
+    #[error("the application behind powgate did not answer in time; retry shortly")]
+    UpstreamTimeout,
     /// 500: logged (see [`InternalCause`]), never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -129,6 +136,8 @@ impl ApiError {
             Self::Queued { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Rejected { status, .. } => *status,
+            Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,6 +160,8 @@ impl ApiError {
             Self::Queued { .. } => "queued",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Rejected { status, .. } => rejected_code(*status),
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
             Self::Internal(_) => "internal",
         }
     }

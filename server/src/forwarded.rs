@@ -133,6 +133,31 @@ impl<'a> OriginalRequest<'a> {
         }
     }
 
+    /// A request gated where it arrives (proxy mode): its own method, path
+    /// and `Host`; the scheme is what a trusted proxy in front reports,
+    /// else plain http, the only one powgate serves itself.
+    pub(crate) fn direct(
+        h: &'a HeaderMap,
+        method: &'a Method,
+        uri: &'a axum::http::Uri,
+        trusted: bool,
+    ) -> Self {
+        Self {
+            method: Some(method.as_str()),
+            uri: uri
+                .path_and_query()
+                .map(axum::http::uri::PathAndQuery::as_str),
+            host: forwarded_host(h, trusted)
+                .or_else(|| h.get(header::HOST).and_then(|v| v.to_str().ok())),
+            proto: Some(if forwarded_https(h, trusted) {
+                "https"
+            } else {
+                "http"
+            }),
+            status_only: false,
+        }
+    }
+
     /// The original URL: absolute when host and scheme are known, else the
     /// path alone. Only a path starting with `/` is used.
     pub(crate) fn url(&self) -> Option<String> {

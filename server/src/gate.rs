@@ -62,10 +62,6 @@ impl<'a> GateRequest<'a> {
     /// A request gated where it arrives (the built-in proxy mode): its own
     /// method and URI. Forwarded headers are ignored, since on such a
     /// request they are only the client's claim about itself.
-    #[allow(
-        dead_code,
-        reason = "the built-in proxy mode's entry (see the module doc); until it lands only tests call it"
-    )]
     pub(crate) fn direct(
         method: &'a Method,
         uri: &'a Uri,

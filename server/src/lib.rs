@@ -19,6 +19,7 @@
 //! - [`acceptance`]: which signed challenges are still worth an argon2 run.
 //! - [`open_challenges`]: the bounded ledger of issued, unspent challenges.
 //! - [`client_ip`]: trusted-proxy rules and address keys.
+//! - [`proxy`]: proxy mode, powgate in front of the application.
 //! - [`server`]: start-up, background jobs and graceful shutdown.
 //! - [`cli`]: the `powgate solve` client.
 //!
@@ -46,6 +47,7 @@ pub(crate) mod linger;
 pub(crate) mod metrics;
 pub(crate) mod open_challenges;
 pub(crate) mod origin;
+pub(crate) mod proxy;
 pub(crate) mod redirect;
 pub(crate) mod reputation;
 pub(crate) mod routes;

@@ -407,6 +407,22 @@ pub(crate) struct ConnGuard {
     untrusted: Option<(IpKey, NetKey)>,
 }
 
+/// A connection's slot, shared: held by the connection and by a tunnel one
+/// of its requests upgraded to, released when the last of them ends.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnSlot {
+    /// Held for its `Drop`.
+    _guard: Arc<ConnGuard>,
+}
+
+impl ConnSlot {
+    pub(crate) fn new(guard: ConnGuard) -> Self {
+        Self {
+            _guard: Arc::new(guard),
+        }
+    }
+}
+
 /// Adds one to `map[key]` unless it is at `cap`.
 fn take<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, cap: usize) -> bool {
     let n = map.entry(key).or_insert(0);

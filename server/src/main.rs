@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use powgate::clock::SystemClock;
-use powgate::config::Config;
+use powgate::config::{Config, Overrides};
 use powgate::state::AppState;
 use powgate::{cli, server};
 use tracing_subscriber::EnvFilter;
@@ -14,7 +14,9 @@ use tracing_subscriber::EnvFilter;
 /// powgate: a proof-of-work gatekeeper for web services.
 ///
 /// Browsers without a valid token solve one argon2id challenge and receive a
-/// token; reverse proxies ask `/verify-token` on every request.
+/// token; reverse proxies ask `/verify-token` on every request. Or, with
+/// `serve --upstream URL` (POW_UPSTREAM), powgate stands in front of the
+/// application itself and needs no reverse proxy.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -31,7 +33,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (the default when no command is given).
-    Serve,
+    Serve {
+        /// Proxy mode: stand in front of this application and pass it the
+        /// requests the gate lets through, so no nginx is needed.
+        /// `http://host:port`, `https://host[:port]` or `unix:/path/to.sock`.
+        /// powgate's own page and
+        /// API then live under `proxy_prefix` (/.powgate/ by default).
+        /// Overrides POW_UPSTREAM and `upstream` in the config file.
+        #[arg(long, value_name = "URL")]
+        upstream: Option<String>,
+    },
     /// Obtain a token from a powgate by solving its challenge on this
     /// machine's CPU. Prints only the token on stdout.
     ///
@@ -74,8 +85,8 @@ fn main() -> std::process::ExitCode {
         // Colour codes only for a terminal, not in journald or a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.config.as_deref()),
+    let result = match cli.command.unwrap_or(Command::Serve { upstream: None }) {
+        Command::Serve { upstream } => serve(cli.config.as_deref(), Overrides { upstream }),
         Command::AdminKey {
             action: AdminKeyAction::Reset,
         } => reset_admin_key(cli.config.as_deref()),
@@ -123,8 +134,8 @@ fn reset_admin_key(config_path: Option<&std::path::Path>) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn serve(config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
+fn serve(config_path: Option<&std::path::Path>, overrides: Overrides) -> anyhow::Result<()> {
+    let config = Config::load_with(config_path, overrides)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.listen;

@@ -6,11 +6,10 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::limits::ConnLimits;
+use crate::limits::{ConnLimits, ConnSlot};
 use crate::linger::Lingering;
 
 use crate::routes::app;
@@ -53,11 +52,21 @@ pub async fn serve(
         }
         None => None,
     };
+    if let Some(proxy) = &state.config.proxy {
+        tracing::info!(upstream = %proxy.upstream, prefix = %proxy.prefix, "proxy mode");
+    }
     let limits = state.config.limits;
     let trusted = state.client_ip.clone();
     let conns = ConnLimits::new(limits.connections, move |ip| trusted.is_trusted(ip));
-    let router = app(state.clone());
-    let graceful = GracefulShutdown::new();
+    let router = match state.config.proxy {
+        Some(_) => crate::proxy::router(state.clone()),
+        None => app(state.clone()),
+    };
+    // hyper-util's GracefulShutdown does not take a connection that can be
+    // upgraded (proxy mode tunnels WebSockets), so draining is the same
+    // few lines it runs inside: every connection holds a receiver, is told
+    // to finish through it, and drops it when done.
+    let (drain, draining) = tokio::sync::watch::channel(());
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -90,17 +99,39 @@ pub async fn serve(
                 continue;
             }
         };
+        // In proxy mode a request carries its connection's slot, so that a
+        // tunnel it upgrades to keeps holding the slot once hyper has let
+        // go of the connection (see `proxy::gated`).
+        let guard = ConnSlot::new(guard);
+        let slot = state
+            .config
+            .proxy
+            .as_ref()
+            .map(|_| axum::Extension(guard.clone()));
         let svc = tower::ServiceBuilder::new()
             .layer(axum::Extension(ConnectInfo(peer)))
+            .option_layer(slot)
             .service(router.clone());
-        let conn = graceful.watch(http.serve_connection(
-            TokioIo::new(Lingering::new(stream)),
-            TowerToHyperService::new(svc),
-        ));
+        let conn = http
+            .serve_connection(
+                TokioIo::new(Lingering::new(stream)),
+                TowerToHyperService::new(svc),
+            )
+            .with_upgrades();
         let limited = state.metrics.limited.clone();
+        let mut stop = draining.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            drop(stop);
+            if let Err(e) = ended {
                 if e.is_timeout() {
                     limited.with_label_values(&["header_read_timeout"]).inc();
                 }
@@ -111,8 +142,10 @@ pub async fn serve(
 
     drop(listener);
     let open = conns.open();
+    drop(draining);
+    let _ = drain.send(());
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!(connections = open, "drained; bye"),
+        () = drain.closed() => tracing::info!(connections = open, "drained; bye"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing the remaining connections");
         }

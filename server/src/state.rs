@@ -14,6 +14,7 @@ use crate::db::{self, Db};
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
 use crate::open_challenges::OpenChallenges;
+use crate::proxy::upstream::UpstreamClient;
 use crate::reputation::Reputation;
 use crate::secret::random_key;
 use crate::settings::LiveSettings;
@@ -65,6 +66,8 @@ pub struct Inner {
     /// Network scores and challenge pressure: the difficulty each new
     /// challenge is quoted.
     pub(crate) adaptive: Adaptive,
+    /// Proxy mode's client to the application, when `upstream` is set.
+    pub(crate) upstream: Option<UpstreamClient>,
 }
 
 impl std::ops::Deref for AppState {
@@ -114,6 +117,7 @@ impl AppState {
         let rate_limits = RateLimits::new(&config.limits);
         let open_challenges = OpenChallenges::new(config.open_challenges);
         let adaptive = Adaptive::new(settings.clone());
+        let upstream = config.proxy.as_ref().map(UpstreamClient::new).transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -132,6 +136,7 @@ impl AppState {
                 rate_limits,
                 open_challenges,
                 adaptive,
+                upstream,
             }),
         })
     }

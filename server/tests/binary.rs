@@ -231,6 +231,39 @@ fn a_missing_config_file_stops_serve_and_admin_key_reset() {
     }
 }
 
+/// `serve --upstream` is read, and wins over `POW_UPSTREAM`: a value only
+/// the flag carries stops start-up with the key and the fix named.
+#[test]
+fn the_upstream_flag_overrides_the_environment_and_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--upstream", "ftp://app.internal"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("POW_UPSTREAM", "http://127.0.0.1:9")
+        .env("POW_LISTEN", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("powgate started: --upstream was ignored");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("POW_UPSTREAM")
+            && err.contains("ftp://app.internal")
+            && err.contains("http://host:port"),
+        "{err}"
+    );
+}
+
 #[test]
 fn help_explains_the_commands() {
     let out = Command::new(BIN).arg("--help").output().unwrap();

@@ -54,7 +54,7 @@ async fn request_timeout(State(state): State<AppState>, req: Request, next: Next
 /// the trace layer, so the line lands in the request's span when there is
 /// one. A plain function under `MapResponseLayer`: the hot path pays one
 /// empty-extensions check, no boxed future.
-fn log_internal_errors(resp: Response) -> Response {
+pub(crate) fn log_internal_errors(resp: Response) -> Response {
     if let Some(InternalCause(cause)) = resp.extensions().get::<InternalCause>() {
         tracing::error!(error = ?cause, "internal error");
     }

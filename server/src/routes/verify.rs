@@ -4,8 +4,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
@@ -52,7 +51,10 @@ async fn verify(
     // The route skips the request_timeout middleware (routes/mod.rs); the
     // gate's database work is the one thing here that can wait.
     let decision = within_request_time(&state, gate::decide(&state, &gated)).await??;
-    let resp = respond(&state, decision, &parts, client.via_trusted_proxy);
+    // Read only for a refusal: a passing answer needs none of it.
+    let original =
+        || OriginalRequest::from_headers(&parts.headers, &parts.method, client.via_trusted_proxy);
+    let resp = respond(&state, decision, original, &parts.headers);
     state
         .metrics
         .verify_latency
@@ -71,11 +73,20 @@ fn challenge_location(page: &str, original: &OriginalRequest<'_>) -> String {
 
 /// Builds the answer. A browser loading a page is sent to the challenge
 /// page: with a 302 for proxies that pass our answer through (Caddy,
-/// Traefik), or with `X-Powgate-Location` for nginx, whose `auth_request`
-/// only understands 2xx, 401 and 403. Everyone else gets the JSON.
-/// `via_proxy`: whether the request came from a trusted proxy, whose
-/// headers describe the original request.
-fn respond(state: &AppState, decision: Decision, request: &Parts, via_proxy: bool) -> Response {
+/// Traefik, and proxy mode's own visitors), or with `X-Powgate-Location`
+/// for nginx, whose `auth_request` only understands 2xx, 401 and 403.
+/// Everyone else gets the JSON. `original` reads the request being gated
+/// (called for a refusal only), `headers` are the ones that arrived (the
+/// browser's, or its proxy's copy).
+///
+/// Proxy mode answers its refused visitors with this too, so both modes
+/// word a refusal alike.
+pub(crate) fn respond<'a>(
+    state: &AppState,
+    decision: Decision,
+    original: impl FnOnce() -> OriginalRequest<'a>,
+    headers: &HeaderMap,
+) -> Response {
     let mut resp = if decision.status_code().is_success() {
         let mut resp = Response::new(Body::from(passing_body(decision)));
         *resp.status_mut() = decision.status_code();
@@ -85,7 +96,7 @@ fn respond(state: &AppState, decision: Decision, request: &Parts, via_proxy: boo
         );
         resp
     } else {
-        refusal(state, decision, request, via_proxy)
+        refusal(state, decision, &original(), headers)
     };
     let h = resp.headers_mut();
     h.insert(STATUS_HEADER, HeaderValue::from_static(decision.label()));
@@ -117,14 +128,17 @@ fn passing_body(decision: Decision) -> &'static str {
 /// `Retry-After`, or 403 with the same headers to nginx, whose
 /// `auth_request` passes only 2xx, 401 and 403 (its recipe turns that 403
 /// into the visitor's 429). Caddy and Traefik pass the 429 through.
-fn refusal(state: &AppState, decision: Decision, request: &Parts, via_proxy: bool) -> Response {
-    let headers = &request.headers;
-    let original = OriginalRequest::from_headers(headers, &request.method, via_proxy);
-    let page = format!("{}/", state.config.public_url.as_deref().unwrap_or(""));
+fn refusal(
+    state: &AppState,
+    decision: Decision,
+    original: &OriginalRequest<'_>,
+    headers: &HeaderMap,
+) -> Response {
+    let page = state.config.page_url();
     let retry_after = decision.retry_after();
     let navigation = retry_after.is_none() && original.is_browser_navigation(headers);
     let location = navigation
-        .then(|| HeaderValue::from_str(&challenge_location(&page, &original)).ok())
+        .then(|| HeaderValue::from_str(&challenge_location(&page, original)).ok())
         .flatten();
     let body = VerifyResponse {
         status: decision.label().to_owned(),
