@@ -11,12 +11,16 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 
-# System packages the end-to-end tests drive.
+# System packages the tests drive.
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 # nginx lives in /usr/sbin, which is not on a normal user's PATH.
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
 command -v caddy >/dev/null || need+=(caddy)
+# The proxy mode's TLS test makes its certificates with the openssl command;
+# git is what the proxy mode is tested against.
+command -v openssl >/dev/null || need+=(openssl)
+command -v git >/dev/null || need+=(git)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         say "installing ${need[*]}"
