@@ -35,6 +35,8 @@ const UPLOAD_CHUNK_BYTES = 1024 * 1024;
 /** How much powgate's RSS may grow while it streams the upload. */
 const UPLOAD_RSS_GROWTH_LIMIT_BYTES = 100 * 1024 * 1024;
 const RSS_SAMPLE_MS = 50;
+/** The upload's application reads nothing for this long. */
+const UPLOAD_STALL_MS = 2000;
 const GIT_PUSH_FILE_BYTES = 5 * 1024 * 1024;
 
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
@@ -181,6 +183,10 @@ async function startApplication({ gitRoot }) {
       seen.upload++;
       let bytes = 0;
       req.on('data', (c) => { bytes += c.length; });
+      // A slow start: powgate must hold the sender back rather than
+      // buffer what the application is not reading yet.
+      req.pause();
+      setTimeout(() => req.resume(), UPLOAD_STALL_MS);
       req.on('end', () => {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ bytes }));
