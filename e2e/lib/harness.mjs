@@ -196,15 +196,19 @@ export function solveAt(url) {
   });
 }
 
-/** Polls /healthz until it answers 200; throws with the log if the server dies or the deadline passes. */
-async function waitHealthy(server) {
+/**
+ * Polls `path` (/healthz, or its place under the prefix in proxy mode, where
+ * /healthz is the application's) until it answers 200; throws with the log if
+ * the server dies or the deadline passes.
+ */
+async function waitHealthy(server, path) {
   const deadline = Date.now() + READY_MS;
   while (Date.now() < deadline) {
     if (!server.running) {
-      throw new Error(`powgate exited (${server.child.exitCode ?? server.child.signalCode}) before answering /healthz:\n${server.logTail()}`);
+      throw new Error(`powgate exited (${server.child.exitCode ?? server.child.signalCode}) before answering ${path}:\n${server.logTail()}`);
     }
     try {
-      const res = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      const res = await fetch(`${server.url}${path}`, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
       if (res.ok) return;
     } catch {
@@ -212,7 +216,7 @@ async function waitHealthy(server) {
     }
     await sleep(50);
   }
-  throw new Error(`powgate did not answer /healthz within ${READY_MS} ms:\n${server.logTail()}`);
+  throw new Error(`powgate did not answer ${path} within ${READY_MS} ms:\n${server.logTail()}`);
 }
 
 /**
@@ -256,7 +260,7 @@ export async function startPowgate(env = {}) {
     live.set(child, dir);
     const server = new Powgate(child, port, dir);
     try {
-      await waitHealthy(server);
+      await waitHealthy(server, env.POW_UPSTREAM ? `${env.POW_PROXY_PREFIX ?? '/.powgate/'}healthz` : '/healthz');
       return server;
     } catch (err) {
       lastError = err;
