@@ -26,7 +26,16 @@
 #       verification permits x argon2 memory + 64 MiB, with the adaptive
 #       difficulty's scores filled first by challenges from 100 000 /24s;
 #   (d) one server-side argon2id verification with the default parameters
-#       against the C reference CLI (server/examples/verify_cost.rs).
+#       against the C reference CLI (server/examples/verify_cost.rs);
+#   (e) proxy mode (issue 16): requests with a valid token through powgate
+#       (`POW_UPSTREAM`) against the same requests through nginx
+#       `proxy_pass`, both to the same separate upstream process (the bare
+#       example, which answers 200 "ok" at every path), keep-alive at both
+#       hops, small responses; throughput rounds alternate nginx / powgate /
+#       the upstream directly, and the medians are compared. Then the p50
+#       latency each proxy adds to the upstream at a moderate constant rate
+#       (rounds alternate again), and powgate's RSS while a 1 GiB upload
+#       streams through it to the upstream.
 #
 # Installs what it needs when missing (oha with cargo, Debian's argon2 CLI,
 # jq), builds the release binaries, starts its own powgate on a temporary
@@ -56,11 +65,15 @@
 #   BENCH_VERIFY_RUNS=15        timed hashes per side in (d)
 #   BENCH_SCORED_NETWORKS=100000  IPv4 /24s given a challenge before (b), so
 #                               that (c) includes full adaptive scores
+#   BENCH_UPSTREAM_PORT=18091   loopback port of (e)'s upstream
+#   BENCH_NGINX_PORT=18092      loopback port of (e)'s nginx
+#   BENCH_PROXY_RATE=1000       requests/s of (e)'s latency runs
+#   BENCH_UPLOAD_MIB=1024       size of (e)'s upload
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-parts="${BENCH_PARTS:-abcd}"
+parts="${BENCH_PARTS:-abcde}"
 port="${BENCH_PORT:-18089}"
 bare_port="${BENCH_BARE_PORT:-18090}"
 secs="${BENCH_SECONDS:-10}"
@@ -74,12 +87,16 @@ flood_threads="${BENCH_FLOOD_THREADS:-32}"
 permits="${BENCH_VERIFY_PERMITS:-$(nproc)}"
 verify_runs="${BENCH_VERIFY_RUNS:-15}"
 scored="${BENCH_SCORED_NETWORKS:-100000}"
+upstream_port="${BENCH_UPSTREAM_PORT:-18091}"
+nginx_port="${BENCH_NGINX_PORT:-18092}"
+proxy_rate="${BENCH_PROXY_RATE:-1000}"
+upload_mib="${BENCH_UPLOAD_MIB:-1024}"
 base="http://127.0.0.1:$port"
 bare_base="http://127.0.0.1:$bare_port"
 out="$root/bench-results"
 
-if [[ ! $parts =~ ^[abcd]+$ ]]; then
-    echo "BENCH_PARTS=$parts: use letters among a, b, c, d" >&2
+if [[ ! $parts =~ ^[abcde]+$ ]]; then
+    echo "BENCH_PARTS=$parts: use letters among a, b, c, d, e" >&2
     exit 1
 fi
 if [[ $parts == *c* && $parts != *b* ]]; then
@@ -112,6 +129,9 @@ want d && ! command -v argon2 >/dev/null && apt_need+=(argon2)
 command -v jq >/dev/null || apt_need+=(jq)
 command -v curl >/dev/null || apt_need+=(curl)
 want d && ! command -v objdump >/dev/null && apt_need+=(binutils)
+# nginx lives in /usr/sbin, which is not on a normal user's PATH.
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+want e && ! [[ -x $nginx_bin ]] && apt_need+=(nginx)
 if ((${#apt_need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         say "installing ${apt_need[*]}"
@@ -139,6 +159,12 @@ if want a && (exec 3<>"/dev/tcp/127.0.0.1/$bare_port") 2>/dev/null; then
     echo "port $bare_port is in use; set BENCH_BARE_PORT" >&2
     exit 1
 fi
+for p in $(want e && echo "$upstream_port:BENCH_UPSTREAM_PORT $nginx_port:BENCH_NGINX_PORT"); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/${p%%:*}") 2>/dev/null; then
+        echo "port ${p%%:*} is in use; set ${p#*:}" >&2
+        exit 1
+    fi
+done
 
 # --- server management ---------------------------------------------------------
 tmp=$(mktemp -d)
@@ -155,12 +181,15 @@ trap cleanup EXIT
 
 # Starts powgate with the environment given as arguments, in the temporary
 # directory (so no config.toml of the developer's is read), and waits for it.
+# $health_url is where it answers once up: /healthz, or under the prefix in
+# proxy mode.
+health_url="$base/healthz"
 start_server() {
     (cd "$tmp" && exec env POW_LISTEN="127.0.0.1:$port" POW_DATABASE="$tmp/bench.db" \
         POW_VERIFY_PERMITS="$permits" RUST_LOG=warn "$@" "$bin" serve) 2>>"$tmp/server.log" &
     server_pid=$!
     for _ in $(seq 200); do
-        curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && return 0
+        curl -fsS -o /dev/null "$health_url" 2>/dev/null && return 0
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -484,6 +513,216 @@ if want d; then
     rows+=("| (d) same, CPU time median (noise check) | $rust_cpu / $c_cpu ms = ${ratio_d_cpu}x | | |")
     rows+=("| (d) C CLI startup (t=1, m=8 KiB) / Rust with a fresh block per hash | $c_startup ms / $rust_fresh ms | | |")
     rows+=("| (d) C build | $c_build | | |")
+fi
+
+# --- (e) proxy mode ----------------------------------------------------------------
+if want e; then
+    [[ -n $server_pid ]] && stop_server
+    e_secs=$secs
+    proxy_pin=()
+    side_pin=()
+    if [[ ${BENCH_PIN:-1} == 1 ]] && (($(nproc) >= 2)) && command -v taskset >/dev/null; then
+        # Each proxy gets CPU 0 alone, so that it is the bottleneck of its
+        # runs; the upstream and oha share the others. The direct runs show
+        # how far those others go without a proxy in between.
+        proxy_pin=(taskset -c 0)
+        side_pin=(taskset -c "1-$(($(nproc) - 1))")
+    fi
+    oha_pin=("${side_pin[@]}")
+
+    say "(e) starting the upstream (the bare example) on port $upstream_port"
+    commands+=("(e upstream) ${side_pin[*]:+${side_pin[*]} }target/release/examples/bare --listen 127.0.0.1:$upstream_port")
+    "${side_pin[@]}" "$bare" --listen "127.0.0.1:$upstream_port" 2>>"$tmp/upstream.log" &
+    upstream_pid=$!
+    bg_pids+=("$upstream_pid")
+    up_base="http://127.0.0.1:$upstream_port"
+    nginx_base="http://127.0.0.1:$nginx_port"
+
+    # nginx as a site would run it in front of an application: one worker
+    # (the CPU it is pinned to), keep-alive to the upstream, nothing
+    # buffered to disk, no access log (powgate writes none either).
+    ngx="$tmp/nginx"
+    mkdir -p "$ngx"
+    # As root, nginx's workers run as nobody and must reach its directories.
+    chmod 755 "$tmp" "$ngx"
+    cat >"$ngx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $ngx/nginx.pid;
+error_log $ngx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $ngx/client_body;
+    proxy_temp_path $ngx/proxy;
+    fastcgi_temp_path $ngx/fastcgi;
+    uwsgi_temp_path $ngx/uwsgi;
+    scgi_temp_path $ngx/scgi;
+    upstream app {
+        server 127.0.0.1:$upstream_port;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$nginx_port;
+        keepalive_requests 1000000;
+        client_max_body_size 0;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_request_buffering off;
+        }
+    }
+}
+NGINX
+    commands+=("(e nginx) ${proxy_pin[*]:+${proxy_pin[*]} }nginx -c <tmp>/nginx.conf -g 'daemon off;'   # worker_processes 1; upstream keepalive 64; proxy_pass http://app; proxy_http_version 1.1; proxy_request_buffering off")
+    "${proxy_pin[@]}" "$nginx_bin" -e "$ngx/error.log" -p "$ngx" -c "$ngx/nginx.conf" -g 'daemon off;' 2>>"$tmp/nginx.log" &
+    nginx_pid=$!
+    bg_pids+=("$nginx_pid")
+
+    say "(e) starting powgate in proxy mode in front of the same upstream"
+    proxy_env=(POW_UPSTREAM="$up_base" POW_TOKEN_REQUESTS_PER_MINUTE=1000000 POW_TOKEN_REQUESTS_TOTAL=1000000000)
+    commands+=("(e powgate) ${proxy_pin[*]:+${proxy_pin[*]} }POW_LISTEN=127.0.0.1:$port ${proxy_env[*]} POW_DATABASE=<tmp> target/release/powgate serve")
+    health_url="$base/.powgate/healthz"
+    start_server "${proxy_env[@]}"
+    ((${#proxy_pin[@]})) && taskset -a -p -c 0 "$server_pid" >/dev/null
+    for u in "$up_base/" "$nginx_base/"; do
+        for _ in $(seq 100); do
+            curl -fsS -o /dev/null "$u" 2>/dev/null && break
+            sleep 0.1
+        done
+    done
+    for u in "$up_base/" "$nginx_base/" "$base/"; do
+        status=$(curl -s -o /dev/null -w '%{http_code}' -H "$auth" "$u")
+        if [[ $status != 200 ]]; then
+            echo "(e) $u answers HTTP $status to a request with the token, not 200" >&2
+            cat "$tmp/nginx.log" "$ngx/error.log" "$tmp/server.log" 2>/dev/null | tail -n 20 >&2
+            exit 1
+        fi
+    done
+    # Without the token, powgate must refuse: the figure is of gated traffic.
+    status=$(curl -s -o /dev/null -w '%{http_code}' "$base/")
+    [[ $status == 401 ]] || { echo "(e) powgate passes a request without a token (HTTP $status)" >&2; exit 1; }
+
+    page="/app/page?q=1"
+    say "(e) throughput through nginx, powgate and directly: $rounds rounds of ${e_secs} s each, $conns connections, GET $page with the token"
+    for u in "$nginx_base" "$base" "$up_base"; do
+        "${oha_pin[@]}" oha --no-tui -z 2s -c "$conns" -H "$auth" "$u$page" >/dev/null
+    done
+    e_nginx=()
+    e_powgate=()
+    e_direct=()
+    for r in $(seq "$rounds"); do
+        oha_json "e-nginx-$r" -z "${e_secs}s" -c "$conns" -H "$auth" "$nginx_base$page"
+        e_nginx+=("$(ok_rps "e-nginx-$r")")
+        oha_json "e-powgate-$r" -z "${e_secs}s" -c "$conns" -H "$auth" "$base$page"
+        e_powgate+=("$(ok_rps "e-powgate-$r")")
+        oha_json "e-direct-$r" -z "${e_secs}s" -c "$conns" -H "$auth" "$up_base$page"
+        e_direct+=("$(ok_rps "e-direct-$r")")
+        say "  round $r: nginx ${e_nginx[-1]}, powgate ${e_powgate[-1]}, direct ${e_direct[-1]} req/s"
+    done
+    e_nginx_median=$(median_int "${e_nginx[@]}")
+    e_powgate_median=$(median_int "${e_powgate[@]}")
+    e_direct_median=$(median_int "${e_direct[@]}")
+    ratio_e=$(calc "$e_powgate_median / $e_nginx_median")
+
+    say "(e) latency at $proxy_rate req/s, $rounds rounds alternating direct / nginx / powgate, ${lat_secs} s each"
+    e_p50_direct=()
+    e_p50_nginx=()
+    e_p50_powgate=()
+    e_p99_direct=()
+    e_p99_nginx=()
+    e_p99_powgate=()
+    for r in $(seq "$rounds"); do
+        for side in direct nginx powgate; do
+            case $side in
+                direct) u=$up_base ;;
+                nginx) u=$nginx_base ;;
+                powgate) u=$base ;;
+            esac
+            oha_json "e-lat-$side-$r" -z "${lat_secs}s" -c 8 -q "$proxy_rate" --latency-correction -H "$auth" "$u$page"
+        done
+        e_p50_direct+=("$(pct_ms "e-lat-direct-$r" p50)")
+        e_p50_nginx+=("$(pct_ms "e-lat-nginx-$r" p50)")
+        e_p50_powgate+=("$(pct_ms "e-lat-powgate-$r" p50)")
+        e_p99_direct+=("$(p99_ms "e-lat-direct-$r")")
+        e_p99_nginx+=("$(p99_ms "e-lat-nginx-$r")")
+        e_p99_powgate+=("$(p99_ms "e-lat-powgate-$r")")
+        say "  round $r: p50 direct ${e_p50_direct[-1]}, nginx ${e_p50_nginx[-1]}, powgate ${e_p50_powgate[-1]} ms"
+    done
+    p50_direct=$(median "${e_p50_direct[@]}")
+    p50_nginx=$(median "${e_p50_nginx[@]}")
+    p50_powgate=$(median "${e_p50_powgate[@]}")
+    p99_direct=$(median "${e_p99_direct[@]}")
+    p99_nginx=$(median "${e_p99_nginx[@]}")
+    p99_powgate=$(median "${e_p99_powgate[@]}")
+    added_powgate=$(calc "$p50_powgate - $p50_direct")
+    added_nginx=$(calc "$p50_nginx - $p50_direct")
+
+    # The upload: streamed from /dev/zero by curl (chunked, never on disk),
+    # counted and discarded by the upstream; powgate's RSS sampled meanwhile.
+    upload_bytes=$((upload_mib * 1024 * 1024))
+    say "(e) $upload_mib MiB upload through powgate, RSS sampled every 0.1 s; the same upload directly"
+    sleep 1
+    idle_kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status")
+    up_samples="$tmp/upload-rss"
+    (while kill -0 "$server_pid" 2>/dev/null; do
+        awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || true
+        sleep 0.1
+    done >"$up_samples") &
+    upload_sampler=$!
+    bg_pids+=("$upload_sampler")
+    upload() {
+        head -c "$upload_bytes" /dev/zero \
+            | curl -sS -X POST -T - -H "$auth" -H 'Content-Type: application/octet-stream' \
+                -w '\n%{http_code} %{time_total}\n' "$1/upload"
+    }
+    commands+=("head -c $upload_bytes /dev/zero | curl -sS -X POST -T - -H 'Authorization: Bearer \$TOKEN' $base/upload   # and the same to $up_base/upload")
+    up_out=$(upload "$base")
+    kill "$upload_sampler" 2>/dev/null || true
+    wait "$upload_sampler" 2>/dev/null || true
+    direct_out=$(upload "$up_base")
+    up_received=$(sed -n 1p <<<"$up_out")
+    read -r up_status up_secs < <(sed -n 2p <<<"$up_out")
+    direct_received=$(sed -n 1p <<<"$direct_out")
+    read -r _ direct_upload_secs < <(sed -n 2p <<<"$direct_out")
+    if [[ $up_status != 200 || $up_received != "$upload_bytes" || $direct_received != "$upload_bytes" ]]; then
+        echo "(e) the upload did not arrive whole: powgate HTTP $up_status, $up_received bytes; direct $direct_received bytes; of $upload_bytes" >&2
+        exit 1
+    fi
+    upload_peak_kib=$(sort -n "$up_samples" | tail -n 1)
+    idle_mib=$(calc "$idle_kib / 1024")
+    upload_peak_mib=$(calc "$upload_peak_kib / 1024")
+    upload_growth_mib=$(calc "($upload_peak_kib - $idle_kib) / 1024")
+    upload_rate=$(calc "$upload_mib / $up_secs")
+    direct_upload_rate=$(calc "$upload_mib / $direct_upload_secs")
+    stop_server
+    health_url="$base/healthz"
+    kill "$nginx_pid" "$upstream_pid" 2>/dev/null || true
+    wait "$nginx_pid" "$upstream_pid" 2>/dev/null || true
+
+    summary+=("$(jq -n \
+        --argjson nginx "$e_nginx_median" --argjson powgate "$e_powgate_median" --argjson direct "$e_direct_median" \
+        --argjson ratio "$ratio_e" --argjson rounds "$rounds" \
+        --argjson nginx_rounds "[$(IFS=,; echo "${e_nginx[*]}")]" \
+        --argjson powgate_rounds "[$(IFS=,; echo "${e_powgate[*]}")]" \
+        --argjson direct_rounds "[$(IFS=,; echo "${e_direct[*]}")]" \
+        --argjson rate "$proxy_rate" --argjson p50_direct "$p50_direct" --argjson p50_nginx "$p50_nginx" \
+        --argjson p50_powgate "$p50_powgate" --argjson added_powgate "$added_powgate" --argjson added_nginx "$added_nginx" \
+        --argjson p99_direct "$p99_direct" --argjson p99_nginx "$p99_nginx" --argjson p99_powgate "$p99_powgate" \
+        --argjson upload_mib "$upload_mib" --argjson idle_mib "$idle_mib" --argjson peak_mib "$upload_peak_mib" \
+        --argjson growth_mib "$upload_growth_mib" --argjson upload_rate "$upload_rate" --argjson direct_upload_rate "$direct_upload_rate" \
+        '{e: {nginx_rps: $nginx, powgate_rps: $powgate, direct_rps: $direct, ratio: $ratio, target: ">= 0.8", rounds: $rounds,
+              nginx_rps_rounds: $nginx_rounds, powgate_rps_rounds: $powgate_rounds, direct_rps_rounds: $direct_rounds,
+              latency_rate: $rate, p50_ms: {direct: $p50_direct, nginx: $p50_nginx, powgate: $p50_powgate},
+              p99_ms: {direct: $p99_direct, nginx: $p99_nginx, powgate: $p99_powgate},
+              p50_added_ms: {powgate: $added_powgate, nginx: $added_nginx},
+              upload: {mib: $upload_mib, idle_rss_mib: $idle_mib, peak_rss_mib: $peak_mib, growth_mib: $growth_mib,
+                       target_growth_mib: 100, mib_per_s: $upload_rate, direct_mib_per_s: $direct_upload_rate}}}')")
+    rows+=("| (e) proxied GET with a valid token, powgate / nginx proxy_pass to the same upstream, median of $rounds rounds (rounds: ${e_powgate[*]} vs ${e_nginx[*]}) | $e_powgate_median / $e_nginx_median req/s = **${ratio_e}x** | >= 0.8x | $(verdict "$ratio_e >= 0.8") |")
+    rows+=("| (e) same rounds, the upstream directly (rounds: ${e_direct[*]}) | $e_direct_median req/s | | |")
+    rows+=("| (e) p50 added to the upstream's at $proxy_rate req/s, median of $rounds rounds: powgate (nginx: $added_nginx ms) | **$added_powgate ms** ($p50_powgate vs $p50_direct ms) | | |")
+    rows+=("| (e) p99 at the same rate: direct / nginx / powgate | $p99_direct / $p99_nginx / $p99_powgate ms | | |")
+    rows+=("| (e) powgate's RSS during a $upload_mib MiB upload through it: idle / peak sampled ($upload_rate MiB/s; directly $direct_upload_rate MiB/s) | $idle_mib / $upload_peak_mib MiB = **+$upload_growth_mib MiB** | <= +100 MiB | $(verdict "$upload_growth_mib <= 100") |")
 fi
 
 # --- summary ---------------------------------------------------------------------------

@@ -4,7 +4,12 @@
 //! One handler answers `/verify-token` (any method) with 200 "ok". The
 //! runtime and the connection handling are powgate's own, so that the ratio
 //! powgate / bare is what powgate's middleware, routing and token check
-//! cost, and nothing else:
+//! cost, and nothing else.
+//!
+//! It is also the application behind the proxies of part (e): every other
+//! path answers 200 "ok" as well, and `POST /upload` reads its body to the
+//! end and answers with the number of bytes, so that a 1 GiB upload really
+//! streams through the proxy. Its settings are the same for both:
 //! - `tokio::runtime::Runtime::new()`, as `serve` in server/src/main.rs:
 //!   multi-threaded, one worker per core;
 //! - hyper's http1 builder with the same timer, header-read timeout and
@@ -23,14 +28,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::any;
+use axum::body::Body;
+use axum::routing::{any, post};
 use clap::Parser;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-/// Serve 200 "ok" at /verify-token, as cheaply as axum and hyper can.
+/// Serve 200 "ok" at /verify-token (and at any other path), as cheaply as
+/// axum and hyper can; `POST /upload` counts and discards its body.
 #[derive(Debug, Parser)]
 struct Args {
     /// Address to listen on.
@@ -47,7 +54,10 @@ fn main() -> std::io::Result<()> {
 }
 
 async fn serve(args: Args) -> std::io::Result<()> {
-    let router = Router::new().route("/verify-token", any(|| async { "ok" }));
+    let router = Router::new()
+        .route("/verify-token", any(|| async { "ok" }))
+        .route("/upload", post(count_body))
+        .fallback(|| async { "ok" });
     let listener = TcpListener::bind(args.listen).await?;
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -72,4 +82,18 @@ async fn serve(args: Args) -> std::io::Result<()> {
             let _ = conn.await;
         });
     }
+}
+
+/// Reads the body frame by frame, keeping none of it, and answers with its
+/// length: the sink of part (e)'s upload through the proxies.
+async fn count_body(body: Body) -> String {
+    let mut body = body.into_data_stream();
+    let mut bytes: u64 = 0;
+    while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
+        match chunk {
+            Ok(chunk) => bytes += chunk.len() as u64,
+            Err(e) => return format!("error after {bytes} bytes: {e}"),
+        }
+    }
+    bytes.to_string()
 }
