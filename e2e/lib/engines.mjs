@@ -20,7 +20,7 @@ import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import puppeteer from 'puppeteer-core';
-import { Builder, By, Capabilities } from 'selenium-webdriver';
+import { Builder, By, Capabilities, Key } from 'selenium-webdriver';
 
 import { freePort, launchBrowser, WAIT_MS } from './harness.mjs';
 
@@ -43,6 +43,16 @@ const BINARIES = {
 export function unavailable(engine) {
   const missing = BINARIES[engine].filter((p) => !existsSync(p));
   return missing.length ? `${engine} is not installed here (missing ${missing.join(', ')}; scripts/test.sh installs it as root)` : null;
+}
+
+/**
+ * Why `engine` is left out of this run, or null: E2E_ENGINES=firefox,webkit
+ * (for example) runs only those, for a developer chasing one engine.
+ */
+export function unselected(engine) {
+  const only = process.env.E2E_ENGINES;
+  if (!only || only.split(',').includes(engine)) return null;
+  return `${engine} is not in E2E_ENGINES=${only}`;
 }
 
 /** Driver processes still running; killed outright if the test process ends first. */
@@ -84,8 +94,13 @@ class Session {
   reload() { return this.driver.reload(); }
   url() { return this.driver.url(); }
   evaluate(fn, arg = null) { return this.driver.evaluate(fn, arg); }
-  click(selector) { return this.driver.click(selector); }
   fill(selector, value) { return this.driver.fill(selector, value); }
+  /**
+   * Submits a form the way a visitor at the keyboard does: Enter in one of
+   * its fields. (A BiDi click on a submit button that leads to another page
+   * never resolves in Firefox ESR 153 here.)
+   */
+  submitFrom(selector) { return this.driver.submitFrom(selector); }
   close() { return this.driver.close(); }
 
   /** The cookie called `name` that the browser holds for `url`'s host: {value, httpOnly}, or undefined. */
@@ -170,8 +185,8 @@ async function launchChromium({ javaScript }) {
     reload: () => page.reload({ timeout: WAIT_MS }),
     url: async () => page.url(),
     evaluate: (fn, arg) => page.evaluate(fn, arg),
-    click: (selector) => page.click(selector),
     fill: (selector, value) => page.fill(selector, value),
+    submitFrom: (selector) => page.press(selector, 'Enter'),
     cookies: (url) => context.cookies(url),
     close: () => browser.close(),
   };
@@ -187,20 +202,33 @@ async function launchFirefox({ javaScript }) {
     executablePath: FIREFOX,
     headless: true,
     timeout: WAIT_MS,
-    // No update checks, telemetry or other background traffic.
-    extraPrefsFirefox: { 'app.update.enabled': false, 'datareporting.policy.dataSubmissionEnabled': false },
+    extraPrefsFirefox: {
+      // No update checks, telemetry or other background traffic.
+      'app.update.enabled': false,
+      'datareporting.policy.dataSubmissionEnabled': false,
+      // Firefox ESR's BiDi has no emulation.setScriptingEnabled (what
+      // page.setJavaScriptEnabled sends), so scripting is turned off here.
+      'javascript.enabled': javaScript,
+    },
   });
   try {
     const page = await browser.newPage();
     page.setDefaultTimeout(WAIT_MS);
-    if (!javaScript) await page.setJavaScriptEnabled(false);
     return {
       goto: (url) => page.goto(url),
       reload: () => page.reload(),
       url: async () => page.url(),
       evaluate: (fn, arg) => page.evaluate(fn, arg),
-      click: (selector) => page.click(selector),
-      fill: (selector, value) => page.locator(selector).fill(value),
+      // Typed into the element found at once: the locator's fill and
+      // waitForSelector wait on checks that never pass with scripting off.
+      fill: async (selector, value) => {
+        const field = await present(page, selector);
+        await field.evaluate((el) => {
+          el.value = '';
+        });
+        await field.type(value);
+      },
+      submitFrom: async (selector) => (await present(page, selector)).press('Enter'),
       cookies: () => browser.cookies(),
       close: () => browser.close(),
     };
@@ -208,6 +236,13 @@ async function launchFirefox({ javaScript }) {
     await browser.close();
     throw err;
   }
+}
+
+/** The element `selector` finds in puppeteer's `page` now, or an error that names it. */
+async function present(page, selector) {
+  const element = await page.$(selector);
+  if (!element) throw new Error(`no element matches ${selector} on ${page.url()}`);
+  return element;
 }
 
 // ---------------------------------------------------------------------------
@@ -292,7 +327,7 @@ async function launchWebKit({ javaScript }) {
       if (out && 'error' in out) throw new Error(out.error);
       return out?.value;
     },
-    click: (selector) => driver.findElement(By.css(selector)).click(),
+    submitFrom: (selector) => driver.findElement(By.css(selector)).sendKeys(Key.ENTER),
     fill: async (selector, value) => {
       const el = await driver.findElement(By.css(selector));
       await el.clear();

@@ -16,7 +16,7 @@ import { createServer } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
 import { build, BUILD_TIMEOUT_MS, BUILDS } from '../../pow/tests/wasm/build.mjs';
-import { ENGINES, launchEngine, unavailable } from '../lib/engines.mjs';
+import { ENGINES, launchEngine, unavailable, unselected } from '../lib/engines.mjs';
 import { freePort } from '../lib/harness.mjs';
 
 const CASES = 240;
@@ -81,7 +81,7 @@ after(() => new Promise((resolve) => (site ? site.close(resolve) : resolve())));
 
 for (const engine of ENGINES) {
   describe(`argon2id in a ${engine} worker`, () => {
-    const skip = unavailable(engine);
+    const skip = unselected(engine) ?? unavailable(engine);
     let session;
 
     before(async () => {
