@@ -4,7 +4,8 @@
 //
 //   - solve on the page, then land on the redirect target;
 //   - the SIMD solver build where the engine has wasm SIMD, the scalar one
-//     when forced with ?solver=scalar;
+//     where SIMD is refused (a stand-in for an engine without it) or when
+//     forced with ?solver=scalar;
 //   - a reload mid-solve finishes the challenge it had started;
 //   - the no-JavaScript form, with scripting really turned off;
 //   - the WebKit worker cap: 4 workers in WebKit however many cores it
@@ -38,6 +39,17 @@ const isSolverWasm = (path) => path.endsWith('_bg.wasm');
  * build in all three; an engine without it would get the scalar one.
  */
 const HAS_WASM_SIMD = { chromium: true, firefox: true, webkit: true };
+
+/** Makes the page's WebAssembly.validate refuse modules with SIMD instructions. */
+const WITHOUT_WASM_SIMD = `{
+  const validate = WebAssembly.validate.bind(WebAssembly);
+  WebAssembly.validate = (bytes) => {
+    const view = ArrayBuffer.isView(bytes)
+      ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      : new Uint8Array(bytes);
+    return view.includes(0xfd) ? false : validate(bytes);
+  };
+}`;
 
 /** pool.js's WEBKIT_MAX_WORKERS: WebKit gets at most this many workers. */
 const WEBKIT_MAX_WORKERS = 4;
@@ -127,15 +139,25 @@ for (const engine of ENGINES) {
       assert.equal(await session.evaluate(() => document.getElementById('arrived')?.textContent), 'arrived');
     });
 
-    scenario('solves with the scalar build when ?solver=scalar forces it', async () => {
-      const t = await tap();
-      await session.goto(`${t.url}/?solver=scalar`);
-      await session.waitForState('solved');
-      const status = await session.status();
-      assert.equal(status.solver, 'scalar');
-      assert.deepEqual(solverModules(t), [SCALAR_WASM]);
-      assert.equal(status.dropped, 0, 'no worker failed to load the scalar build');
-      await assertPass(session, t);
+    scenario('solves with the scalar build where wasm SIMD is refused, or when ?solver=scalar forces it', async (st) => {
+      const cases = [
+        // An engine without SIMD, as Safari before 16.4: its validate refuses
+        // every module with a SIMD instruction (they all start with 0xfd).
+        { name: 'SIMD refused', path: '/', initScript: WITHOUT_WASM_SIMD },
+        { name: 'forced', path: '/?solver=scalar' },
+      ];
+      for (const c of cases) {
+        await st.test(c.name, async () => {
+          const t = await tap({ initScript: c.initScript });
+          await session.goto(`${t.url}${c.path}`);
+          await session.waitForState('solved');
+          const status = await session.status();
+          assert.equal(status.solver, 'scalar');
+          assert.deepEqual(solverModules(t), [SCALAR_WASM]);
+          assert.equal(status.dropped, 0, 'no worker failed to load the scalar build');
+          await assertPass(session, t);
+        });
+      }
     });
 
     scenario('finishes the challenge it had started after a reload mid-solve', async () => {
