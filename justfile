@@ -21,7 +21,7 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Solver benchmark: wasm in headless Chromium vs native, default parameters
+# Solver benchmark: wasm in Chromium, Firefox ESR and WebKitGTK vs native, default parameters
 bench-solver:
     scripts/bench-solver.sh
 

@@ -135,6 +135,14 @@ function formatDuration(seconds) {
 /** An error whose message is written for the visitor and shown as it is. */
 class UserFacingError extends Error {}
 
+/**
+ * The browser's workers failed, not the challenge: it stays stored for the
+ * next load to resume. WebKit fails the workers' pending solver downloads as
+ * soon as a reload starts, before pagehide, so this is also what a page
+ * reloaded mid-download sees last.
+ */
+class WorkersFailedError extends UserFacingError {}
+
 function retryAfterSeconds(res) {
   const raw = res.headers.get('Retry-After');
   let s = Number.parseInt(raw ?? '', 10);
@@ -395,7 +403,7 @@ function solve(c) {
         // The last worker's drop comes with the fatal error, not onWorkerDropped.
         status.dropped = pool.dropped;
         setWorkers(0);
-        reject(new UserFacingError(
+        reject(new WorkersFailedError(
           `${err.message} You can use the command line tool instead (see below).`,
         ));
       },
@@ -442,7 +450,7 @@ async function submit(c, found, ticketPromise) {
   ui.pause.disabled = true;
   const ticket = await ticketPromise;
   if (ticket instanceof Error) {
-    throw new UserFacingError(`${ticket.message} You can use the command line tool instead (see below).`);
+    throw new WorkersFailedError(`${ticket.message} You can use the command line tool instead (see below).`);
   }
   say('Checking the answer with the server…');
   const r = await postAnswer(c, {
@@ -525,8 +533,9 @@ async function showSuccess(answer, redir, configPromise) {
 
 function showError(err) {
   if (currentPool) currentPool.stop();
-  // Whatever went wrong, the next attempt should start from a fresh challenge.
-  clearStored();
+  // Unless only the workers failed, the next attempt should start from a
+  // fresh challenge.
+  if (!(err instanceof WorkersFailedError)) clearStored();
   const message = err instanceof UserFacingError
     ? err.message
     : 'Something went wrong on this page. Please try again.';

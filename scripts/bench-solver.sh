@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Solver benchmark: the wasm solver's hashes per second per worker in
-# headless Chromium (1 and 2 workers) against the native solver's
+# Solver benchmark: the wasm solver's hashes per second per worker in each
+# browser engine (headless Chromium, Firefox ESR and WebKitGTK under Xvfb;
+# 1 and 2 workers, each solver build) against the native solver's
 # single-thread rate, default argon2id parameters, all in one run. Prints a
-# table and the ratios, and writes bench-results/solver.json.
+# table, a row per engine and the ratios, and writes
+# bench-results/solver.json.
 #
-# Installs what it needs when missing (Chromium when run as root on Debian,
-# the wasm32 target, the e2e npm packages), builds the release binaries, then
-# hands over to e2e/bench/solver.mjs. Safe to run again and again.
+# Installs what it needs when missing (the browsers when run as root on
+# Debian, the wasm32 target, the e2e npm packages), builds the release
+# binaries, then hands over to e2e/bench/solver.mjs. Safe to run again and
+# again.
 #
 # Settings (environment):
 #   BENCH_SOLVER_SECONDS=20         seconds measured per run
 #   BENCH_SOLVER_WARMUP_SECONDS=2   seconds of warm-up per run, not counted
 #   BENCH_SOLVER_WORKERS=1,2        worker counts to measure
+#   BENCH_SOLVER_ENGINES=chromium,firefox,webkit   engines to measure
 #   BENCH_SOLVER_VARIANTS=name=/solver/powgate_solver_wasm.js,…
 #       the wasm builds to measure (glue URLs; the .wasm sits beside as
 #       *_bg.wasm). Default: every build powgate serves among /solver/,
@@ -22,13 +26,18 @@ cd "$(dirname "$0")/.."
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-if ! command -v chromium >/dev/null; then
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v firefox-esr >/dev/null || need+=(firefox-esr)
+command -v WebKitWebDriver >/dev/null || need+=(webkit2gtk-driver)
+command -v xvfb-run >/dev/null || need+=(xvfb)
+if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        say "installing chromium"
+        say "installing ${need[*]}"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     else
-        echo "chromium is missing: install it (Debian: apt-get install chromium) and run again" >&2
+        echo "missing ${need[*]}: install them (Debian: apt-get install ${need[*]}) and run again" >&2
         exit 1
     fi
 fi
@@ -36,6 +45,8 @@ fi
 rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
     || rustup target add wasm32-unknown-unknown
 
+# The browsers are the system's; no npm package may fetch one of its own.
+export PUPPETEER_SKIP_DOWNLOAD=1
 if ! { [[ -d e2e/node_modules ]] && (cd e2e && npm ls --silent >/dev/null 2>&1); }; then
     say "installing the e2e npm packages"
     (cd e2e && npm ci --no-audit --no-fund)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check: formatting and clippy, then Rust unit and integration
 # tests, the page's JavaScript unit tests, and the end-to-end tests in
-# headless Chromium (and, where they exist, behind real nginx and Caddy).
+# headless Chromium (and, where they exist, behind real nginx and Caddy),
+# with the page's core and the wasm cross-check also in Firefox ESR and
+# WebKitGTK.
 #
 # On a fresh machine it first installs what the tests need: Debian packages
 # (when run as root and they are missing), the wasm32 target, and the e2e
@@ -21,6 +23,11 @@ command -v caddy >/dev/null || need+=(caddy)
 # git is what the proxy mode is tested against.
 command -v openssl >/dev/null || need+=(openssl)
 command -v git >/dev/null || need+=(git)
+# The other two browser engines: Firefox ESR (driven over WebDriver BiDi) and
+# WebKitGTK's WebKitWebDriver with its MiniBrowser, run under Xvfb.
+command -v firefox-esr >/dev/null || need+=(firefox-esr)
+command -v WebKitWebDriver >/dev/null || need+=(webkit2gtk-driver)
+command -v xvfb-run >/dev/null || need+=(xvfb)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         say "installing ${need[*]}"
@@ -52,6 +59,8 @@ node --test pow/tests/wasm/
 say "page unit tests (challenge and admin)"
 node --test frontend/tests/ admin/tests/
 
-say "end-to-end tests (headless Chromium)"
+say "end-to-end tests (Chromium; the core and the wasm cross-check also in Firefox ESR and WebKitGTK)"
 cargo build -p powgate --locked
+# The browsers are the system's; no npm package may fetch one of its own.
+export PUPPETEER_SKIP_DOWNLOAD=1
 (cd e2e && { [[ -d node_modules ]] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; } && npm test)

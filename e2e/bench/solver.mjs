@@ -1,7 +1,8 @@
 // Solver benchmark driver: native single-thread hashes per second against
-// the wasm solver's hashes per second per worker in headless Chromium, all
-// with the default argon2id parameters and measured in one run, so the
-// ratio means something on a noisy machine. scripts/bench-solver.sh builds
+// the wasm solver's hashes per second per worker in each browser engine
+// (Chromium, Firefox ESR, WebKitGTK; see e2e/lib/engines.mjs), all with the
+// default argon2id parameters and measured in one run, so the ratio means
+// something on a noisy machine. scripts/bench-solver.sh builds
 // what it needs and runs this; see there for the settings.
 //
 // Order: native, then every wasm case, then native with as many threads at
@@ -13,9 +14,10 @@
 // L3 cache and memory bandwidth, no idle core left), browser aside.
 //
 // The wasm solver is the one powgate really serves. The bench page and its
-// worker are not part of powgate: they are injected with context.route()
-// under /__bench/ on powgate's own origin, so the module worker can import
-// /solver/… same-origin, exactly as the challenge page's worker does.
+// worker are not part of powgate: a tap in front of powgate (lib/tap.mjs)
+// serves them under /__bench/ on powgate's origin, so the module worker can
+// import /solver/… same-origin, exactly as the challenge page's worker does,
+// in every engine.
 // Every build of the solver that powgate serves (see SOLVER_DIRS, e.g. a
 // SIMD one and a scalar one) is measured, and whether its module uses wasm
 // SIMD is read from the module itself.
@@ -32,7 +34,9 @@ const REPO = resolve(BENCH_DIR, '..', '..');
 // The harness picks its binary when it is imported, and the benchmark wants
 // the optimised one.
 process.env.POWGATE_BIN ||= join(REPO, 'target', 'release', 'powgate');
-const { startPowgate, launchBrowser, CHROMIUM_ARGS } = await import('../lib/harness.mjs');
+const { startPowgate } = await import('../lib/harness.mjs');
+const { ENGINES, launchEngine, unavailable } = await import('../lib/engines.mjs');
+const { startTap } = await import('../lib/tap.mjs');
 
 /** Default argon2id parameters (pow::Argon2Params::DEFAULT). */
 const PARAMS = Object.freeze({ t_cost: 8, m_cost: 65536, parallelism: 1, hash_length: 32 });
@@ -149,6 +153,10 @@ const config = {
     if (!Number.isInteger(n) || n < 1) throw new Error(`BENCH_SOLVER_WORKERS: ${w} is not a worker count`);
     return n;
   }),
+  engines: (process.env.BENCH_SOLVER_ENGINES || ENGINES.join(',')).split(',').map((e) => {
+    if (!ENGINES.includes(e)) throw new Error(`BENCH_SOLVER_ENGINES: ${e} is not one of ${ENGINES.join(', ')}`);
+    return e;
+  }),
   nativeBin: process.env.BENCH_SOLVER_NATIVE_BIN || join(REPO, 'target', 'release', 'examples', 'bench_native'),
   out: process.env.BENCH_SOLVER_OUT || join(REPO, 'bench-results', 'solver.json'),
 };
@@ -203,34 +211,19 @@ function runNative(label, threads = 1) {
   });
 }
 
-/** Serves the bench page's files under /__bench/ of powgate's origin. */
-async function routeBenchPage(context, origin) {
-  await context.route(`${origin}/__bench/**`, async (route) => {
-    const name = new URL(route.request().url()).pathname.slice('/__bench/'.length);
-    const mime = Object.hasOwn(BENCH_FILES, name) ? BENCH_FILES[name] : null;
-    if (!mime) {
-      await route.fulfill({ status: 404, contentType: 'text/plain', body: `no bench file ${name}\n` });
-      return;
-    }
-    await route.fulfill({
-      status: 200,
-      contentType: mime,
-      headers: { 'cache-control': 'no-store' },
-      body: await readFile(join(BENCH_DIR, name)),
-    });
-  });
+/** The bench page's files, for the tap to serve under /__bench/ of powgate's origin. */
+async function benchFile(path) {
+  if (!path.startsWith('/__bench/')) return null;
+  const name = path.slice('/__bench/'.length);
+  if (!Object.hasOwn(BENCH_FILES, name)) return null;
+  return { type: BENCH_FILES[name], body: await readFile(join(BENCH_DIR, name)) };
 }
 
-/** One wasm measurement in a fresh browser context (so no memory carries over). */
-async function runWasm(browser, origin, variant, workers) {
-  log(`wasm '${variant.name}' (${variant.url}), ${workers} worker(s), ${config.seconds} s`);
-  const context = await browser.newContext();
-  const messages = [];
+/** One wasm measurement in a fresh browser session of `engine` (so no memory carries over). */
+async function runWasm(engine, origin, variant, workers) {
+  log(`${engine}: wasm '${variant.name}' (${variant.url}), ${workers} worker(s), ${config.seconds} s`);
+  const session = await launchEngine(engine);
   try {
-    await routeBenchPage(context, origin);
-    const page = await context.newPage();
-    page.on('console', (m) => messages.push(`console.${m.type()}: ${m.text()}`));
-    page.on('pageerror', (e) => messages.push(`pageerror: ${e}`));
     const q = new URLSearchParams({
       solver: variant.url,
       workers: String(workers),
@@ -241,18 +234,21 @@ async function runWasm(browser, origin, variant, workers) {
       p: String(PARAMS.parallelism),
       len: String(PARAMS.hash_length),
     });
-    await page.goto(`${origin}/__bench/index.html?${q}`);
+    await session.goto(`${origin}/__bench/index.html?${q}`);
     const timeout = (config.warmup + config.seconds) * 1000 + 120_000;
-    await page.waitForFunction(() => window.benchResult || window.benchError, null, { timeout, polling: 500 });
-    const { result, error } = await page.evaluate(() => ({ result: window.benchResult, error: window.benchError }));
+    const { result, error } = await session.waitFor(
+      () => (window.benchResult || window.benchError ? { result: window.benchResult, error: window.benchError } : null),
+      null,
+      { timeout, what: 'the benchmark result' },
+    );
     if (error) throw new Error(error);
     log(`  ${result.totalHps.toFixed(3)} hashes/s in total, ${result.perWorkerHps.toFixed(3)} per worker, median ${result.medianMs.toFixed(1)} ms per hash`);
-    return { variant: variant.name, ...result };
+    return { engine, variant: variant.name, ...result };
   } catch (err) {
-    err.message = `wasm '${variant.name}' with ${workers} worker(s): ${err.message}${messages.length ? `\n${messages.join('\n')}` : ''}`;
+    err.message = `${engine}: wasm '${variant.name}' with ${workers} worker(s): ${err.message}`;
     throw err;
   } finally {
-    await context.close().catch(() => {});
+    await session.close().catch(() => {});
   }
 }
 
@@ -267,13 +263,43 @@ function table(rows) {
     .join('\n');
 }
 
+/** [engine, its user agent as its workers saw it] for each engine measured. */
+function engineVersions(wasm) {
+  return [...new Map(wasm.map((w) => [w.engine, w.userAgent])).entries()];
+}
+
+/**
+ * One row per engine: for each solver build and worker count, hashes/s per
+ * worker and its ratio to native single-thread, e.g. "0.41 (0.83x)".
+ */
+function engineTable(wasm, variants, workerCounts) {
+  const name = (v) => (v.simd128 === null ? v.name : v.simd128 ? `simd ${v.name}` : `scalar ${v.name}`);
+  const head = ['engine'];
+  for (const v of variants) for (const n of workerCounts) head.push(`${name(v)}, ${n}w`);
+  const rows = [...new Set(wasm.map((w) => w.engine))].map((engine) => {
+    const row = [engine];
+    for (const v of variants) {
+      for (const n of workerCounts) {
+        const w = wasm.find((x) => x.engine === engine && x.variant === v.name && x.workers === n);
+        row.push(w ? `${fmt(w.perWorkerHps)} (${fmt(w.ratio, 2)}x)` : '-');
+      }
+    }
+    return row;
+  });
+  const cells = [head, ...rows];
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => String(r[i]).length)));
+  return cells
+    .map((r) => r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  '))
+    .join('\n');
+}
+
 async function main() {
   const started = new Date();
   const load = [loadavg()[0]];
   const natives = [];
   const concurrent = [];
   const wasm = [];
-  let chromiumVersion;
+  const skipped = [];
   let variants;
 
   natives.push(await runNative('native (before)'));
@@ -284,22 +310,28 @@ async function main() {
     ARGON2_PARALLELISM: String(PARAMS.parallelism),
     ARGON2_HASH_LENGTH: String(PARAMS.hash_length),
   });
-  let browser;
+  const tap = await startTap(server, { serve: benchFile });
   try {
-    browser = await launchBrowser();
-    chromiumVersion = browser.version();
-    log(`powgate ${process.env.POWGATE_BIN} on ${server.url}; Chromium ${chromiumVersion}`);
+    log(`powgate ${process.env.POWGATE_BIN} on ${server.url}, its bench origin ${tap.url}`);
     variants = await solverVariants(server.url);
     for (const v of variants) {
       log(`solver ${v.name}: ${v.url}, ${v.bytes} bytes of wasm, simd128 ${v.simd128 ?? 'unknown'}`);
     }
-    for (const variant of variants) {
-      for (const workers of config.workers) {
-        wasm.push(await runWasm(browser, server.url, variant, workers));
+    for (const engine of config.engines) {
+      const why = unavailable(engine);
+      if (why) {
+        log(`skipping ${engine}: ${why}`);
+        skipped.push({ engine, why });
+        continue;
+      }
+      for (const variant of variants) {
+        for (const workers of config.workers) {
+          wasm.push(await runWasm(engine, tap.url, variant, workers));
+        }
       }
     }
   } finally {
-    await browser?.close().catch(() => {});
+    await tap.close();
     await server.stop();
   }
 
@@ -322,7 +354,7 @@ async function main() {
   const targeted = wasm.filter((w) => w.targetMet !== null);
 
   const simdNote = (v) => (v.simd128 === null ? '' : v.simd128 ? ', simd128' : ', no simd');
-  const label = (w) => `wasm ${w.variant}${simdNote(variants.find((v) => v.name === w.variant))}`;
+  const label = (w) => `${w.engine} wasm ${w.variant}${simdNote(variants.find((v) => v.name === w.variant))}`;
   const rows = [
     ...natives.map((n) => [n.label, '1 thread', n.hashes, fmt(n.seconds, 1), fmt(n.hps), fmt(n.hps), fmt(n.medianMs, 1), '']),
     ['native (mean)', '', '', '', fmt(nativeHps), fmt(nativeHps), fmt(nativeMedianMs, 1), '1.00x'],
@@ -348,19 +380,27 @@ async function main() {
     '',
     `powgate solver benchmark: argon2id t=${PARAMS.t_cost} m=${PARAMS.m_cost} KiB p=${PARAMS.parallelism} len=${PARAMS.hash_length}`,
     `machine: nproc=${cores}, ${cpu}, load average ${fmt(load[0], 2)} before, ${fmt(load[1], 2)} after`,
-    `chromium: ${chromiumVersion} (headless, ${CHROMIUM_ARGS.join(' ')})`,
+    ...engineVersions(wasm).map(([e, ua]) => `${e}: ${ua}`),
+    ...skipped.map((s) => `${s.engine}: not measured, ${s.why}`),
     `each run: ${config.warmup} s warm-up (not counted), ${config.seconds} s measured`,
     '',
     table(rows),
+    '',
+    'per engine: hashes/s per worker, and per worker / native',
+    '',
+    engineTable(wasm, variants, config.workers),
     '',
     `native drift between its two runs: ${fmt(drift * 100, 1)}%`,
     ...concurrent.map((n) => `native per thread with ${n.threads} threads at once / one thread alone: ${fmt(n.hps / nativeHps, 2)}x (reference, not a target)`),
     ...wasm.map((w) => `${label(w)} per worker / native, ${w.workers} worker${w.workers > 1 ? 's' : ''}: ${fmt(w.ratio, 2)}x`
       + ` (by median hash time ${fmt(w.medianRatio, 2)}x); `
       + (w.targetMet === null ? 'no target (scalar fallback)' : `target >= ${TARGET_RATIO}x ${w.targetMet ? 'met' : 'NOT met'}`)),
-    targeted.length
-      ? `issue #7, SIMD per worker >= ${TARGET_RATIO}x native for every worker count: ${targeted.every((w) => w.targetMet) ? 'met' : 'NOT met'}`
-      : 'issue #7: no SIMD build was measured',
+    ...(targeted.length
+      ? [...new Set(targeted.map((w) => w.engine))].map((engine) => {
+        const met = targeted.filter((w) => w.engine === engine).every((w) => w.targetMet);
+        return `issues #7 and #18, SIMD per worker >= ${TARGET_RATIO}x native for every worker count in ${engine}: ${met ? 'met' : 'NOT met'}`;
+      })
+      : ['issue #7: no SIMD build was measured']),
   ];
   if (wasm.some((w) => w.workers > cores)) lines.push(`note: more workers than the ${cores} cores; their per-worker rate is bound to drop`);
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -371,7 +411,8 @@ async function main() {
     params: PARAMS,
     target_ratio: TARGET_RATIO,
     machine: { nproc: cores, cpu, loadavg_before: load[0], loadavg_after: load[1] },
-    chromium: { version: chromiumVersion, args: CHROMIUM_ARGS },
+    engines: Object.fromEntries(engineVersions(wasm)),
+    skipped_engines: skipped,
     solvers: variants.map((v) => ({
       name: v.name,
       solver_url: v.url,
@@ -397,6 +438,7 @@ async function main() {
       })),
     },
     wasm: wasm.map((w) => ({
+      engine: w.engine,
       variant: w.variant,
       solver_url: new URL(w.solverUrl).pathname,
       wasm_url: new URL(w.wasmUrl).pathname,

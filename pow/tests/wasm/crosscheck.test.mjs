@@ -4,51 +4,25 @@
 //   simd128  -C target-feature=+simd128: the hand-vectorised compression
 //   scalar   no SIMD: the portable compression, the fallback
 //
-// Builds pow/examples/wasm_crosscheck.rs for wasm32-unknown-unknown into
-// target/wasm-crosscheck/<build>/ (one target directory per build, so the
-// two sets of flags never invalidate each other), instantiates it with no
-// imports, and calls its exports. Run from anywhere:
+// Builds pow/examples/wasm_crosscheck.rs for wasm32-unknown-unknown (see
+// build.mjs), instantiates it with no imports, and calls its exports. The
+// same modules are checked inside each browser engine's worker by
+// e2e/tests/crosscheck-engines.test.mjs. Run from anywhere:
 //
 //   node --test pow/tests/wasm/
 //
 // CROSSCHECK_SEED=<integer> draws other random cases (the seed is printed).
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
-const REPO = fileURLToPath(new URL('../../..', import.meta.url));
-const TARGET = 'wasm32-unknown-unknown';
+import { build, BUILD_TIMEOUT_MS, BUILDS } from './build.mjs';
+
 const CASES = 240;
 const SEED = BigInt(process.env.CROSSCHECK_SEED ?? '0x706f776761746521');
 /** The issue's bound on one worker's wasm memory: m plus 8 MiB. */
 const MEMORY_SLACK = 8 * 1024 * 1024;
-const BUILD_TIMEOUT_MS = 15 * 60 * 1000;
-
-const BUILDS = [
-  { name: 'simd', rustflags: ['-C', 'target-feature=+simd128'], simd: 1 },
-  { name: 'scalar', rustflags: [], simd: 0 },
-];
-
-/** Builds the example for one variant and returns the .wasm bytes. */
-function build({ name, rustflags }) {
-  const targetDir = join(REPO, 'target', 'wasm-crosscheck', name);
-  const env = { ...process.env };
-  // Only these flags, whatever the caller's shell has; CARGO_ENCODED_RUSTFLAGS
-  // wins over RUSTFLAGS, and applies to the wasm32 artefacts only.
-  delete env.RUSTFLAGS;
-  env.CARGO_ENCODED_RUSTFLAGS = rustflags.join('\x1f');
-  const r = spawnSync(process.env.CARGO || 'cargo', [
-    'build', '--release', '--locked', '-p', 'powgate-pow', '--example', 'wasm_crosscheck',
-    '--target', TARGET, '--target-dir', targetDir,
-  ], { cwd: REPO, env, stdio: ['ignore', 'inherit', 'inherit'], timeout: BUILD_TIMEOUT_MS });
-  assert.equal(r.status, 0, `building the ${name} wasm cross-check failed (${r.error ?? `exit ${r.status}`})`);
-  return readFileSync(join(targetDir, TARGET, 'release', 'examples', 'wasm_crosscheck.wasm'));
-}
 
 /** Leading zero bits of Node's SHA-256 of a ticket, per pow/src/ticket.rs. */
 function ticketZeroBits(saltByte, ticket) {
