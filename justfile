@@ -21,6 +21,10 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# The pages' JSDoc types, checked by tsc (pinned in tools/)
+typecheck:
+    cd tools && npm ci --no-audit --no-fund && npm run typecheck
+
 # Solver benchmark: wasm in Chromium, Firefox ESR and WebKitGTK vs native, default parameters
 bench-solver:
     scripts/bench-solver.sh

@@ -4,7 +4,7 @@
 // explainDifficulty and pressureSummary are DOM-free (unit tests in
 // tests/adaptive.test.mjs); mount draws the panel into its root.
 
-import { formatHashRate, formatInt, formatMinutes } from './logic.js';
+import { formatHashRate, formatInt, formatMinutes } from '../shared/format.js';
 
 /**
  * @typedef {{ holder: string, score: number, k: number }} HolderScore

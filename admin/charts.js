@@ -1,9 +1,18 @@
+// @ts-check
 // Draws the chart models from logic.js as inline SVG. Colours come from
 // style.css classes (so dark mode applies); nothing here is inline style
 // in markup, which the page's CSP forbids.
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
+/**
+ * An SVG element with attributes and, optionally, text.
+ *
+ * @param {string} name
+ * @param {Record<string, string | number>} [attrs]
+ * @param {string} [text]
+ * @returns {SVGElement}
+ */
 function el(name, attrs = {}, text) {
   const node = document.createElementNS(SVG_NS, name);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
@@ -11,15 +20,18 @@ function el(name, attrs = {}, text) {
   return node;
 }
 
+/** @param {number} v pixels, to a tenth */
 const round = (v) => Math.round(v * 10) / 10;
 
 /**
  * Replaces the contents of `container` with an SVG drawing of `model`.
  *
+ * @template {{x: number, width: number, title: string}} Bar
  * @param {HTMLElement} container
- * @param {object} model from timelineChart or histogramChart
+ * @param {import('./logic.js').ChartModel<Bar>} model from timelineChart or histogramChart
  * @param {{id: string, title: string, desc: string, width: number, height: number,
- *   series: (bar: object) => Array<{cls: string, y: number, height: number}>}} opts
+ *   series: (bar: Bar) => Array<{cls: string, y: number, height: number}>}} opts
+ *   `series`: the rectangles of one bar, each with its class
  */
 export function drawBarChart(container, model, opts) {
   const { id, title, desc, width, height, series } = opts;

@@ -1,7 +1,25 @@
+// @ts-check
 // Pure logic for the admin page: solve-time estimates, input checking,
-// number and time formatting, paging, and the geometry of the two charts.
+// dates and times, paging, and the geometry of the two charts.
 // No DOM access here, so Node's test runner loads this module as it is
 // (see tests/logic.test.mjs); app.js and charts.js do the drawing.
+
+import { errorMessage } from '../shared/http.js';
+import { formatCompact, formatInt, formatMs } from '../shared/format.js';
+
+/** @typedef {import('../shared/wire.js').ClassEstimate} ClassEstimate */
+/** @typedef {import('../shared/wire.js').SettingSpec} SettingSpec */
+/** @typedef {import('../shared/wire.js').SolveTimes} SolveTimes */
+/** @typedef {import('../shared/wire.js').Timeline} Timeline */
+/** @typedef {import('../shared/wire.js').HistogramBucket} HistogramBucket */
+
+/**
+ * A device class as the solve-time table shows it: the server's estimate, or
+ * a preview's, whose times are null when the hash rate is unusable.
+ *
+ * @typedef {Omit<ClassEstimate, 'mean_seconds' | 'p95_seconds'>
+ *   & {mean_seconds: number | null, p95_seconds: number | null}} ShownClass
+ */
 
 // ---------------------------------------------------------------------------
 // Solve-time estimates
@@ -34,9 +52,10 @@ export function solveTimeEstimate(difficulty, hashRate) {
  * challenge timeout, as the preview shown while the operator types. Each
  * class keeps its hash rate, label and source; only the times change.
  *
- * @param {Array<object>} classes as in GET stats `device_classes`
+ * @param {ClassEstimate[]} classes as in GET stats `device_classes`
  * @param {number} difficulty expected hashes
  * @param {number} timeoutSeconds the challenge timeout the p95 is held against
+ * @returns {ShownClass[]}
  */
 export function previewDeviceClasses(classes, difficulty, timeoutSeconds) {
   if (!Array.isArray(classes)) return [];
@@ -46,7 +65,7 @@ export function previewDeviceClasses(classes, difficulty, timeoutSeconds) {
       ...c,
       mean_seconds: est ? est.mean : null,
       p95_seconds: est ? est.p95 : null,
-      exceeds_timeout: Boolean(est) && Number.isFinite(timeoutSeconds) && est.p95 > timeoutSeconds,
+      exceeds_timeout: est !== null && Number.isFinite(timeoutSeconds) && est.p95 > timeoutSeconds,
     };
   });
 }
@@ -84,25 +103,13 @@ export function parseWholeNumber(text, range) {
  * @param {Record<string, number>} wanted
  */
 export function changedSettings(current, wanted) {
+  /** @type {Record<string, number>} */
   const out = {};
   for (const [name, value] of Object.entries(wanted)) {
     if (current[name] !== value) out[name] = value;
   }
   return out;
 }
-
-/**
- * @typedef {object} SettingSpec One row of the server's settings table
- *   (`specs` in GET /api/admin/settings).
- * @property {string} name API name
- * @property {string} label what the page calls it, lower case
- * @property {string} unit empty for a plain count
- * @property {number} min
- * @property {number} max
- * @property {boolean} zero_is_off
- * @property {boolean} presets whether preset names are accepted (difficulty)
- * @property {string} description
- */
 
 /**
  * The fields of the settings form, drawn from the server's settings table
@@ -156,26 +163,14 @@ export function presetFor(difficulty, presets) {
   return null;
 }
 
-/** "medium" → "Medium". */
+/**
+ * "medium" → "Medium".
+ *
+ * @param {string} s
+ */
 export function capitalize(s) {
   const t = String(s);
   return t.charAt(0).toUpperCase() + t.slice(1);
-}
-
-/**
- * Seconds to wait from a Retry-After header, which may be a number of
- * seconds or an HTTP date; `fallback` when it is missing or unreadable.
- *
- * @param {string | null} header
- * @param {number} nowMs Date.now()
- */
-export function retryAfterSeconds(header, nowMs, fallback = 30) {
-  if (header == null || String(header).trim() === '') return fallback;
-  const raw = String(header).trim();
-  if (/^\d+$/.test(raw)) return Math.max(1, Number(raw));
-  const at = Date.parse(raw);
-  if (Number.isFinite(at)) return Math.max(1, Math.ceil((at - nowMs) / 1000));
-  return fallback;
 }
 
 /**
@@ -186,7 +181,7 @@ export function retryAfterSeconds(header, nowMs, fallback = 30) {
  * @param {unknown} data the parsed body, if any
  */
 export function apiErrorMessage(status, data) {
-  const m = data && typeof data === 'object' && typeof data.message === 'string' ? data.message.trim() : '';
+  const m = errorMessage(data);
   if (m) return m;
   if (status === 401) return 'Not signed in, or the session has ended.';
   if (status === 403) return 'The server refused the request.';
@@ -197,75 +192,16 @@ export function apiErrorMessage(status, data) {
 }
 
 // ---------------------------------------------------------------------------
-// Formatting
+// Dates and times (numbers, rates and durations: shared/format.js)
 // ---------------------------------------------------------------------------
-
-const INT_FORMAT = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
-
-/** 1234567 → "1,234,567"; anything not a finite number → "–". */
-export function formatInt(n) {
-  return Number.isFinite(n) ? INT_FORMAT.format(n) : '–';
-}
-
-/** Axis labels: 950 → "950", 1200 → "1.2k", 3000000 → "3M". */
-export function formatCompact(n) {
-  if (!Number.isFinite(n)) return '–';
-  const abs = Math.abs(n);
-  const scaled = (v, unit) => `${Number(v.toFixed(v < 10 ? 1 : 0))}${unit}`;
-  if (abs >= 1e9) return scaled(n / 1e9, 'G');
-  if (abs >= 1e6) return scaled(n / 1e6, 'M');
-  if (abs >= 1e3) return scaled(n / 1e3, 'k');
-  return String(Math.round(n));
-}
-
-/** 12 → "12.0 hashes/s", 0.75 → "0.75 hashes/s", 1400 → "1,400 hashes/s". */
-export function formatHashRate(rate) {
-  if (!(Number.isFinite(rate) && rate > 0)) return '–';
-  const digits = rate < 10 ? 2 : rate < 100 ? 1 : 0;
-  const text = rate >= 1000 ? formatInt(rate) : rate.toFixed(digits);
-  return `${text} hashes/s`;
-}
-
-/**
- * A duration in seconds, to two significant figures or so: "0.4 s",
- * "8.5 s", "42 s", "3.5 min", "25 min", "2.4 h", "3.1 days".
- */
-export function formatDuration(seconds) {
-  if (!(Number.isFinite(seconds) && seconds >= 0)) return '–';
-  const fixed = (v) => (v < 10 ? v.toFixed(1) : String(Math.round(v)));
-  if (seconds < 0.1) return seconds === 0 ? '0 s' : 'under 0.1 s';
-  if (seconds < 90) return `${fixed(seconds)} s`;
-  if (seconds < 90 * 60) return `${fixed(seconds / 60)} min`;
-  if (seconds < 48 * 3600) return `${fixed(seconds / 3600)} h`;
-  return `${fixed(seconds / 86400)} days`;
-}
-
-/** A wait in whole seconds, as Retry-After gives it: "5 s", "2 min", "1.5 h". */
-export function formatWait(seconds) {
-  if (!(Number.isFinite(seconds) && seconds >= 0)) return '–';
-  if (seconds < 90) return `${Math.ceil(seconds)} s`;
-  return formatDuration(seconds);
-}
-
-/** Milliseconds: "350 ms" below a second, formatDuration above. */
-export function formatMs(ms) {
-  if (!(Number.isFinite(ms) && ms >= 0)) return '–';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  return formatDuration(ms / 1000);
-}
-
-/** A whole number of minutes as the page shows timeouts: "30 min", "2 h", "1 h 30 min". */
-export function formatMinutes(minutes) {
-  if (!Number.isFinite(minutes)) return '–';
-  const h = Math.floor(minutes / 60);
-  const m = Math.round(minutes % 60);
-  if (h === 0) return `${m} min`;
-  return m === 0 ? `${h} h` : `${h} h ${m} min`;
-}
 
 /**
  * A unix time as "3 May 2025, 14:05" in the given time zone (the browser's
  * when undefined; tests pass "UTC").
+ */
+/**
+ * @param {number} unix
+ * @param {string} [timeZone]
  */
 export function formatDateTime(unix, timeZone) {
   if (!Number.isFinite(unix)) return '–';
@@ -280,7 +216,12 @@ export function formatDateTime(unix, timeZone) {
   }).format(new Date(unix * 1000));
 }
 
-/** A unix time as "3 May 14:05": the year is left out to keep table rows short. */
+/**
+ * A unix time as "3 May 14:05": the year is left out to keep table rows short.
+ *
+ * @param {number} unix
+ * @param {string} [timeZone]
+ */
 export function formatShortDateTime(unix, timeZone) {
   if (!Number.isFinite(unix)) return '–';
   return new Intl.DateTimeFormat('en-GB', {
@@ -293,7 +234,12 @@ export function formatShortDateTime(unix, timeZone) {
   }).format(new Date(unix * 1000)).replace(',', '');
 }
 
-/** A unix time as "14:05" in the given time zone. */
+/**
+ * A unix time as "14:05" in the given time zone.
+ *
+ * @param {number} unix
+ * @param {string} [timeZone]
+ */
 export function formatClock(unix, timeZone) {
   if (!Number.isFinite(unix)) return '–';
   return new Intl.DateTimeFormat('en-GB', {
@@ -304,7 +250,12 @@ export function formatClock(unix, timeZone) {
   }).format(new Date(unix * 1000));
 }
 
-/** "in 23 h", "5 min ago", "in under a minute": coarse, for the token table. */
+/**
+ * "in 23 h", "5 min ago", "in under a minute": coarse, for the token table.
+ *
+ * @param {number} unix
+ * @param {number} nowUnix
+ */
 export function relativeTime(unix, nowUnix) {
   if (!Number.isFinite(unix) || !Number.isFinite(nowUnix)) return '';
   const diff = unix - nowUnix;
@@ -324,6 +275,10 @@ export function relativeTime(unix, nowUnix) {
 /**
  * Everything the pager shows, from the server's page/per_page/total.
  *
+ * @param {number} page 1-based
+ * @param {number} perPage
+ * @param {number} total tokens in all
+ * @param {number} [shown] rows on this page
  * @returns {{page: number, pages: number, first: number, last: number,
  *   hasPrev: boolean, hasNext: boolean, summary: string}}
  */
@@ -348,6 +303,9 @@ export function paging(page, perPage, total, shown) {
 /**
  * The smallest of 1, 2, 5 × 10^k that is at least `x` (and at least 1,
  * since the charts count whole events).
+ *
+ * @param {number} x
+ * @returns {number}
  */
 export function niceStep(x) {
   if (!(x > 1)) return 1;
@@ -361,6 +319,8 @@ export function niceStep(x) {
 /**
  * Round y-axis ticks from 0 up to at least `maxValue`, about `count` steps.
  *
+ * @param {number} maxValue
+ * @param {number} [count]
  * @returns {{top: number, ticks: number[]}}
  */
 export function axisTicks(maxValue, count = 4) {
@@ -375,6 +335,10 @@ export function axisTicks(maxValue, count = 4) {
 /**
  * Label every k-th of `count` slots so labels `minLabelPx` wide don't touch
  * in `plotWidth` pixels.
+ *
+ * @param {number} count
+ * @param {number} plotWidth
+ * @param {number} minLabelPx
  */
 export function labelStride(count, plotWidth, minLabelPx) {
   if (count <= 0) return 1;
@@ -384,6 +348,39 @@ export function labelStride(count, plotWidth, minLabelPx) {
 
 const CHART_MARGIN = { top: 10, right: 10, bottom: 26, left: 44 };
 
+/** @typedef {{left: number, top: number, width: number, height: number}} Plot */
+
+/**
+ * A chart's geometry for charts.js to draw.
+ *
+ * @template Bar
+ * @typedef {object} ChartModel
+ * @property {Plot} plot
+ * @property {Bar[]} bars
+ * @property {Array<{y: number, text: string}>} yTicks
+ * @property {Array<{x: number, text: string}>} xLabels
+ * @property {boolean} empty nothing to show
+ */
+
+/** @typedef {{y: number, height: number}} BarSpan a bar's top and height */
+
+/**
+ * @typedef {object} TimelineBar
+ * @property {number} x
+ * @property {number} width
+ * @property {BarSpan} issued
+ * @property {BarSpan} solved
+ * @property {BarSpan} failed stacked on solved
+ * @property {string} title
+ */
+
+/** @typedef {{x: number, width: number, y: number, height: number, title: string}} HistogramBar */
+
+/**
+ * @param {number} width
+ * @param {number} height
+ * @returns {Plot}
+ */
 function plotArea(width, height) {
   const m = CHART_MARGIN;
   return {
@@ -394,18 +391,25 @@ function plotArea(width, height) {
   };
 }
 
+/**
+ * @param {Plot} plot
+ * @param {number} top the value at the top of the plot
+ * @returns {(v: number) => number} value → pixels from the top
+ */
 function yScale(plot, top) {
   return (v) => plot.top + plot.height - (v / top) * plot.height;
 }
 
+/** @param {number} v */
 const count = (v) => (Number.isFinite(v) && v > 0 ? v : 0);
 
 /**
  * The solves-over-time chart: per bucket an "issued" bar behind, with the
  * solved count drawn from the bottom and the failed count stacked on it.
  *
- * @param {{bucket_seconds: number, buckets: Array<{start: number, issued: number, solved: number, failed: number}>}} timeline
+ * @param {Timeline} timeline
  * @param {{width: number, height: number, timeZone?: string}} size
+ * @returns {ChartModel<TimelineBar>}
  */
 export function timelineChart(timeline, { width, height, timeZone }) {
   const buckets = timeline && Array.isArray(timeline.buckets) ? timeline.buckets : [];
@@ -434,6 +438,7 @@ export function timelineChart(timeline, { width, height, timeZone }) {
   });
   // Anchor labels on the newest bucket, which is the one people look at.
   const stride = labelStride(buckets.length, plot.width, 40);
+  /** @type {ChartModel<TimelineBar>['xLabels']} */
   const xLabels = [];
   buckets.forEach((b, i) => {
     if ((buckets.length - 1 - i) % stride === 0) {
@@ -449,7 +454,11 @@ export function timelineChart(timeline, { width, height, timeZone }) {
   };
 }
 
-/** A histogram bound in ms, short: 500 → "0.5 s", 1000 → "1 s", 120000 → "2 min". */
+/**
+ * A histogram bound in ms, short: 500 → "0.5 s", 1000 → "1 s", 120000 → "2 min".
+ *
+ * @param {number} ms
+ */
 export function formatBound(ms) {
   if (ms >= 60000 && ms % 60000 === 0) return `${ms / 60000} min`;
   return `${Number((ms / 1000).toFixed(2))} s`;
@@ -460,10 +469,12 @@ export function formatBound(ms) {
  * "over 60 s". Each bucket counts the solves above the previous bound and at
  * or below its own; the last one (le_ms null) has no upper bound.
  *
- * @param {Array<{le_ms: number | null, count: number}>} histogram
+ * @param {HistogramBucket[]} histogram
+ * @returns {string[]}
  */
 export function histogramLabels(histogram) {
   const list = Array.isArray(histogram) ? histogram : [];
+  /** @type {number | null} */
   let prev = null;
   return list.map((h) => {
     let label;
@@ -480,8 +491,9 @@ export function histogramLabels(histogram) {
  * buckets are not equally wide in time, so the x axis is labelled at the
  * bucket bounds instead of on a time scale).
  *
- * @param {Array<{le_ms: number | null, count: number}>} histogram
+ * @param {HistogramBucket[]} histogram
  * @param {{width: number, height: number}} size
+ * @returns {ChartModel<HistogramBar>}
  */
 export function histogramChart(histogram, { width, height }) {
   const list = Array.isArray(histogram) ? histogram : [];
@@ -507,6 +519,7 @@ export function histogramChart(histogram, { width, height }) {
   // Bounds sit between bars: bound i is the right edge of bar i.
   const bounded = list.filter((h) => h.le_ms != null).length;
   const stride = labelStride(Math.max(1, bounded), plot.width, 38);
+  /** @type {ChartModel<HistogramBar>['xLabels']} */
   const xLabels = [];
   let seen = 0;
   list.forEach((h, i) => {
@@ -530,12 +543,14 @@ export function histogramChart(histogram, { width, height }) {
 /**
  * One or two sentences that say what the solves-over-time chart shows.
  *
- * @param {object} timeline
+ * @param {Timeline} timeline
  * @param {string} span "24 hours" or "60 minutes"
+ * @param {string} [timeZone]
  */
 export function summarizeTimeline(timeline, span, timeZone) {
   const buckets = timeline && Array.isArray(timeline.buckets) ? timeline.buckets : [];
   if (!buckets.length) return `No data for the last ${span}.`;
+  /** @param {'issued' | 'solved' | 'failed'} k */
   const sum = (k) => buckets.reduce((s, b) => s + count(b[k]), 0);
   const issued = sum('issued');
   const solved = sum('solved');
@@ -549,7 +564,11 @@ export function summarizeTimeline(timeline, span, timeZone) {
   return text;
 }
 
-/** One or two sentences that say what the histogram shows. */
+/**
+ * One or two sentences that say what the histogram shows.
+ *
+ * @param {Partial<SolveTimes> | undefined} solveTime
+ */
 export function summarizeSolveTimes(solveTime) {
   const st = solveTime || {};
   const list = Array.isArray(st.histogram) ? st.histogram : [];

@@ -1,3 +1,4 @@
+// @ts-check
 // The challenge page: fetch (or resume) a challenge, run the worker pool,
 // submit the answer, then show the token and send the visitor back.
 //
@@ -12,15 +13,20 @@
 // the browser has wasm SIMD (for comparing the two, or working around a
 // broken engine); powgateStatus.solver says which build is in use.
 
-import {
-  chooseSolver, describeCaps, etaSeconds, safeRedirect, solveTelemetry, solveTicket,
-  successProbability, WorkerPool,
-} from './pool.js';
+import { redirectPlan, solveRequest } from './answer.js';
+import { describeCaps } from './caps.js';
+import { isChallenge, isReusable, secondsLeft } from './challenge.js';
+import { solveTicket, WorkerPool } from './pool.js';
+import { etaSeconds, successProbability } from './progress.js';
 import { queuedAhead, queuedText } from './queue.js';
+import { formatEstimate, formatHashRate } from './shared/format.js';
+import { errorMessage, requestJson, retryAfterSeconds } from './shared/http.js';
+import { chooseSolver } from './solver-choice.js';
+
+/** @typedef {import('./challenge.js').StoredChallenge} StoredChallenge */
+/** @typedef {import('./shared/http.js').JsonAnswer} JsonAnswer */
 
 const STORAGE_KEY = 'powgate.challenge';
-/** A stored challenge is reused only while it has this long left to live. */
-const REUSE_MARGIN_S = 30;
 /** Long enough to see that it worked, short enough not to be a chore. */
 const REDIRECT_DELAY_MS = 1500;
 /** Fresh challenges to try after "already spent"/"expired" before giving up. */
@@ -33,7 +39,20 @@ const MAX_RETRY_AFTER_S = 300;
 const MAX_NETWORK_ATTEMPTS = 4;
 const CONFIG_TIMEOUT_MS = 10000;
 
-const $ = (id) => document.getElementById(id);
+/**
+ * An element of index.html by id; they are all there, so a missing one is
+ * a bug in the page, reported at once rather than as a null later.
+ *
+ * @template {HTMLElement} [E=HTMLElement]
+ * @param {string} id
+ * @returns {E}
+ */
+function $(id) {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`index.html has no #${id}`);
+  return /** @type {E} */ (el);
+}
+
 const ui = {
   solver: $('solver'),
   status: $('status'),
@@ -44,24 +63,34 @@ const ui = {
   workers: $('workers'),
   hashes: $('hashes'),
   workersWhy: $('workers-why'),
-  pause: $('pause'),
+  pause: /** @type {HTMLButtonElement} */ ($('pause')),
   notice: $('notice'),
   success: $('success'),
   continueText: $('continue'),
-  continueLink: $('continue-link'),
-  token: $('token'),
+  continueLink: /** @type {HTMLAnchorElement} */ ($('continue-link')),
+  token: /** @type {HTMLInputElement} */ ($('token')),
   copy: $('copy'),
   copyStatus: $('copy-status'),
   tokenExpiry: $('token-expiry'),
   error: $('error'),
   errorMessage: $('error-message'),
   retry: $('retry'),
-  paste: $('paste'),
-  pasteRedir: $('paste-redir'),
+  paste: /** @type {HTMLDetailsElement} */ ($('paste')),
+  pasteRedir: /** @type {HTMLInputElement} */ ($('paste-redir')),
   cliCommand: $('cli-command'),
 };
 
-/** Read by browser tests; the same object is updated in place. */
+/**
+ * Read by browser tests as window.powgateStatus; the same object is updated
+ * in place.
+ *
+ * @type {{
+ *   state: string, workers: number, hashes: number, difficulty: number | null,
+ *   purpose: string | null, dropped: number, rate: number, paused: boolean,
+ *   error: string | null, redirect: string | null,
+ *   solver: 'simd' | 'scalar' | null, ahead: number | null,
+ * }}
+ */
 const status = {
   state: 'loading',
   workers: 0,
@@ -72,15 +101,16 @@ const status = {
   rate: 0,
   paused: false,
   error: null,
+  /** Where the server said to send the visitor, as an absolute URL. */
   redirect: null,
   /** 'simd' or 'scalar': the wasm solver build the workers load. */
   solver: null,
   /** While the answer waits for its turn to be verified: how many are ahead. */
   ahead: null,
 };
-window.powgateStatus = status;
+/** @type {any} */ (window).powgateStatus = status;
 
-/** The pool of the challenge being solved, for the pause button. */
+/** The pool of the challenge being solved, for the pause button. @type {WorkerPool | null} */
 let currentPool = null;
 
 // ---------------------------------------------------------------------------
@@ -88,44 +118,36 @@ let currentPool = null;
 // ---------------------------------------------------------------------------
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** @param {number} ms */
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
+/** @param {string} state */
 function setState(state) {
   status.state = state;
   document.body.dataset.state = state;
 }
 
+/** @param {number} n */
 function setWorkers(n) {
   status.workers = n;
   document.body.dataset.workers = String(n);
   ui.workers.textContent = String(n);
 }
 
+/** @param {string} text */
 function say(text) {
   ui.status.textContent = text;
 }
 
+/** @param {string} text */
 function notice(text) {
   ui.notice.textContent = text;
 }
 
+/** @param {unknown} text @param {number} [max] */
 function clip(text, max = 200) {
   const s = String(text);
   return s.length > max ? `${s.slice(0, max)}…` : s;
-}
-
-function formatRate(rate) {
-  if (!(rate > 0)) return '–';
-  const digits = rate < 10 ? 2 : rate < 100 ? 1 : 0;
-  return `${rate.toFixed(digits)} hashes/s`;
-}
-
-function formatDuration(seconds) {
-  if (seconds == null) return 'estimating…';
-  if (seconds < 1) return 'under a second';
-  if (seconds < 90) return `about ${Math.round(seconds)} s`;
-  if (seconds < 90 * 60) return `about ${Math.round(seconds / 60)} min`;
-  return `about ${Math.round(seconds / 3600)} h`;
 }
 
 // ---------------------------------------------------------------------------
@@ -143,119 +165,81 @@ class UserFacingError extends Error {}
  */
 class WorkersFailedError extends UserFacingError {}
 
-function retryAfterSeconds(res) {
-  const raw = res.headers.get('Retry-After');
-  let s = Number.parseInt(raw ?? '', 10);
-  if (!Number.isFinite(s) && raw) {
-    const at = Date.parse(raw); // the header may also be an HTTP date
-    if (Number.isFinite(at)) s = Math.ceil((at - Date.now()) / 1000);
-  }
-  if (!Number.isFinite(s)) s = DEFAULT_RETRY_AFTER_S;
-  return Math.min(MAX_RETRY_AFTER_S, Math.max(1, s));
+/** @param {Response} res */
+function retryAfter(res) {
+  return retryAfterSeconds(res.headers.get('Retry-After'), Date.now(), DEFAULT_RETRY_AFTER_S, MAX_RETRY_AFTER_S);
 }
 
-/** One request, retried with backoff only when the network itself fails. */
+/**
+ * One request, retried with backoff only when the network itself fails.
+ *
+ * @param {string} path
+ * @param {unknown} [body] POSTed as JSON when given
+ * @returns {Promise<JsonAnswer>}
+ */
 async function request(path, body) {
-  const init = {
-    method: body === undefined ? 'GET' : 'POST',
-    headers: { Accept: 'application/json' },
-    credentials: 'same-origin',
-    cache: 'no-store',
-  };
-  if (body !== undefined) {
-    init.headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
   for (let attempt = 1; ; attempt++) {
-    let res;
     try {
-      res = await fetch(path, init);
-    } catch (err) {
+      return await requestJson(path, { body });
+    } catch {
       if (attempt >= MAX_NETWORK_ATTEMPTS) {
         throw new UserFacingError('Could not reach the server. Check your connection and try again.');
       }
       await sleep(1000 * 2 ** (attempt - 1));
-      continue;
     }
-    let data = null;
-    try {
-      data = await res.json();
-    } catch {
-      // Not JSON (a proxy's error page, say); the status code still counts.
-    }
-    return { status: res.status, data, res };
   }
 }
 
 /**
  * POSTs JSON, sitting out 429/503 answers for as long as Retry-After asks.
  * A queued answer is returned as it is: see postAnswer.
+ *
+ * @param {string} path
+ * @param {unknown} body
+ * @returns {Promise<JsonAnswer>}
  */
 async function post(path, body) {
   for (let busy = 0; ; busy++) {
     const r = await request(path, body);
     if (queuedAhead(r.status, r.data) !== null) return r;
     if ((r.status !== 429 && r.status !== 503) || busy >= MAX_BUSY_RETRIES) return r;
-    const wait = retryAfterSeconds(r.res);
+    const wait = retryAfter(r.res);
     say(`The server is busy; trying again in ${wait} s.`);
     await sleep(wait * 1000);
   }
 }
 
+/**
+ * @param {JsonAnswer} r
+ * @param {string} fallback
+ */
 function serverMessage(r, fallback) {
-  const m = r.data && typeof r.data.message === 'string' ? r.data.message : '';
-  return m || fallback;
+  return errorMessage(r.data) || fallback;
 }
 
-/** The allowed redirect hosts; on any failure only this page's own host. */
-async function loadConfig() {
-  const fallback = { redirect_domains: [], public_url: null };
+/**
+ * The site's public URL, for the command line shown on the page; null when
+ * it is not configured or cannot be read.
+ *
+ * @returns {Promise<string | null>}
+ */
+async function loadPublicUrl() {
   try {
     const r = await Promise.race([
       request('api/config'),
       sleep(CONFIG_TIMEOUT_MS).then(() => null),
     ]);
-    if (!r || r.status !== 200 || !r.data) return fallback;
-    return {
-      redirect_domains: Array.isArray(r.data.redirect_domains)
-        ? r.data.redirect_domains.filter((h) => typeof h === 'string')
-        : [],
-      public_url: typeof r.data.public_url === 'string' ? r.data.public_url : null,
-    };
+    if (!r || r.status !== 200 || !r.data || typeof r.data !== 'object') return null;
+    const { public_url: url } = /** @type {Partial<import('./shared/wire.js').PageConfig>} */ (r.data);
+    return typeof url === 'string' ? url : null;
   } catch {
-    return fallback;
+    return null;
   }
 }
 
 // ---------------------------------------------------------------------------
 // Challenges and their storage
 // ---------------------------------------------------------------------------
-
-function isChallenge(c) {
-  const a = c && c.argon2;
-  const posInt = (v) => Number.isSafeInteger(v) && v > 0;
-  return Boolean(c)
-    && typeof c.challenge === 'string' && c.challenge !== ''
-    && (c.purpose === 'new' || c.purpose === 'refresh')
-    && typeof c.salt === 'string' && /^[0-9a-fA-F]{32}$/.test(c.salt)
-    && Boolean(a) && posInt(a.t_cost) && posInt(a.m_cost) && posInt(a.parallelism) && posInt(a.hash_length)
-    && posInt(c.difficulty)
-    // A challenge stored before the admission ticket existed lacks this and
-    // is dropped, so the page fetches one the server still accepts.
-    && Number.isInteger(c.ticket_bits) && c.ticket_bits >= 0 && c.ticket_bits <= 32
-    && Number.isFinite(c.issued_at) && Number.isFinite(c.expires_at);
-}
-
-/**
- * Seconds the challenge has left. Measured from when this browser received
- * it, so a wrong local clock does not matter.
- */
-function secondsLeft(c) {
-  if (Number.isFinite(c.received_at)) {
-    return (c.expires_at - c.issued_at) - (nowSeconds() - c.received_at);
-  }
-  return c.expires_at - nowSeconds();
-}
 
 function clearStored() {
   try {
@@ -265,18 +249,21 @@ function clearStored() {
   }
 }
 
+/** @returns {StoredChallenge | null} */
 function loadStored() {
+  /** @type {unknown} */
   let c;
   try {
     c = JSON.parse(localStorage.getItem(STORAGE_KEY) || 'null');
   } catch {
     c = null;
   }
-  if (c && isChallenge(c) && secondsLeft(c) > REUSE_MARGIN_S) return c;
+  if (isReusable(c, nowSeconds())) return c;
   if (c) clearStored();
   return null;
 }
 
+/** @param {StoredChallenge} c */
 function store(c) {
   try {
     localStorage.setItem(STORAGE_KEY, JSON.stringify(c));
@@ -290,6 +277,8 @@ function store(c) {
  * search has no memory, so starting it again from nonce 0 loses nothing),
  * else a fresh one. The server decides from the cookie whether it is a
  * refresh.
+ *
+ * @returns {Promise<{challenge: StoredChallenge, resumed: boolean}>}
  */
 async function obtainChallenge() {
   const stored = loadStored();
@@ -324,6 +313,7 @@ function scheduleRender() {
   });
 }
 
+/** @param {number} p the chance that the search is done, 0 to 1 */
 function setProgress(p) {
   const pct = Math.min(100, Math.max(0, Math.round(p * 100)));
   // CSSOM writes are allowed by the CSP, unlike style attributes in markup.
@@ -334,19 +324,24 @@ function setProgress(p) {
 
 function render() {
   if (status.state !== 'solving') return;
-  setProgress(successProbability(status.hashes, status.difficulty));
+  setProgress(successProbability(status.hashes, status.difficulty ?? 0));
   ui.hashes.textContent = String(status.hashes);
-  ui.rate.textContent = formatRate(status.rate);
+  ui.rate.textContent = formatHashRate(status.rate);
   ui.eta.textContent = status.paused
     ? 'paused'
-    : formatDuration(etaSeconds(status.hashes, status.rate, status.difficulty));
+    : formatEstimate(etaSeconds(status.hashes, status.rate, status.difficulty ?? 0));
 }
 
+/**
+ * @param {number} memoryKiB
+ * @returns {import('./caps.js').Environment}
+ */
 function navigatorFacts(memoryKiB) {
   return {
     hardwareConcurrency: navigator.hardwareConcurrency,
     userAgent: navigator.userAgent,
-    deviceMemory: navigator.deviceMemory,
+    // Chromium only, and not in the DOM typings.
+    deviceMemory: /** @type {{deviceMemory?: number}} */ (navigator).deviceMemory,
     maxTouchPoints: navigator.maxTouchPoints,
     platform: navigator.platform,
     memoryKiB,
@@ -362,13 +357,23 @@ function createWorker() {
  * Starts computing the admission ticket in its own worker, beside the
  * search. Never rejects: a failure comes back as an Error for submit() to
  * throw, so it is not reported as unhandled while the search still runs.
+ *
+ * @param {StoredChallenge} c
+ * @returns {Promise<number | null | Error>}
  */
 function startTicket(c) {
-  return solveTicket({ createWorker, salt: c.salt, bits: c.ticket_bits, solver: status.solver })
-    .catch((err) => err);
+  return solveTicket({ createWorker, salt: c.salt, bits: c.ticket_bits, solver: status.solver ?? undefined })
+    .catch((err) => (err instanceof Error ? err : new Error(String(err))));
 }
 
-/** Runs the pool on one challenge; resolves with the winning nonce. */
+/** @typedef {{nonce: number, hashes: number, workers: number, elapsedMs: number, deviceClass: string}} Found */
+
+/**
+ * Runs the pool on one challenge; resolves with the winning nonce.
+ *
+ * @param {StoredChallenge} c
+ * @returns {Promise<Found>}
+ */
 function solve(c) {
   const caps = describeCaps(navigatorFacts(c.argon2.m_cost));
   ui.workersWhy.textContent = `Started ${caps.explanation}`;
@@ -381,7 +386,7 @@ function solve(c) {
     const pool = new WorkerPool({
       createWorker,
       count: caps.workers,
-      job: { params: c.argon2, salt: c.salt, difficulty: c.difficulty, solver: status.solver },
+      job: { params: c.argon2, salt: c.salt, difficulty: c.difficulty, solver: status.solver ?? undefined },
       onProgress: ({ hashes, rate, workers }) => {
         status.hashes = hashes;
         status.rate = rate;
@@ -433,33 +438,41 @@ function onPauseClick() {
  * the same answer again after Retry-After, which keeps its place in line,
  * for as long as the challenge is valid. Not counted as "busy": the wait is
  * bounded by the challenge's life, and every round is progress.
+ *
+ * @param {StoredChallenge} c
+ * @param {import('./shared/wire.js').SolveRequest} body
+ * @returns {Promise<JsonAnswer>}
  */
 async function postAnswer(c, body) {
   for (;;) {
     const r = await post('api/solve', body);
     const ahead = queuedAhead(r.status, r.data);
     status.ahead = ahead;
-    if (ahead === null || secondsLeft(c) <= 0) return r;
+    if (ahead === null || secondsLeft(c, nowSeconds()) <= 0) return r;
     say(queuedText(ahead));
-    await sleep(retryAfterSeconds(r.res) * 1000);
+    await sleep(retryAfter(r.res) * 1000);
   }
 }
 
-/** Sends the answer. Returns the token answer, or null when a new challenge is needed. */
-async function submit(c, found, ticketPromise) {
+/**
+ * Sends the answer, with the `?redir=` for the server to check. Returns the
+ * token answer, or null when a new challenge is needed.
+ *
+ * @param {StoredChallenge} c
+ * @param {Found} found
+ * @param {Promise<number | null | Error>} ticketPromise
+ * @param {string | null} redir
+ * @returns {Promise<import('./shared/wire.js').SolveResponse | null>}
+ */
+async function submit(c, found, ticketPromise, redir) {
   ui.pause.disabled = true;
   const ticket = await ticketPromise;
   if (ticket instanceof Error) {
     throw new WorkersFailedError(`${ticket.message} You can use the command line tool instead (see below).`);
   }
   say('Checking the answer with the server…');
-  const r = await postAnswer(c, {
-    challenge: c.challenge,
-    nonce: found.nonce,
-    ...(ticket === null ? {} : { ticket }),
-    telemetry: solveTelemetry(found),
-  });
-  if (r.status === 200 && r.data && typeof r.data.token === 'string') return r.data;
+  const r = await postAnswer(c, solveRequest(c, found, ticket, redir));
+  if (r.status === 200 && isSolveResponse(r.data)) return r.data;
   if (r.status === 409 || r.status === 410) {
     notice(`${serverMessage(r, 'That challenge has expired or was already used.')} Starting a new one.`);
     return null;
@@ -469,6 +482,15 @@ async function submit(c, found, ticketPromise) {
     return null;
   }
   throw new UserFacingError(serverMessage(r, `The server did not accept the answer (HTTP ${r.status}).`));
+}
+
+/**
+ * @param {unknown} data
+ * @returns {data is import('./shared/wire.js').SolveResponse}
+ */
+function isSolveResponse(data) {
+  return Boolean(data) && typeof data === 'object'
+    && typeof /** @type {{token?: unknown}} */ (data).token === 'string';
 }
 
 // ---------------------------------------------------------------------------
@@ -495,7 +517,11 @@ async function copyToken() {
   ui.copyStatus.textContent = copied ? 'Copied.' : 'Selected: press Ctrl+C (⌘C on a Mac) to copy.';
 }
 
-async function showSuccess(answer, redir, configPromise) {
+/**
+ * @param {import('./shared/wire.js').SolveResponse} answer
+ * @param {string | null} redir the page's `?redir=`
+ */
+function showSuccess(answer, redir) {
   setState('solved');
   setProgress(1);
   ui.pause.disabled = true;
@@ -509,28 +535,25 @@ async function showSuccess(answer, redir, configPromise) {
   }
   ui.success.hidden = false;
 
-  const config = await configPromise;
-  const target = redir
-    ? safeRedirect(redir, {
-      currentOrigin: location.origin,
-      currentHost: location.host,
-      allowedHosts: config.redirect_domains,
-    })
-    : null;
-  status.redirect = target;
+  // Only where the server says: it checked `redir` with its one rule.
+  const { target, refused } = redirectPlan(answer, redir);
   if (target) {
+    const url = new URL(target, location.href).href;
+    status.redirect = url;
     ui.continueText.textContent = 'Taking you back in a moment…';
-    ui.continueLink.href = target;
+    ui.continueLink.href = url;
     ui.continueLink.hidden = false;
-    setTimeout(() => location.replace(target), REDIRECT_DELAY_MS);
+    setTimeout(() => location.replace(url), REDIRECT_DELAY_MS);
     return;
   }
-  if (redir) {
+  status.redirect = null;
+  if (refused) {
     notice(`The return address ${clip(redir)} is not on this site, so you stay here.`);
   }
   ui.continueText.textContent = 'You can now go back to the page you wanted; this browser will be let through.';
 }
 
+/** @param {unknown} err */
 function showError(err) {
   if (currentPool) currentPool.stop();
   // Unless only the workers failed, the next attempt should start from a
@@ -554,7 +577,8 @@ function showError(err) {
 // Start
 // ---------------------------------------------------------------------------
 
-async function run(redir, configPromise) {
+/** @param {string | null} redir the page's `?redir=` */
+async function run(redir) {
   for (let round = 0; round < MAX_CHALLENGES; round++) {
     setState('loading');
     const { challenge: c, resumed } = await obtainChallenge();
@@ -572,10 +596,10 @@ async function run(redir, configPromise) {
 
     const ticket = startTicket(c);
     const found = await solve(c);
-    const answer = await submit(c, found, ticket);
+    const answer = await submit(c, found, ticket, redir);
     if (answer) {
       clearStored();
-      await showSuccess(answer, redir, configPromise);
+      showSuccess(answer, redir);
       return;
     }
     clearStored();
@@ -593,10 +617,8 @@ function main() {
   ui.copy.addEventListener('click', copyToken);
   ui.retry.addEventListener('click', () => location.reload());
 
-  const configPromise = loadConfig();
-  configPromise.then((config) => {
-    const site = config.public_url || `${location.origin}/`;
-    ui.cliCommand.textContent = `powgate solve ${site}`;
+  loadPublicUrl().then((url) => {
+    ui.cliCommand.textContent = `powgate solve ${url || `${location.origin}/`}`;
   });
 
   if (typeof Worker !== 'function' || typeof WebAssembly !== 'object') {
@@ -606,7 +628,7 @@ function main() {
     ));
     return;
   }
-  run(redir, configPromise).catch(showError);
+  run(redir).catch(showError);
 }
 
 main();

@@ -1,3 +1,4 @@
+// @ts-check
 // The verification line as the page sees it. When every verification thread
 // is busy, /api/solve answers 503 {"error": "queued", "ahead": n}: the answer
 // is waiting for its turn, not refused, and its challenge is not spent. The
@@ -14,9 +15,10 @@
  * @returns {number | null}
  */
 export function queuedAhead(status, data) {
-  if (status !== 503 || !data || typeof data !== 'object' || data.error !== 'queued') return null;
-  const { ahead } = /** @type {{ ahead?: unknown }} */ (data);
-  return Number.isSafeInteger(ahead) && ahead >= 0 ? ahead : 0;
+  if (status !== 503 || !data || typeof data !== 'object') return null;
+  const { error, ahead } = /** @type {{ error?: unknown, ahead?: unknown }} */ (data);
+  if (error !== 'queued') return null;
+  return typeof ahead === 'number' && Number.isSafeInteger(ahead) && ahead >= 0 ? ahead : 0;
 }
 
 /**

@@ -1,10 +1,11 @@
+// @ts-check
 // Module worker: searches one share of the nonces (start, start + stride, …)
 // with the wasm solver and reports back. The pool in pool.js drives it:
 //
 //   in   {cmd:'start', params:{t_cost, m_cost, parallelism, hash_length},
 //         salt, difficulty, start, stride, solver}
 //        solver: 'simd' or 'scalar', the wasm build to load (the page
-//        decides, see chooseSolver in pool.js; without it the worker checks
+//        decides, see chooseSolver in solver-choice.js; without it the worker checks
 //        for wasm SIMD itself)
 //        {cmd:'pause'} | {cmd:'resume'}      (stopping is terminate())
 //        {cmd:'ticket', salt, bits, solver}  compute the admission ticket
@@ -16,14 +17,55 @@
 //        {type:'ticket', ticket}             the admission ticket; closes
 //        {type:'error', message}             anything else; closes
 
-import { chooseSolver, nextBatchSize, SOLVER_DIRS } from './pool.js';
+import { nextBatchSize } from './batch.js';
+import { chooseSolver, SOLVER_DIRS } from './solver-choice.js';
+
+/**
+ * @typedef {object} StartJob the search's share of the nonces
+ * @property {'start'} cmd
+ * @property {import('./shared/wire.js').Argon2Params} params
+ * @property {string} salt
+ * @property {number} difficulty
+ * @property {number} start
+ * @property {number} stride
+ * @property {'simd' | 'scalar'} [solver]
+ */
+
+/**
+ * @typedef {object} TicketJob the admission ticket instead of a search
+ * @property {'ticket'} cmd
+ * @property {string} salt
+ * @property {number} bits
+ * @property {'simd' | 'scalar'} [solver]
+ */
+
+/** @typedef {StartJob | TicketJob | {cmd: 'pause' | 'resume'}} Command */
+
+/**
+ * The wasm-bindgen glue of solver-wasm, as this worker uses it. u64 values
+ * may come back as BigInt.
+ *
+ * @typedef {object} SolverModule
+ * @property {(init: {module_or_path: URL}) => Promise<unknown>} default
+ * @property {(salt: string, bits: number) => number | bigint} ticket
+ * @property {new (t: number, m: number, p: number, l: number, salt: string,
+ *   difficulty: number, start: number, stride: number) => WasmSolver} Solver
+ */
+
+/**
+ * @typedef {object} WasmSolver
+ * @property {(batch: number) => {found: boolean, nonce: number | bigint,
+ *   hashes: number | bigint, free?: () => void}} step
+ * @property {() => void} free
+ */
 
 let started = false;
 let paused = false;
-/** Resolves the wait in the search loop when a resume arrives. */
+/** Resolves the wait in the search loop when a resume arrives. @type {(() => void) | null} */
 let wakeUp = null;
 
 self.onmessage = (event) => {
+  /** @type {Command} */
   const msg = event.data || {};
   switch (msg.cmd) {
     case 'start':
@@ -51,8 +93,9 @@ self.onmessage = (event) => {
   }
 };
 
+/** @param {unknown} err */
 function describe(err) {
-  if (err && err.message) return String(err.message);
+  if (err instanceof Error && err.message) return err.message;
   return String(err);
 }
 
@@ -62,6 +105,7 @@ function describe(err) {
  */
 const toNumber = Number;
 
+/** @param {import('./pool.js').WorkerReport} msg the last one */
 function finish(msg) {
   self.postMessage(msg);
   self.close();
@@ -79,10 +123,16 @@ function yieldToEvents() {
  * The wasm solver build `job.solver`, or null after reporting why it could
  * not be loaded. Loaded here rather than with a static import so that a
  * missing or blocked solver becomes a message the page can show.
+ *
+ * @param {{solver?: 'simd' | 'scalar'}} job
+ * @returns {Promise<SolverModule | null>}
  */
 async function loadSolver(job) {
-  const dir = SOLVER_DIRS[job.solver] || SOLVER_DIRS[chooseSolver().solver];
+  // The page's choice when it made one it knows, else this worker's own.
+  const solver = job.solver === 'simd' || job.solver === 'scalar' ? job.solver : chooseSolver().solver;
+  const dir = SOLVER_DIRS[solver];
   try {
+    /** @type {SolverModule} */
     const wasm = await import(`${dir}powgate_solver_wasm.js`);
     // The glue is generated without a default .wasm location (the
     // wasm-bindgen library, unlike its CLI, omits it unless told otherwise),
@@ -97,18 +147,23 @@ async function loadSolver(job) {
   }
 }
 
-/** One SHA-256 search of about one argon2 hash's work, then done. */
+/**
+ * One SHA-256 search of about one argon2 hash's work, then done.
+ *
+ * @param {TicketJob} job
+ */
 async function ticket(job) {
   const wasm = await loadSolver(job);
   if (!wasm) return;
   finish({ type: 'ticket', ticket: toNumber(wasm.ticket(job.salt, job.bits)) });
 }
 
+/** @param {StartJob} job */
 async function search(job) {
   const wasm = await loadSolver(job);
   if (!wasm) return;
 
-  const p = job.params || {};
+  const p = job.params;
   let solver;
   try {
     solver = new wasm.Solver(
@@ -128,7 +183,7 @@ async function search(job) {
   for (;;) {
     if (paused) {
       await new Promise((resolve) => {
-        wakeUp = resolve;
+        wakeUp = () => resolve(undefined);
       });
       continue;
     }

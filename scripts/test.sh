@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs every check: formatting and clippy, then Rust unit and integration
-# tests, the page's JavaScript unit tests, and the end-to-end tests in
+# tests, the page's JavaScript unit tests and types, and the end-to-end tests in
 # headless Chromium (and, where they exist, behind real nginx and Caddy),
 # with the page's core and the wasm cross-check also in Firefox ESR and
 # WebKitGTK.
 #
 # On a fresh machine it first installs what the tests need: Debian packages
-# (when run as root and they are missing), the wasm32 target, and the e2e
-# test's npm packages. Safe to run again and again.
+# (when run as root and they are missing), the wasm32 target, and the npm
+# packages of the type check and the e2e tests. Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,8 +56,13 @@ cargo test --workspace --exclude powgate-solver-wasm --locked
 say "argon2id in wasm32 (SIMD and scalar builds) against the argon2 crate"
 node --test pow/tests/wasm/
 
-say "page unit tests (challenge and admin)"
-node --test frontend/tests/ admin/tests/
+say "page unit tests (challenge, admin and what they share)"
+node --test frontend/tests/ admin/tests/ shared/tests/
+
+# The pages' JSDoc types, checked by the TypeScript compiler (pinned in
+# tools/package-lock.json); nothing is emitted.
+say "page types (tsc --noEmit)"
+(cd tools && { [[ -d node_modules ]] && npm ls --silent >/dev/null 2>&1 || npm ci --no-audit --no-fund; } && npm run --silent typecheck)
 
 say "end-to-end tests (Chromium; the core and the wasm cross-check also in Firefox ESR and WebKitGTK)"
 cargo build -p powgate --locked

@@ -11,11 +11,13 @@
 //!      browser gets;
 //!    - the scalar build, served at `/solver/scalar/`, for browsers without
 //!      wasm SIMD (Safari before 16.4). The page picks one at load time
-//!      (`frontend/pool.js`, `chooseSolver`).
+//!      (`frontend/solver-choice.js`, `chooseSolver`).
 //! 3. Runs wasm-bindgen as a library (the same version as the `wasm-bindgen`
 //!    crate, pinned in the workspace), so no CLI needs installing.
-//! 4. Writes `assets.rs`: every file of `frontend/` and `admin/` plus both
-//!    solvers, with their MIME types and a content hash for the ETag.
+//! 4. Writes `assets.rs`: every file of `frontend/` (served at `/`),
+//!    `admin/` (at `/admin/`) and `shared/` (at `/shared/`: the modules and
+//!    styles both pages use) plus both solvers, with their MIME types and a
+//!    content hash for the ETag.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,7 @@ fn main() {
         "solver-wasm",
         "frontend",
         "admin",
+        "shared",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
@@ -81,6 +84,7 @@ fn main() {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     collect(&root.join("frontend"), "", &mut files);
     collect(&root.join("admin"), "admin/", &mut files);
+    collect(&root.join("shared"), "shared/", &mut files);
     for variant in &VARIANTS {
         let dir = solver_dir.join(variant.subdir);
         for name in SOLVER_FILES {
@@ -207,6 +211,11 @@ fn ensure_wasm_target() {
 }
 
 /// Servable files below `dir`, skipping tests and tooling files.
+///
+/// Symbolic links are skipped too: `frontend/shared` links to `../shared` so
+/// that the challenge page's `./shared/…` imports resolve on disk (for Node's
+/// tests and tsc) as they do when served, and `shared/` is collected once,
+/// by itself.
 fn collect(dir: &Path, prefix: &str, files: &mut Vec<(String, PathBuf)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -220,6 +229,7 @@ fn collect(dir: &Path, prefix: &str, files: &mut Vec<(String, PathBuf)>) {
             || name == "tests"
             || name == "package.json"
             || name == "node_modules"
+            || e.file_type().is_ok_and(|t| t.is_symlink())
         {
             continue;
         }

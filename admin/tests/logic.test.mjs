@@ -8,15 +8,8 @@ import {
   axisTicks,
   changedSettings,
   formatBound,
-  formatCompact,
   formatDateTime,
-  formatDuration,
-  formatHashRate,
-  formatInt,
-  formatMinutes,
-  formatMs,
   formatShortDateTime,
-  formatWait,
   histogramChart,
   histogramLabels,
   labelStride,
@@ -27,7 +20,6 @@ import {
   presetFor,
   previewDeviceClasses,
   relativeTime,
-  retryAfterSeconds,
   settingFormFields,
   settingLabel,
   solveTimeEstimate,
@@ -181,23 +173,6 @@ describe('presetFor', () => {
   });
 });
 
-describe('retryAfterSeconds', () => {
-  const now = Date.parse('2025-05-03T12:00:00Z');
-  it('reads seconds', () => {
-    assert.equal(retryAfterSeconds('60', now), 60);
-    assert.equal(retryAfterSeconds(' 5 ', now), 5);
-    assert.equal(retryAfterSeconds('0', now), 1);
-  });
-  it('reads an HTTP date', () => {
-    assert.equal(retryAfterSeconds('Sat, 03 May 2025 12:02:00 GMT', now), 120);
-  });
-  it('falls back when missing or unreadable', () => {
-    assert.equal(retryAfterSeconds(null, now), 30);
-    assert.equal(retryAfterSeconds('', now, 7), 7);
-    assert.equal(retryAfterSeconds('soon', now, 7), 7);
-  });
-});
-
 describe('apiErrorMessage', () => {
   it("prefers the server's message", () => {
     const body = { error: 'bad_request', message: 'difficulty: 0 is out of range: allowed 1..=1000000000', field: 'difficulty' };
@@ -215,58 +190,7 @@ describe('apiErrorMessage', () => {
 // Formatting
 // ---------------------------------------------------------------------------
 
-describe('formatting', () => {
-  it('formats integers with separators', () => {
-    assert.equal(formatInt(1000000000), '1,000,000,000');
-    assert.equal(formatInt(0), '0');
-    assert.equal(formatInt(undefined), '–');
-  });
-
-  it('shortens axis numbers', () => {
-    assert.equal(formatCompact(0), '0');
-    assert.equal(formatCompact(950), '950');
-    assert.equal(formatCompact(1200), '1.2k');
-    assert.equal(formatCompact(20000), '20k');
-    assert.equal(formatCompact(3000000), '3M');
-  });
-
-  it('formats hash rates', () => {
-    assert.equal(formatHashRate(12), '12.0 hashes/s');
-    assert.equal(formatHashRate(0.75), '0.75 hashes/s');
-    assert.equal(formatHashRate(250), '250 hashes/s');
-    assert.equal(formatHashRate(1400), '1,400 hashes/s');
-    assert.equal(formatHashRate(0), '–');
-  });
-
-  it('formats durations in a unit that fits', () => {
-    assert.equal(formatDuration(0), '0 s');
-    assert.equal(formatDuration(0.01), 'under 0.1 s');
-    assert.equal(formatDuration(0.4), '0.4 s');
-    assert.equal(formatDuration(8.54), '8.5 s');
-    assert.equal(formatDuration(42.4), '42 s');
-    assert.equal(formatDuration(210), '3.5 min');
-    assert.equal(formatDuration(1500), '25 min');
-    assert.equal(formatDuration(2.4 * 3600), '2.4 h');
-    assert.equal(formatDuration(3.1 * 86400), '3.1 days');
-    assert.equal(formatDuration(null), '–');
-    assert.equal(formatDuration(-1), '–');
-  });
-
-  it('formats waits in whole seconds', () => {
-    assert.equal(formatWait(5), '5 s');
-    assert.equal(formatWait(60), '60 s');
-    assert.equal(formatWait(300), '5.0 min');
-    assert.equal(formatWait(undefined), '–');
-  });
-
-  it('formats milliseconds and minutes', () => {
-    assert.equal(formatMs(350), '350 ms');
-    assert.equal(formatMs(4200), '4.2 s');
-    assert.equal(formatMinutes(30), '30 min');
-    assert.equal(formatMinutes(120), '2 h');
-    assert.equal(formatMinutes(90), '1 h 30 min');
-  });
-
+describe('dates and times', () => {
   it('formats dates in a given time zone', () => {
     const t = Date.parse('2025-05-03T14:05:00Z') / 1000;
     assert.equal(formatDateTime(t, 'UTC'), '3 May 2025, 14:05');

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { chooseSolver, SIMD_PROBE, SOLVER_DIRS } from '../pool.js';
+import { chooseSolver, SIMD_PROBE, SOLVER_DIRS } from '../solver-choice.js';
 
 describe('chooseSolver', () => {
   it('the probe is a valid SIMD module for an engine that has SIMD (Node has)', () => {

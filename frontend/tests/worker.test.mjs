@@ -55,8 +55,10 @@ let dir;
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'powgate-worker-'));
   mkdirSync(join(dir, 'solver'));
-  copyFileSync(join(frontend, 'worker.js'), join(dir, 'worker.js'));
-  copyFileSync(join(frontend, 'pool.js'), join(dir, 'pool.js'));
+  // worker.js and the modules it imports.
+  for (const name of ['worker.js', 'batch.js', 'solver-choice.js']) {
+    copyFileSync(join(frontend, name), join(dir, name));
+  }
   writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
   writeFileSync(join(dir, 'harness.js'), HARNESS);
   writeFileSync(join(dir, 'solver', 'powgate_solver_wasm.js'), FAKE_SOLVER);

@@ -95,6 +95,11 @@ pub struct SolveRequest {
     pub refresh_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<Telemetry>,
+    /// Where the visitor wants to go afterwards (the page's `?redir=`). The
+    /// server checks it and answers the result in
+    /// [`SolveResponse::redirect`], so the page needs no rule of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redir: Option<String>,
 }
 
 /// `POST /api/solve` answer.
@@ -106,6 +111,11 @@ pub struct SolveResponse {
     pub refreshed: bool,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The request's `redir` when it passed the server's check (a path on
+    /// this site, or a URL on this host or a `redirect_domains` host); else
+    /// null, the safe default: stay on the page. Absent from older servers.
+    #[serde(default)]
+    pub redirect: Option<String>,
 }
 
 /// Every error answer: a stable machine-readable `error` code and a

@@ -156,6 +156,7 @@ fn flood_thread(shared: &Shared) -> Counts {
             ticket: Some(ticket),
             refresh_token: None,
             telemetry: None,
+            redir: None,
         };
         let status = match post(&agent, shared, "/api/solve", &ip, &req) {
             Ok(mut resp) => {

@@ -64,6 +64,7 @@ pub fn solve(opts: &SolveOptions) -> anyhow::Result<String> {
                 // Not a browser: the server's User-Agent rule files it as a desktop.
                 class: None,
             }),
+            redir: None,
         };
         match submit(&agent, base, &req)? {
             Submitted::Token(t) => return Ok(t.token),

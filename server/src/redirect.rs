@@ -66,4 +66,55 @@ mod tests {
         assert!(!ok("https://evil.com\\@app.example.com"));
         assert!(!ok("/a\nb"));
     }
+
+    /// The page checked `?redir=` with a rule of its own until /api/solve
+    /// started answering this one's verdict; every trick the page's tests
+    /// refused must be refused here.
+    #[test]
+    fn refuses_every_trick_the_page_used_to_refuse_itself() {
+        let allowed = vec!["app.example".to_owned(), ".corp.example".to_owned()];
+        let check = |r: &str| safe_redirect(r, Some("site.example"), &allowed);
+        for hostile in [
+            "JaVaScRiPt:alert(1)",
+            "vbscript:msgbox(1)",
+            "ftp://app.example/",
+            "https:evil.example",
+            "https:/evil.example",
+            "///evil.example/",
+            "\\\\evil.example",
+            "\\/evil.example",
+            "https://evil.example\\.app.example/",
+            "https://app.example\\@evil.example/",
+            "java\tscript:alert(1)",
+            "/\t/evil.example",
+            "/\u{0}/evil.example",
+            "https://site.example@evil.example/",
+            "https://user:pw@app.example/",
+            "https://app.example:@evil.example/",
+            "https://app.example.evil.example/",
+            "https://notapp.example/",
+            "https://evilcorp.example/",
+            "https://corp.example.evil.example/",
+            "https://\u{430}pp.example/",
+            "https://app.example%2eevil.example/",
+            "page",
+            "?x=1",
+            "#top",
+            "",
+        ] {
+            assert_eq!(check(hostile), None, "{hostile:?}");
+        }
+        for safe in [
+            "/",
+            "/%2F%2Fevil.example",
+            "http://app.example:8080/x",
+            "https://a.b.corp.example/z",
+            "http://site.example:8080/",
+        ] {
+            assert_eq!(check(safe).as_deref(), Some(safe), "{safe:?}");
+        }
+        let v6 = |r: &str| safe_redirect(r, Some("[::1]:8080"), &[]).is_some();
+        assert!(v6("http://[::1]/a"));
+        assert!(!v6("http://[::2]:8080/a"));
+    }
 }

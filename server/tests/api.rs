@@ -4,7 +4,8 @@
 mod common;
 
 use common::{TestApp, answer, take_turn, wrong_nonce};
-use pow::wire::ChallengeResponse;
+use pow::wire::{ChallengeResponse, SolveRequest};
+use serde_json::json;
 
 const IP: &str = "198.51.100.7";
 
@@ -84,6 +85,53 @@ fn solve_issues_a_token_that_verify_accepts() {
         "{}",
         r.body_mut().read_to_string().unwrap()
     );
+}
+
+/// The page sends its `?redir=` with the answer and goes where the server
+/// says: the server's one redirect rule (`redirect.rs`) decides, so an open
+/// redirect cannot come back through the page. Whatever it refuses comes
+/// back as null: stay on the page.
+#[test]
+fn solve_returns_only_a_server_checked_redirect_and_null_for_hostile_ones() {
+    let app = TestApp::spawn_with(|c| {
+        c.redirect_domains = powgate::config::StringList::List(vec![".example.org".into()]);
+    });
+    let own = format!("http://{}/after", app.addr);
+    let redirect_for = |redir: Option<&str>| {
+        let ch = app.new_challenge(IP);
+        let req = SolveRequest {
+            redir: redir.map(str::to_owned),
+            ..answer(&ch)
+        };
+        let (status, body, _) = app.submit(IP, &req);
+        assert_eq!(status, 200, "{redir:?}: {body}");
+        body["redirect"].clone()
+    };
+    for hostile in [
+        "//evil.example",
+        "//evil.example/path",
+        "https://evil.example",
+        "https://evil.example/?x=https://app.example.org/",
+        "https://app.example.org@evil.example/",
+        "/\\evil.example",
+        "/\tevil.example",
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "evil.example",
+        "",
+    ] {
+        assert_eq!(redirect_for(Some(hostile)), json!(null), "{hostile:?}");
+    }
+    assert_eq!(redirect_for(None), json!(null));
+    for safe in [
+        "/docs?page=2#top",
+        "https://app.example.org/x",
+        "https://example.org",
+        own.as_str(),
+    ] {
+        assert_eq!(redirect_for(Some(safe)), json!(safe), "{safe:?}");
+    }
 }
 
 #[test]

@@ -316,6 +316,7 @@ fn obtain(server_url: &str, ip: &str) -> Option<String> {
         nonce,
         refresh_token: None,
         telemetry: None,
+        redir: None,
     };
     let mut r = agent
         .post(&format!("{server_url}/api/solve"))
@@ -371,6 +372,7 @@ fn busy_answers_under_a_flood_are_not_logged_as_errors() {
                         nonce: 7,
                         refresh_token: None,
                         telemetry: None,
+                        redir: None,
                     };
                     (0..5)
                         .map(|_| {
@@ -489,6 +491,7 @@ fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
                 nonce: 0,
                 refresh_token: None,
                 telemetry: None,
+                redir: None,
             };
             agent()
                 .post(&format!("{url}/api/solve"))

@@ -179,6 +179,7 @@ fn signed(app: &TestApp, claims: &ChallengeClaims, nonce: u64) -> SolveRequest {
         ticket: Some(pow::ticket::solve(&claims.id, claims.ticket_bits)),
         refresh_token: None,
         telemetry: None,
+        redir: None,
     }
 }
 
@@ -276,6 +277,7 @@ fn a_validly_signed_challenge_with_other_argon2_params_is_refused_without_hashin
         ticket: ticket(&ch),
         refresh_token: None,
         telemetry: None,
+        redir: None,
     };
     refused_without_hashing(&app, &[req], "argon2 parameters");
 }

@@ -92,6 +92,7 @@ fn fill(app: &TestApp, template: &str) -> String {
             ticket: spent_ticket,
             refresh_token: None,
             telemetry: None,
+            redir: None,
         };
         assert_eq!(app.submit(ip, &req).0, 200);
         let now = app.state.now();

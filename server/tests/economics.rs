@@ -101,6 +101,7 @@ impl<'a> Client<'a> {
                 ticket: common::ticket(ch),
                 refresh_token: refresh.map(str::to_owned),
                 telemetry: None,
+                redir: None,
             },
             hashes,
             difficulty: ch.difficulty,

@@ -833,3 +833,102 @@ fn an_http_1_0_upstream_is_answered_to_the_visitor_in_http_1_1() {
     conn.read_exact(&mut body).unwrap();
     assert_eq!(&body, b"hi");
 }
+
+/// `path` joined to the directory of `page` as a browser resolves a relative
+/// reference: `.` and `..` segments folded, never above `/`. A reference
+/// starting with `/` is kept as it is (and so fails the prefix check).
+fn resolve(page: &str, reference: &str) -> String {
+    let reference = reference.split(['?', '#']).next().unwrap_or_default();
+    if reference.starts_with('/') {
+        return reference.to_owned();
+    }
+    let dir = &page[..=page.rfind('/').unwrap()];
+    let mut segments: Vec<&str> = Vec::new();
+    let joined = format!("{dir}{reference}");
+    let parts: Vec<&str> = joined.split('/').skip(1).collect();
+    for (i, part) in parts.iter().enumerate() {
+        match *part {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            p => segments.push(p),
+        }
+        // A trailing "." or ".." names a directory.
+        if i + 1 == parts.len() && (*part == "." || *part == "..") {
+            segments.push("");
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// The pages use relative URLs only, so that they work under a prefix. This
+/// loads both pages under `/.powgate/` and follows every stylesheet, script,
+/// module import (shared ones included) and worker they name, as a browser
+/// would: each must stay under the prefix and be served by powgate.
+#[test]
+fn every_file_the_pages_load_is_served_under_the_proxy_prefix() {
+    let upstream = Upstream::tcp(None, Shared::default());
+    let app = powgate_in_front_of(&upstream.url());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let html_ref = regex::Regex::new(r#"(?:href|src)="([^"]*)""#).unwrap();
+    let js_ref =
+        regex::Regex::new(r#"(?:\bfrom\s*|\bimport\s*\(\s*|new URL\(\s*)['"]([^'"]+)['"]"#)
+            .unwrap();
+    let mut queue = vec!["/.powgate/".to_owned(), "/.powgate/admin/".to_owned()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(path) = queue.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        assert!(
+            path.starts_with("/.powgate/"),
+            "{path} leaves the prefix: a page refers outside /.powgate/"
+        );
+        let mut r = agent.get(&app.url(&path)).call().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let body = r.body_mut().read_to_string().unwrap();
+        let refs = if path.ends_with('/') || path.ends_with(".html") {
+            &html_ref
+        } else if path.ends_with(".js") {
+            &js_ref
+        } else {
+            continue;
+        };
+        for c in refs.captures_iter(&body) {
+            let reference = &c[1];
+            if reference.starts_with("data:") || reference.starts_with('#') {
+                continue;
+            }
+            queue.push(resolve(&path, reference));
+        }
+    }
+    for expected in [
+        "/.powgate/shared/base.css",
+        "/.powgate/shared/http.js",
+        "/.powgate/shared/format.js",
+        "/.powgate/worker.js",
+        "/.powgate/admin/app.js",
+    ] {
+        assert!(seen.contains(expected), "{expected} not reached: {seen:?}");
+    }
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+}
+
+#[test]
+fn resolve_folds_dot_segments_like_a_browser() {
+    assert_eq!(resolve("/.powgate/", "app.js"), "/.powgate/app.js");
+    assert_eq!(
+        resolve("/.powgate/admin/", "../shared/x.js"),
+        "/.powgate/shared/x.js"
+    );
+    assert_eq!(resolve("/.powgate/app.js", "./"), "/.powgate/");
+    assert_eq!(resolve("/app.js", "../../shared/x.js"), "/shared/x.js");
+    assert_eq!(
+        resolve("/.powgate/app.js", "../shared/x.js?v=1"),
+        "/shared/x.js"
+    );
+}

@@ -430,6 +430,7 @@ fn solution_with(
         } else {
             None
         },
+        redir: None,
     }
 }
 

@@ -115,6 +115,19 @@ mod tests {
             "worker.js",
             "pool.js",
             "queue.js",
+            "caps.js",
+            "progress.js",
+            "solver-choice.js",
+            "batch.js",
+            "answer.js",
+            "challenge.js",
+            "style.css",
+            "shared/base.css",
+            "shared/http.js",
+            "shared/format.js",
+            "shared/wire.js",
+            "admin/index.html",
+            "admin/app.js",
             "solver/powgate_solver_wasm.js",
             "solver/powgate_solver_wasm_bg.wasm",
             "solver/scalar/powgate_solver_wasm.js",
@@ -128,5 +141,9 @@ mod tests {
         );
         assert!(find("tests/pool.test.mjs").is_none());
         assert!(find("package.json").is_none());
+        // Served once, at /shared/, not again through frontend/'s link to it.
+        assert!(find("shared/tests/http.test.mjs").is_none());
+        assert!(find("shared/package.json").is_none());
+        assert!(find("shared/shared/base.css").is_none());
     }
 }

@@ -265,10 +265,15 @@ async fn check_and_issue(
         now,
     );
     let plain = token.expose();
+    let redirect = req
+        .redir
+        .as_deref()
+        .and_then(|redir| redirect_target(state, headers, redir));
     let mut resp = Json(SolveResponse {
         token: plain.clone(),
         refreshed,
         expires_at: token_expires,
+        redirect,
     })
     .into_response();
     set_cookie(state, &mut resp, &plain, settings.token_hours);
@@ -326,6 +331,14 @@ fn record_success(
     state
         .stats
         .record_solved(now, class, client.key.network(), report);
+}
+
+/// Where a visitor who asked for `redir` may be sent: the one rule of
+/// [`safe_redirect`], against the request's own host and `redirect_domains`.
+/// Both the page's `/api/solve` and the no-JavaScript `/api/token` use it.
+fn redirect_target(state: &AppState, headers: &HeaderMap, redir: &str) -> Option<String> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    safe_redirect(redir, host, &state.config.redirect_domains)
 }
 
 fn set_cookie(state: &AppState, resp: &mut Response, token: &str, token_hours: u32) {
@@ -389,9 +402,7 @@ async fn paste_token(
         )
             .into_response());
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let target = safe_redirect(&form.redir, host, &state.config.redirect_domains)
-        .unwrap_or_else(|| "../".to_owned());
+    let target = redirect_target(&state, &headers, &form.redir).unwrap_or_else(|| "../".to_owned());
     let mut resp = Redirect::to(&target).into_response();
     *resp.status_mut() = StatusCode::SEE_OTHER;
     set_cookie(&state, &mut resp, token, state.settings.get().token_hours);

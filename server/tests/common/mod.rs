@@ -291,6 +291,7 @@ pub fn answer(ch: &ChallengeResponse) -> SolveRequest {
         ticket: ticket(ch),
         refresh_token: None,
         telemetry: None,
+        redir: None,
     }
 }
 
