@@ -38,7 +38,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod cookies;
-pub mod db;
+
 pub(crate) mod error;
 pub(crate) mod forwarded;
 pub(crate) mod gate;
@@ -56,6 +56,7 @@ pub mod server;
 pub(crate) mod settings;
 pub mod state;
 pub(crate) mod stats;
+pub(crate) mod store;
 pub mod token;
 pub(crate) mod token_store;
 pub(crate) mod token_usage;
