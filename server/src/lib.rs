@@ -9,7 +9,8 @@
 //! - [`state`]: the shared [`state::AppState`].
 //! - [`routes`]: HTTP handlers; [`routes::app`] builds the router.
 //! - [`gate`]: may this request pass (allowlist, then token).
-//! - [`db`]: SQLite pool, migrations and queries.
+//! - [`store`]: the storage seam (one `Store` trait, the conformance suite)
+//!   and its backends; SQLite's pool, migrations and queries in `store::sqlite`.
 //! - [`token_store`]: tokens with an in-memory cache in front of the database.
 //! - [`token_usage`]: requests each token passed, its rate and lifetime budgets.
 //! - [`challenge_ledger`]: spent challenges, so each is used once.
