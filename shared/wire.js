@@ -167,7 +167,7 @@
  * One row of `GET /api/admin/tokens`.
  *
  * @typedef {object} AdminToken
- * @property {string} id a short hash of the token
+ * @property {number} id the token's number, which `POST /api/admin/tokens/{id}/revoke` takes
  * @property {number} created_at unix seconds
  * @property {number} expires_at unix seconds
  * @property {string[]} ips

@@ -9,7 +9,8 @@
 //! - [`state`]: the shared [`state::AppState`].
 //! - [`routes`]: HTTP handlers; [`routes::app`] builds the router.
 //! - [`gate`]: may this request pass (allowlist, then token).
-//! - [`db`]: SQLite pool, migrations and queries.
+//! - [`store`]: the storage seam (one `Store` trait, the conformance suite)
+//!   and its backends; SQLite's pool, migrations and queries in `store::sqlite`.
 //! - [`token_store`]: tokens with an in-memory cache in front of the database.
 //! - [`token_usage`]: requests each token passed, its rate and lifetime budgets.
 //! - [`challenge_ledger`]: spent challenges, so each is used once.
@@ -38,7 +39,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod cookies;
-pub mod db;
+
 pub(crate) mod error;
 pub(crate) mod forwarded;
 pub(crate) mod gate;
@@ -56,6 +57,7 @@ pub mod server;
 pub(crate) mod settings;
 pub mod state;
 pub(crate) mod stats;
+pub(crate) mod store;
 pub mod token;
 pub(crate) mod token_store;
 pub(crate) mod token_usage;
