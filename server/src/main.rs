@@ -16,7 +16,8 @@ use tracing_subscriber::EnvFilter;
 /// Browsers without a valid token solve one argon2id challenge and receive a
 /// token; reverse proxies ask `/verify-token` on every request. Or, with
 /// `serve --upstream URL` (POW_UPSTREAM), powgate stands in front of the
-/// application itself and needs no reverse proxy.
+/// application itself and needs no reverse proxy. With `tcp` (or `[[tcp]]`
+/// in the config file), it guards services that do not speak HTTP.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
