@@ -375,44 +375,50 @@ fn refused_handshakes_get_their_error_and_never_reach_the_upstream() {
     assert_eq!(spent_reached, 1, "only the one valid solve got through");
 }
 
+/// A token from a challenge and solution over HTTP.
+fn http_token(server: &Server) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
+    write!(
+        s,
+        "POST /api/challenge HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let ch: pow::wire::ChallengeResponse =
+        serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let salt: [u8; 16] = hex::decode(&ch.salt).unwrap().try_into().unwrap();
+    let offer = Offer {
+        challenge: ch.challenge.clone(),
+        salt,
+        params: ch.argon2,
+        difficulty: pow::Difficulty::new(ch.difficulty).unwrap(),
+        ticket_bits: ch.ticket_bits,
+    };
+    let req = serde_json::to_string(&pow::wire::SolveRequest {
+        challenge: ch.challenge,
+        nonce: solve(&offer),
+        ticket: Some(pow::ticket::solve(&salt, ch.ticket_bits)),
+        refresh_token: None,
+        telemetry: None,
+    })
+    .unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
+    write!(s, "POST /api/solve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{req}", req.len()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let body: pow::wire::SolveResponse =
+        serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    body.token
+}
+
 /// A token from the HTTP API opens the TCP gate, and its passes count
 /// against the same request budget as `/verify-token`'s.
 #[test]
 fn a_token_obtained_over_http_opens_the_gate_under_the_same_budget() {
     let echo = Echo::start();
     let server = Server::start(echo.port, "", &[("POW_TOKEN_REQUESTS_TOTAL", "3")]);
-    // The token, from a challenge and solution over HTTP.
-    let token = {
-        let mut s = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
-        write!(s, "POST /api/challenge HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let ch: pow::wire::ChallengeResponse =
-            serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-        let salt: [u8; 16] = hex::decode(&ch.salt).unwrap().try_into().unwrap();
-        let offer = Offer {
-            challenge: ch.challenge.clone(),
-            salt,
-            params: ch.argon2,
-            difficulty: pow::Difficulty::new(ch.difficulty).unwrap(),
-            ticket_bits: ch.ticket_bits,
-        };
-        let req = serde_json::to_string(&pow::wire::SolveRequest {
-            challenge: ch.challenge,
-            nonce: solve(&offer),
-            ticket: Some(pow::ticket::solve(&salt, ch.ticket_bits)),
-            refresh_token: None,
-            telemetry: None,
-        })
-        .unwrap();
-        let mut s = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
-        write!(s, "POST /api/solve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{req}", req.len()).unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let body: pow::wire::SolveResponse =
-            serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-        body.token
-    };
+    let token = http_token(&server);
     let verify = |token: &str| {
         let mut s = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
         write!(s, "GET /verify-token HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
@@ -436,6 +442,24 @@ fn a_token_obtained_over_http_opens_the_gate_under_the_same_budget() {
     // The budget of three is spent: one by TCP, two over HTTP.
     tcp(&server).expect_err("exhausted");
     assert_eq!(echo.connections(), 1);
+}
+
+/// A connection answered with a token gives back the slot its greeting's
+/// challenge took among the address's open challenges: otherwise a client
+/// that reconnects with its token would soon be greeted without a
+/// challenge, and an honest neighbour behind the same address too.
+#[test]
+fn token_connections_do_not_use_up_the_open_challenge_slots() {
+    let echo = Echo::start();
+    let server = Server::start(echo.port, "", &[("POW_MAX_OPEN_CHALLENGES_PER_IP", "2")]);
+    let token = http_token(&server);
+    for _ in 0..4 {
+        let mut c = server.connect();
+        c.greeting();
+        c.send(Answer::Token(token.clone()).to_line().as_bytes());
+        assert_eq!(passed(&mut c), token);
+    }
+    assert_eq!(echo.connections(), 4);
 }
 
 /// 1 000 connections at once against a cap of 100: 100 are greeted, the
