@@ -36,6 +36,13 @@
 #       latency each proxy adds to the upstream at a moderate constant rate
 #       (rounds alternate again), and powgate's RSS while a 1 GiB upload
 #       streams through it to the upstream.
+#   (f) the TCP gate (issue 20): `powgate tcp` in front of an echo service
+#       (server/examples/tcp_bench.rs, which is also the client). The time
+#       from connect to the first echoed byte, through the gate with a
+#       token (greeting, TOKEN, OK: no argon2 in it) and directly, p50 and
+#       p99 over BENCH_TCP_COUNT connections one after another; and the
+#       rate of a BENCH_STREAM_MIB stream echoed through the gate and
+#       directly. Rounds alternate gate / direct; medians are compared.
 #
 # Installs what it needs when missing (oha with cargo, Debian's argon2 CLI,
 # jq), builds the release binaries, starts its own powgate on a temporary
@@ -69,11 +76,15 @@
 #   BENCH_NGINX_PORT=18092      loopback port of (e)'s nginx
 #   BENCH_PROXY_RATE=1000       requests/s of (e)'s latency runs
 #   BENCH_UPLOAD_MIB=1024       size of (e)'s upload
+#   BENCH_TCP_PORT=18093        loopback port of (f)'s gate
+#   BENCH_ECHO_PORT=18094       loopback port of (f)'s echo service
+#   BENCH_TCP_COUNT=500         connections per latency run in (f)
+#   BENCH_STREAM_MIB=1024       size of (f)'s echoed stream
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-parts="${BENCH_PARTS:-abcde}"
+parts="${BENCH_PARTS:-abcdef}"
 port="${BENCH_PORT:-18089}"
 bare_port="${BENCH_BARE_PORT:-18090}"
 secs="${BENCH_SECONDS:-10}"
@@ -91,12 +102,16 @@ upstream_port="${BENCH_UPSTREAM_PORT:-18091}"
 nginx_port="${BENCH_NGINX_PORT:-18092}"
 proxy_rate="${BENCH_PROXY_RATE:-1000}"
 upload_mib="${BENCH_UPLOAD_MIB:-1024}"
+tcp_port="${BENCH_TCP_PORT:-18093}"
+echo_port="${BENCH_ECHO_PORT:-18094}"
+tcp_count="${BENCH_TCP_COUNT:-500}"
+stream_mib="${BENCH_STREAM_MIB:-1024}"
 base="http://127.0.0.1:$port"
 bare_base="http://127.0.0.1:$bare_port"
 out="$root/bench-results"
 
-if [[ ! $parts =~ ^[abcde]+$ ]]; then
-    echo "BENCH_PARTS=$parts: use letters among a, b, c, d, e" >&2
+if [[ ! $parts =~ ^[abcdef]+$ ]]; then
+    echo "BENCH_PARTS=$parts: use letters among a, b, c, d, e, f" >&2
     exit 1
 fi
 if [[ $parts == *c* && $parts != *b* ]]; then
@@ -145,11 +160,12 @@ fi
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 say "building powgate and the benchmark examples (release)"
-cargo build --release --locked -p powgate --bin powgate --example bare --example flood --example verify_cost
+cargo build --release --locked -p powgate --bin powgate --example bare --example flood --example verify_cost --example tcp_bench
 bin="$root/target/release/powgate"
 bare="$root/target/release/examples/bare"
 flood="$root/target/release/examples/flood"
 verify_cost="$root/target/release/examples/verify_cost"
+tcp_bench="$root/target/release/examples/tcp_bench"
 
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use; set BENCH_PORT" >&2
@@ -159,7 +175,8 @@ if want a && (exec 3<>"/dev/tcp/127.0.0.1/$bare_port") 2>/dev/null; then
     echo "port $bare_port is in use; set BENCH_BARE_PORT" >&2
     exit 1
 fi
-for p in $(want e && echo "$upstream_port:BENCH_UPSTREAM_PORT $nginx_port:BENCH_NGINX_PORT"); do
+for p in $(want e && echo "$upstream_port:BENCH_UPSTREAM_PORT $nginx_port:BENCH_NGINX_PORT") \
+    $(want f && echo "$tcp_port:BENCH_TCP_PORT $echo_port:BENCH_ECHO_PORT"); do
     if (exec 3<>"/dev/tcp/127.0.0.1/${p%%:*}") 2>/dev/null; then
         echo "port ${p%%:*} is in use; set ${p#*:}" >&2
         exit 1
@@ -723,6 +740,70 @@ NGINX
     rows+=("| (e) p50 added to the upstream's at $proxy_rate req/s, median of $rounds rounds: powgate (nginx: $added_nginx ms) | **$added_powgate ms** ($p50_powgate vs $p50_direct ms) | | |")
     rows+=("| (e) p99 at the same rate: direct / nginx / powgate | $p99_direct / $p99_nginx / $p99_powgate ms | | |")
     rows+=("| (e) powgate's RSS during a $upload_mib MiB upload through it: idle / peak sampled ($upload_rate MiB/s; directly $direct_upload_rate MiB/s) | $idle_mib / $upload_peak_mib MiB = **+$upload_growth_mib MiB** | <= +100 MiB | $(verdict "$upload_growth_mib <= 100") |")
+fi
+
+# --- (f) the TCP gate ----------------------------------------------------------------
+if want f; then
+    say "(f) starting the echo service on port $echo_port and powgate tcp on port $tcp_port"
+    commands+=("(f upstream) target/release/examples/tcp_bench echo --listen 127.0.0.1:$echo_port")
+    "$tcp_bench" echo --listen "127.0.0.1:$echo_port" &
+    echo_pid=$!
+    bg_pids+=("$echo_pid")
+    # The token of the other parts, from the same database; its budgets as
+    # large as (a)'s, and no challenge rate or open-challenge bound, since
+    # every connection is greeted with a challenge it does not answer.
+    tcp_env=(POW_TOKEN_REQUESTS_PER_MINUTE=1000000 POW_TOKEN_REQUESTS_TOTAL=1000000000
+        POW_RATE_CHALLENGES_PER_MINUTE=0 POW_MAX_OPEN_CHALLENGES_PER_IP=0 POW_MAX_OPEN_CHALLENGES_PER_NETWORK=0)
+    commands+=("(f gate) ${tcp_env[*]} POW_DATABASE=<tmp> target/release/powgate tcp --listen 127.0.0.1:$tcp_port --upstream 127.0.0.1:$echo_port")
+    (cd "$tmp" && exec env POW_DATABASE="$tmp/bench.db" RUST_LOG=warn "${tcp_env[@]}" \
+        "$bin" tcp --listen "127.0.0.1:$tcp_port" --upstream "127.0.0.1:$echo_port") 2>>"$tmp/tcp.log" &
+    gate_pid=$!
+    bg_pids+=("$gate_pid")
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$tcp_port") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$echo_port") 2>/dev/null && break
+        sleep 0.1
+    done
+    gate_addr="127.0.0.1:$tcp_port"
+    echo_addr="127.0.0.1:$echo_port"
+    if ! "$tcp_bench" latency --addr "$gate_addr" --token "$token" --count 1 >/dev/null; then
+        echo "(f) the gate does not pass the token; its log:" >&2
+        tail -n 20 "$tmp/tcp.log" >&2
+        exit 1
+    fi
+    commands+=("target/release/examples/tcp_bench latency --addr $gate_addr --token \$TOKEN --count $tcp_count   # and --addr $echo_addr without --token")
+    commands+=("target/release/examples/tcp_bench throughput --addr $gate_addr --token \$TOKEN --mib $stream_mib   # and --addr $echo_addr without --token")
+    say "(f) connect to first echoed byte, $rounds rounds of $tcp_count connections; then a $stream_mib MiB stream, $rounds rounds; gate / direct alternating"
+    f_p50_gate=(); f_p99_gate=(); f_p50_direct=(); f_p99_direct=()
+    f_rate_gate=(); f_rate_direct=()
+    for r in $(seq "$rounds"); do
+        read -r p50 p99 < <("$tcp_bench" latency --addr "$gate_addr" --token "$token" --count "$tcp_count")
+        f_p50_gate+=("$p50"); f_p99_gate+=("$p99")
+        read -r p50 p99 < <("$tcp_bench" latency --addr "$echo_addr" --count "$tcp_count")
+        f_p50_direct+=("$p50"); f_p99_direct+=("$p99")
+        f_rate_gate+=("$("$tcp_bench" throughput --addr "$gate_addr" --token "$token" --mib "$stream_mib")")
+        f_rate_direct+=("$("$tcp_bench" throughput --addr "$echo_addr" --mib "$stream_mib")")
+        say "  round $r: p50 gate ${f_p50_gate[-1]} / direct ${f_p50_direct[-1]} ms, p99 ${f_p99_gate[-1]} / ${f_p99_direct[-1]} ms; stream ${f_rate_gate[-1]} / ${f_rate_direct[-1]} MiB/s"
+    done
+    kill "$gate_pid" "$echo_pid" 2>/dev/null || true
+    wait "$gate_pid" "$echo_pid" 2>/dev/null || true
+    f_p50_g=$(median "${f_p50_gate[@]}"); f_p99_g=$(median "${f_p99_gate[@]}")
+    f_p50_d=$(median "${f_p50_direct[@]}"); f_p99_d=$(median "${f_p99_direct[@]}")
+    f_added_p50=$(calc "$f_p50_g - $f_p50_d"); f_added_p99=$(calc "$f_p99_g - $f_p99_d")
+    f_rate_g=$(median "${f_rate_gate[@]}"); f_rate_d=$(median "${f_rate_direct[@]}")
+    ratio_f=$(calc "$f_rate_g / $f_rate_d")
+    summary+=("$(jq -n \
+        --argjson count "$tcp_count" --argjson rounds "$rounds" --argjson mib "$stream_mib" \
+        --argjson p50_gate "$f_p50_g" --argjson p99_gate "$f_p99_g" --argjson p50_direct "$f_p50_d" --argjson p99_direct "$f_p99_d" \
+        --argjson added_p50 "$f_added_p50" --argjson added_p99 "$f_added_p99" \
+        --argjson rate_gate "$f_rate_g" --argjson rate_direct "$f_rate_d" --argjson ratio "$ratio_f" \
+        --argjson rate_gate_rounds "[$(IFS=,; echo "${f_rate_gate[*]}")]" \
+        --argjson rate_direct_rounds "[$(IFS=,; echo "${f_rate_direct[*]}")]" \
+        '{f: {connections: $count, rounds: $rounds, p50_ms: {gate: $p50_gate, direct: $p50_direct}, p99_ms: {gate: $p99_gate, direct: $p99_direct},
+              added_ms: {p50: $added_p50, p99: $added_p99},
+              stream: {mib: $mib, gate_mib_per_s: $rate_gate, direct_mib_per_s: $rate_direct, ratio: $ratio, target: ">= 0.9",
+                       gate_rounds: $rate_gate_rounds, direct_rounds: $rate_direct_rounds}}}')")
+    rows+=("| (f) TCP gate: connect to first echoed byte with a token, added over a direct connection, median of $rounds rounds of $tcp_count: p50 / p99 | **$f_added_p50 / $f_added_p99 ms** (gate $f_p50_g / $f_p99_g, direct $f_p50_d / $f_p99_d ms) | | |")
+    rows+=("| (f) a $stream_mib MiB stream echoed through the gate / directly, median of $rounds rounds (rounds: ${f_rate_gate[*]} vs ${f_rate_direct[*]}) | $f_rate_g / $f_rate_d MiB/s = **${ratio_f}x** | >= 0.9x | $(verdict "$ratio_f >= 0.9") |")
 fi
 
 # --- summary ---------------------------------------------------------------------------

@@ -28,6 +28,12 @@ command -v git >/dev/null || need+=(git)
 command -v firefox-esr >/dev/null || need+=(firefox-esr)
 command -v WebKitWebDriver >/dev/null || need+=(webkit2gtk-driver)
 command -v xvfb-run >/dev/null || need+=(xvfb)
+# The TCP gate's reference client (examples/tcp_client.py) is Python with
+# argon2-cffi, Python having no argon2 of its own.
+# (The test also tries /usr/bin/python3, when a pyenv or venv python3 comes
+# first on PATH.)
+python3 -c 'import argon2' 2>/dev/null || /usr/bin/python3 -c 'import argon2' 2>/dev/null \
+    || need+=(python3 python3-argon2)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         say "installing ${need[*]}"

@@ -49,6 +49,31 @@
 //! k is a valid ticket when the digest, read from its first byte's most
 //! significant bit on, starts with at least B zero bits (`ticket_bits` of
 //! the challenge response). B = 0 asks for no ticket.
+//!
+//! # The TCP gate (`POWGATE/1`)
+//! In front of a non-HTTP service the same challenge travels as text lines
+//! ([`tcp`]), each ending with `\n`, none over [`tcp::MAX_LINE`] bytes:
+//! 1. On connect the server sends one greeting: the challenge, bound to the
+//!    peer's address, and what the solver needs:
+//!    ```text
+//!    POWGATE/1 CHALLENGE <challenge> salt=<32 hex> t=<t> m=<KiB> p=<p> len=<L> difficulty=<D> ticket_bits=<B>
+//!    ```
+//!    or, when the address may not have a challenge now (its challenge rate
+//!    is used up), `POWGATE/1 NOCHALLENGE <code> retry_after=<s>`: only a
+//!    token can pass on this connection.
+//! 2. The client answers with one line: `NONCE <challenge> <n> <k>` (the
+//!    challenge string, its solution and admission ticket, as above; k = 0
+//!    when B = 0), or `TOKEN <token>` with a token from the HTTP API or an
+//!    earlier handshake. The challenge is usually the greeting's; one from
+//!    an earlier connection of the same address, still valid and unspent,
+//!    is accepted too, so a slow solver may close the connection while it
+//!    works and answer on a new one.
+//! 3. The server checks it exactly as `POST /api/solve` or
+//!    `/verify-token` would, then answers `OK <token>` (the new token for
+//!    a nonce, to reuse next time) and from then on passes bytes both ways
+//!    between the client and the service; or `ERR <code> <message>` and
+//!    closes. A client that sends no line within the gate's handshake
+//!    timeout gets `ERR timeout …`.
 
 // As RustCrypto's argon2 does: this code runs on the server's verification
 // path and in every browser, so a panic or a silently truncated length is a
@@ -60,6 +85,7 @@ pub mod challenge;
 mod huge_pages;
 pub mod params;
 pub mod solve;
+pub mod tcp;
 pub mod ticket;
 pub mod verify;
 pub mod wire;

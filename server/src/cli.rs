@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use pow::tcp::{Answer, Greeting, Reply};
 use pow::wire::{
     ChallengeRequest, ChallengeResponse, ErrorBody, SolveRequest, SolveResponse, Telemetry,
 };
-use pow::{Difficulty, Solver, Step};
+use pow::{Argon2Params, Difficulty, Solver, Step};
 
 /// Options of `powgate solve`.
 #[derive(Debug, Clone)]
@@ -47,7 +48,12 @@ pub fn solve(opts: &SolveOptions) -> anyhow::Result<String> {
     for attempt in 1..=ATTEMPTS {
         let challenge = fetch_challenge(&agent, base, opts.refresh.as_deref())?;
         let started = Instant::now();
-        let Some((nonce, hashes)) = search(&challenge, opts.threads, opts.quiet)? else {
+        let difficulty = Difficulty::new(challenge.difficulty)
+            .context("the challenge difficulty is out of range")?;
+        let salt = salt_of(&challenge)?;
+        let Some((nonce, hashes)) =
+            search(challenge.argon2, salt, difficulty, opts.threads, opts.quiet)?
+        else {
             bail!(
                 "the search space was exhausted without a solution; this should not happen, please report it"
             );
@@ -75,6 +81,95 @@ pub fn solve(opts: &SolveOptions) -> anyhow::Result<String> {
         }
     }
     bail!("gave up after {ATTEMPTS} challenges")
+}
+
+/// Options of `powgate solve --tcp`.
+#[derive(Debug, Clone)]
+pub struct TcpOptions {
+    /// host:port of the TCP gate.
+    pub address: String,
+    pub threads: usize,
+    /// A token to present instead of solving.
+    pub token: Option<String>,
+    /// Print the token and close instead of piping stdin and stdout.
+    pub print_token: bool,
+    /// Hide the progress bar.
+    pub quiet: bool,
+}
+
+/// Passes the TCP gate at `opts.address` (protocol `POWGATE/1`, see
+/// `pow::tcp`), then either prints the token or pipes stdin to the
+/// connection and the connection to stdout until both ends close.
+///
+/// # Errors
+/// Network failures, a refusal by the gate (with its message), or a line
+/// that is not the protocol's.
+pub fn solve_tcp(opts: &TcpOptions) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let stream = std::net::TcpStream::connect(&opts.address)
+        .with_context(|| format!("cannot connect to {}", opts.address))?;
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let greeting = Greeting::parse(&line)
+        .with_context(|| format!("{} is not a powgate TCP gate", opts.address))?;
+    let answer = match (&opts.token, greeting) {
+        (Some(token), _) => Answer::Token(token.clone()),
+        (None, Greeting::NoChallenge { code, retry_after }) => {
+            bail!(
+                "the gate has no challenge for this address now ({code}); retry in {retry_after} s"
+            )
+        }
+        (None, Greeting::Challenge(offer)) => {
+            let Some((nonce, _)) = search(
+                offer.params,
+                offer.salt,
+                offer.difficulty,
+                opts.threads,
+                opts.quiet,
+            )?
+            else {
+                bail!(
+                    "the search space was exhausted without a solution; this should not happen, please report it"
+                );
+            };
+            Answer::Nonce {
+                ticket: pow::ticket::solve(&offer.salt, offer.ticket_bits),
+                challenge: offer.challenge,
+                nonce,
+            }
+        }
+    };
+    writer.write_all(answer.to_line().as_bytes())?;
+    line.clear();
+    reader.read_line(&mut line)?;
+    let token = match Reply::parse(&line).context("the gate's answer is not a POWGATE/1 line")? {
+        Reply::Ok(token) => token,
+        Reply::Err { code, message } => bail!("the gate refused: {message} ({code})"),
+    };
+    if opts.print_token {
+        println!("{token}");
+        return Ok(());
+    }
+    if !opts.quiet {
+        eprintln!("powgate: passed; piping stdin and stdout (token {token})");
+    }
+    let mut to_server = writer.try_clone()?;
+    // stdin to the service on its own thread; its end is passed on as a
+    // half-close, so a service that answers after EOF still gets to.
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_server);
+        let _ = to_server.shutdown(std::net::Shutdown::Write);
+    });
+    let mut stdout = std::io::stdout().lock();
+    // Whatever the reader already buffered past the OK line is the
+    // service's first bytes.
+    std::io::copy(&mut reader, &mut stdout)?;
+    stdout.flush()?;
+    drop(writer);
+    Ok(())
 }
 
 fn fetch_challenge(
@@ -192,13 +287,12 @@ fn admission_ticket(ch: &ChallengeResponse) -> anyhow::Result<Option<u64>> {
 /// Searches on `threads` threads; returns the winning nonce and the hashes
 /// tried by all threads.
 fn search(
-    ch: &ChallengeResponse,
+    params: Argon2Params,
+    salt: [u8; 16],
+    difficulty: Difficulty,
     threads: usize,
     quiet: bool,
 ) -> anyhow::Result<Option<(u64, u64)>> {
-    let salt = salt_of(ch)?;
-    let difficulty =
-        Difficulty::new(ch.difficulty).context("the challenge difficulty is out of range")?;
     let threads = threads.max(1);
     let stop = AtomicBool::new(false);
     let total = AtomicU64::new(0);
@@ -218,7 +312,7 @@ fn search(
                     stop.store(true, Ordering::SeqCst);
                 };
                 let mut solver =
-                    match Solver::new(ch.argon2, salt, difficulty, i as u64, threads as u64) {
+                    match Solver::new(params, salt, difficulty, i as u64, threads as u64) {
                         Ok(s) => s,
                         Err(e) => {
                             return record(Err(anyhow::anyhow!(

@@ -49,7 +49,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn new(toml: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(toml: &str, message: impl Into<String>) -> Self {
         Self::Value {
             env: env_name(toml),
             toml: toml.to_owned(),
@@ -151,6 +151,8 @@ pub struct RawConfig {
     pub proxy_max_body_bytes: u64,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    /// `[[tcp]]`: TCP gates run beside the HTTP service ([`crate::tcp`]).
+    pub tcp: Vec<crate::tcp::RawTcpGate>,
     pub argon2: RawArgon2,
     /// The live settings that were set, by `config.toml` key (see
     /// [`settings::SPECS`]), as written: a number, or text such as a
@@ -212,6 +214,7 @@ impl Default for RawConfig {
             proxy_max_body_bytes: 0,
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
+            tcp: Vec::new(),
             argon2: RawArgon2 {
                 time_cost: Argon2Params::DEFAULT_TIME_COST.into(),
                 memory_kb: Argon2Params::DEFAULT_MEMORY_KIB.into(),
@@ -278,6 +281,8 @@ pub struct Config {
     pub ticket_bits: u8,
     /// Proxy mode: the application powgate stands in front of, when set.
     pub(crate) proxy: Option<ProxyConfig>,
+    /// TCP gates run beside the HTTP service.
+    pub(crate) tcp: Vec<crate::tcp::TcpGate>,
 }
 
 /// Where powgate's own routes live in proxy mode unless `proxy_prefix` says
@@ -563,6 +568,12 @@ impl RawConfig {
             .collect::<Result<Vec<_>, _>>()?;
         let connections = self.connection_caps(!trusted_proxies.is_empty())?;
         let proxy = self.proxy_config()?;
+        let tcp = self
+            .tcp
+            .iter()
+            .enumerate()
+            .map(|(i, g)| g.validate(i))
+            .collect::<Result<Vec<_>, _>>()?;
         let client_ip_header =
             HeaderName::try_from(self.client_ip_header.trim()).map_err(|_| {
                 ConfigError::new(
@@ -697,6 +708,7 @@ impl RawConfig {
             },
             ticket_bits,
             proxy,
+            tcp,
             challenge_grace: Duration::from_secs(ranged(
                 "challenge_grace_secs",
                 self.challenge_grace_secs,
@@ -885,11 +897,14 @@ impl RawConfig {
     }
 }
 
-/// What `powgate serve`'s own flags set, over every other layer.
+/// What the flags of `powgate serve` and `powgate tcp` set, over every
+/// other layer.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     /// `--upstream`.
     pub upstream: Option<String>,
+    /// `powgate tcp`: this one gate instead of the `[[tcp]]` entries.
+    pub tcp: Option<crate::tcp::RawTcpGate>,
 }
 
 impl Config {
@@ -909,6 +924,9 @@ impl Config {
         let mut raw = RawConfig::load(file)?;
         if let Some(upstream) = overrides.upstream {
             raw.upstream = Some(upstream);
+        }
+        if let Some(gate) = overrides.tcp {
+            raw.tcp = vec![gate];
         }
         raw.validate()
     }
@@ -1017,6 +1035,7 @@ mod tests {
                 None,
                 Overrides {
                     upstream: Some("unix:/run/app.sock".into()),
+                    ..Overrides::default()
                 },
             )
             .unwrap();

@@ -172,7 +172,18 @@ impl ApiError {
         }
     }
 
-    fn retry_after(&self) -> Option<u64> {
+    /// What the client is told: the error's own text, except for an
+    /// internal error, whose cause only the log gets.
+    pub(crate) fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => {
+                "internal error; the operator can find details in the server log".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    pub(crate) fn retry_after(&self) -> Option<u64> {
         match self {
             Self::RateLimited(s)
             | Self::Queued { retry_after: s, .. }
@@ -208,12 +219,10 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let code = self.code().to_owned();
-        let (message, cause) = match self {
-            Self::Internal(cause) => (
-                "internal error; the operator can find details in the server log".to_owned(),
-                Some(InternalCause(Arc::new(cause))),
-            ),
-            other => (other.to_string(), None),
+        let message = self.public_message();
+        let cause = match self {
+            Self::Internal(cause) => Some(InternalCause(Arc::new(cause))),
+            _ => None,
         };
         let body = ErrorBody {
             error: code,

@@ -21,6 +21,7 @@
 //! - [`open_challenges`]: the bounded ledger of issued, unspent challenges.
 //! - [`client_ip`]: trusted-proxy rules and address keys.
 //! - [`proxy`]: proxy mode, powgate in front of the application.
+//! - [`tcp`]: the TCP gate, powgate in front of a non-HTTP service.
 //! - [`server`]: start-up, background jobs and graceful shutdown.
 //! - [`cli`]: the `powgate solve` client.
 //!
@@ -58,6 +59,7 @@ pub(crate) mod settings;
 pub mod state;
 pub(crate) mod stats;
 pub(crate) mod store;
+pub mod tcp;
 pub mod token;
 pub(crate) mod token_store;
 pub(crate) mod token_usage;

@@ -16,7 +16,8 @@ use tracing_subscriber::EnvFilter;
 /// Browsers without a valid token solve one argon2id challenge and receive a
 /// token; reverse proxies ask `/verify-token` on every request. Or, with
 /// `serve --upstream URL` (POW_UPSTREAM), powgate stands in front of the
-/// application itself and needs no reverse proxy.
+/// application itself and needs no reverse proxy. With `tcp` (or `[[tcp]]`
+/// in the config file), it guards services that do not speak HTTP.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -43,14 +44,59 @@ enum Command {
         #[arg(long, value_name = "URL")]
         upstream: Option<String>,
     },
+    /// Run a TCP gate only (no HTTP): proof of work in front of a service
+    /// that does not speak HTTP.
+    ///
+    /// Each connection is greeted with a challenge line (protocol
+    /// POWGATE/1, see the README); a client that answers with a solution or
+    /// a powgate token is connected to the upstream and its bytes piped
+    /// both ways. `powgate solve --tcp HOST:PORT` is such a client. To run
+    /// gates beside the HTTP service instead, use `[[tcp]]` entries in the
+    /// config file with `serve`.
+    Tcp {
+        /// Address:port to listen on, e.g. 0.0.0.0:7000.
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+        /// host:port of the service to protect, e.g. 127.0.0.1:7001.
+        #[arg(long, value_name = "HOST:PORT")]
+        upstream: String,
+        /// Send the upstream a PROXY protocol header (v1 or v2) with the
+        /// client's address.
+        #[arg(long, value_name = "VERSION", value_parser = ["v1", "v2"])]
+        proxy_protocol: Option<String>,
+        /// Seconds a client has from connecting to sending its answer
+        /// line, solving included [default: 60].
+        #[arg(long, value_name = "SECS")]
+        handshake_timeout: Option<u64>,
+    },
     /// Obtain a token from a powgate by solving its challenge on this
     /// machine's CPU. Prints only the token on stdout.
     ///
     /// Use the token as `Authorization: Bearer TOKEN`, as the `powgate_token`
     /// cookie, or paste it into the form on the challenge page.
+    ///
+    /// With `--tcp HOST:PORT`, pass a powgate TCP gate instead, then pipe
+    /// stdin and stdout through the connection like netcat (or, with
+    /// `--print-token`, print the token and close).
     Solve {
         /// Base URL of the powgate, e.g. https://example.com/.powgate/
-        url: String,
+        #[arg(required_unless_present = "tcp", conflicts_with = "tcp")]
+        url: Option<String>,
+        /// Pass the TCP gate at HOST:PORT instead of an HTTP powgate.
+        #[arg(long, value_name = "HOST:PORT")]
+        tcp: Option<String>,
+        /// With --tcp: print the token on stdout and close, instead of
+        /// piping stdin and stdout.
+        #[arg(long, requires = "tcp")]
+        print_token: bool,
+        /// With --tcp: present this token instead of solving.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            requires = "tcp",
+            conflicts_with = "refresh"
+        )]
+        token: Option<String>,
         /// Solver threads [default: all cores]
         #[arg(long, short = 't')]
         threads: Option<usize>,
@@ -86,12 +132,38 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command.unwrap_or(Command::Serve { upstream: None }) {
-        Command::Serve { upstream } => serve(cli.config.as_deref(), Overrides { upstream }),
+        Command::Serve { upstream } => serve(
+            cli.config.as_deref(),
+            Overrides {
+                upstream,
+                ..Overrides::default()
+            },
+        ),
+        Command::Tcp {
+            listen,
+            upstream,
+            proxy_protocol,
+            handshake_timeout,
+        } => tcp(
+            cli.config.as_deref(),
+            Overrides {
+                tcp: Some(powgate::tcp::RawTcpGate {
+                    listen,
+                    upstream,
+                    proxy_protocol,
+                    handshake_timeout_secs: handshake_timeout,
+                }),
+                ..Overrides::default()
+            },
+        ),
         Command::AdminKey {
             action: AdminKeyAction::Reset,
         } => reset_admin_key(cli.config.as_deref()),
         Command::Solve {
             url,
+            tcp,
+            print_token,
+            token,
             threads,
             refresh,
             quiet,
@@ -99,13 +171,22 @@ fn main() -> std::process::ExitCode {
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
             });
-            cli::solve(&cli::SolveOptions {
-                url,
-                threads,
-                refresh,
-                quiet,
-            })
-            .map(|token| println!("{token}"))
+            match tcp {
+                Some(address) => cli::solve_tcp(&cli::TcpOptions {
+                    address,
+                    threads,
+                    token,
+                    print_token,
+                    quiet,
+                }),
+                None => cli::solve(&cli::SolveOptions {
+                    url: url.unwrap_or_default(),
+                    threads,
+                    refresh,
+                    quiet,
+                })
+                .map(|token| println!("{token}")),
+            }
         }
     };
     match result {
@@ -138,6 +219,16 @@ fn reset_admin_key(config_path: Option<&std::path::Path>) -> anyhow::Result<()> 
     );
     println!("{key}");
     Ok(())
+}
+
+fn tcp(config_path: Option<&std::path::Path>, overrides: Overrides) -> anyhow::Result<()> {
+    let config = Config::load_with(config_path, overrides)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let state = AppState::new(config, Arc::new(SystemClock)).await?;
+        let shutdown = server::shutdown_signal();
+        server::serve_tcp(state, shutdown).await
+    })
 }
 
 fn serve(config_path: Option<&std::path::Path>, overrides: Overrides) -> anyhow::Result<()> {

@@ -64,6 +64,15 @@ pub struct Metrics {
     pub(crate) pressure_baseline_per_minute: IntGauge,
     /// Addresses and networks with a score (`powgate_networks_scored`).
     pub(crate) networks_scored: IntGauge,
+    /// The TCP gates ([`crate::tcp`]): connections accepted, and open now.
+    pub(crate) tcp_connections: IntCounter,
+    pub(crate) tcp_open: IntGauge,
+    /// Handshakes, by `outcome`: `passed` or the error code sent.
+    pub(crate) tcp_handshakes: IntCounterVec,
+    /// Time from accept to the first piped byte's chance (or the refusal).
+    pub(crate) tcp_handshake_seconds: Histogram,
+    /// Bytes piped, by `direction` (`to_upstream`, `to_client`).
+    pub(crate) tcp_bytes: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -128,6 +137,34 @@ impl Metrics {
             &["verdict"],
         );
         Self {
+            tcp_connections: int_counter(
+                &r,
+                "powgate_tcp_connections_total",
+                "Connections accepted by the TCP gates, refused ones included.",
+            ),
+            tcp_open: gauge(
+                &r,
+                "powgate_tcp_open_connections",
+                "TCP gate connections open now, in handshake or piping.",
+            ),
+            tcp_handshakes: counter(
+                &r,
+                "powgate_tcp_handshakes_total",
+                "TCP gate handshakes, by outcome: passed, or the error code sent.",
+                &["outcome"],
+            ),
+            tcp_handshake_seconds: histogram(
+                &r,
+                "powgate_tcp_handshake_seconds",
+                "Time from accepting a TCP gate connection to passing or refusing it, solving included.",
+                vec![0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0],
+            ),
+            tcp_bytes: counter(
+                &r,
+                "powgate_tcp_bytes_total",
+                "Bytes piped by the TCP gates, by direction (to_upstream, to_client).",
+                &["direction"],
+            ),
             verify_turns: std::array::from_fn(|b| {
                 verify_turns.with_label_values(&[&b.to_string()])
             }),

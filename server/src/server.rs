@@ -37,21 +37,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let purge = tokio::spawn(purge_loop(state.clone()));
-    let usage = tokio::spawn(usage_loop(state.clone()));
-    let metrics = match state.config.metrics_listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on POW_METRICS_LISTEN={addr}: {e}"))?;
-            tracing::info!(address = %addr, "metrics listening");
-            let app = crate::routes::metrics::router().with_state(state.clone());
-            Some(tokio::spawn(
-                async move { axum::serve(listener, app).await },
-            ))
-        }
-        None => None,
-    };
+    let background = Background::start(&state).await?;
+    let tcp_listeners = crate::tcp::bind(&state).await?;
+    let (stop_tcp, tcp_stopped) = tokio::sync::watch::channel(false);
+    let tcp = tokio::spawn(crate::tcp::run(state.clone(), tcp_listeners, async move {
+        let mut stopped = tcp_stopped;
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
     if let Some(proxy) = &state.config.proxy {
         tracing::info!(upstream = %proxy.upstream, prefix = %proxy.prefix, "proxy mode");
     }
@@ -141,6 +133,8 @@ pub async fn serve(
     }
 
     drop(listener);
+    // The TCP gates drain alongside, within the same grace period.
+    let _ = stop_tcp.send(true);
     let open = conns.open();
     drop(draining);
     let _ = drain.send(());
@@ -150,21 +144,76 @@ pub async fn serve(
             tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing the remaining connections");
         }
     }
-    purge.abort();
-    // Once more after the drain, so a graceful stop loses no counts. The
-    // periodic flush may be aborted mid-write (its database call may even
-    // still commit after this one): a flush writes whole counts and marks
-    // them written only after its commit, so either order loses nothing
-    // and counts nothing twice (see `token_usage`).
-    usage.abort();
-    match flush_usage(&state).await {
-        Ok(n) => tracing::info!(requests = n, "token request counts written"),
-        Err(e) => tracing::warn!(error = %e, "cannot write the token request counts"),
-    }
-    if let Some(m) = metrics {
-        m.abort();
-    }
+    let _ = tcp.await;
+    background.stop(&state).await;
     Ok(())
+}
+
+/// Runs only the TCP gates of `state` (`powgate tcp`), with the background
+/// jobs, until `shutdown` resolves; then drains them as [`serve`] does.
+///
+/// # Errors
+/// When a gate's or the metrics listener cannot bind.
+pub async fn serve_tcp(
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let background = Background::start(&state).await?;
+    let listeners = crate::tcp::bind(&state).await?;
+    crate::tcp::run(state.clone(), listeners, shutdown).await;
+    background.stop(&state).await;
+    Ok(())
+}
+
+/// The jobs that run beside the listeners: the purge, the usage flush and
+/// the separate metrics listener.
+struct Background {
+    purge: tokio::task::JoinHandle<()>,
+    usage: tokio::task::JoinHandle<()>,
+    metrics: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Background {
+    async fn start(state: &AppState) -> anyhow::Result<Self> {
+        let purge = tokio::spawn(purge_loop(state.clone()));
+        let usage = tokio::spawn(usage_loop(state.clone()));
+        let metrics = match state.config.metrics_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen on POW_METRICS_LISTEN={addr}: {e}")
+                })?;
+                tracing::info!(address = %addr, "metrics listening");
+                let app = crate::routes::metrics::router().with_state(state.clone());
+                Some(tokio::spawn(
+                    async move { axum::serve(listener, app).await },
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            purge,
+            usage,
+            metrics,
+        })
+    }
+
+    /// Stops the jobs after the drain.
+    async fn stop(self, state: &AppState) {
+        self.purge.abort();
+        // Once more after the drain, so a graceful stop loses no counts. The
+        // periodic flush may be aborted mid-write (its database call may even
+        // still commit after this one): a flush writes whole counts and marks
+        // them written only after its commit, so either order loses nothing
+        // and counts nothing twice (see `token_usage`).
+        self.usage.abort();
+        match flush_usage(state).await {
+            Ok(n) => tracing::info!(requests = n, "token request counts written"),
+            Err(e) => tracing::warn!(error = %e, "cannot write the token request counts"),
+        }
+        if let Some(m) = self.metrics {
+            m.abort();
+        }
+    }
 }
 
 /// Answers a connection over the caps with a bare 503 and closes it.

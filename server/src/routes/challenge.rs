@@ -30,6 +30,25 @@ async fn issue(
     state
         .rate_limits
         .check_challenge(client.key, &state.settings.get(), &state.metrics)?;
+    let refresh = refresh_target(&state, &client, &headers, req).await?;
+    issue_signed(&state, &client, refresh).map(Json)
+}
+
+/// Signs a challenge for `client`, a refresh of token `refresh` or a new
+/// one, at the difficulty [`crate::adaptive`] quotes it, within its bound
+/// on open challenges: the one place a challenge is made, for `POST
+/// /api/challenge` and the TCP gate alike. The challenge rate
+/// ([`crate::limits::RateLimits::check_challenge`]) is the caller's to
+/// check first, before any work on the request.
+///
+/// # Errors
+/// `rate_limited` when the address or a network has too many open
+/// challenges; `internal` when the random generator fails.
+pub(crate) fn issue_signed(
+    state: &AppState,
+    client: &ClientIp,
+    refresh: Option<i64>,
+) -> Result<ChallengeResponse> {
     let settings = state.settings.get();
     let now = state.now();
 
@@ -40,7 +59,7 @@ async fn issue(
         &state.stats,
         state.config.argon2,
     );
-    let (purpose, difficulty) = match refresh_target(&state, &client, &headers, req).await? {
+    let (purpose, difficulty) = match refresh {
         Some(token_id) => (Purpose::Refresh { token_id }, quote.refresh_difficulty),
         None => (Purpose::New, quote.difficulty),
     };
@@ -96,7 +115,7 @@ async fn issue(
         }])
         .inc();
     tracing::debug!(?purpose, difficulty = difficulty.get(), ip = %client.key, "challenge issued");
-    Ok(Json(ChallengeResponse {
+    Ok(ChallengeResponse {
         challenge: claims.sign(&state.challenge_key),
         purpose: match purpose {
             Purpose::New => ChallengePurpose::New,
@@ -109,7 +128,7 @@ async fn issue(
         issued_at: claims.issued_at,
         expires_at: claims.expires_at,
         ticket_bits: claims.ticket_bits,
-    }))
+    })
 }
 
 /// Decides whether this request gets a refresh challenge, and for which token.

@@ -52,14 +52,72 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/token", post(paste_token))
 }
 
-/// Counts every outcome, including bodies that fail to parse, for the
-/// metrics and the admin page.
+/// `POST /api/solve`: [`redeem`], answered as JSON with the token cookie.
 async fn solve(
     State(state): State<AppState>,
     client: ClientIp,
     headers: HeaderMap,
     body: Result<JsonBody<SolveRequest>, ApiError>,
 ) -> Result<Response> {
+    let from = Presenter {
+        cookie_token: cookies::cookie_str(&headers, cookies::TOKEN_COOKIE),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    };
+    let body = body.map(|JsonBody(req)| req);
+    // Where the page may send the visitor: checked here, by the server's
+    // one rule, so the page need not re-implement it.
+    let redirect = body
+        .as_ref()
+        .ok()
+        .and_then(|req| req.redir.as_deref())
+        .and_then(|redir| redirect_target(&state, &headers, redir));
+    let minted = redeem(&state, &client, body, from).await?;
+    let settings = state.settings.get();
+    let plain = minted.token.expose();
+    let mut resp = Json(SolveResponse {
+        token: plain.clone(),
+        refreshed: minted.refreshed,
+        expires_at: minted.expires_at,
+        redirect,
+    })
+    .into_response();
+    set_cookie(&state, &mut resp, &plain, settings.token_hours);
+    Ok(resp)
+}
+
+/// What a submission carries besides its answer: the token cookie, which
+/// a refresh may present instead of `refresh_token`, and the client's
+/// `User-Agent` for the device statistics. The TCP gate has neither.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Presenter<'a> {
+    pub cookie_token: Option<&'a str>,
+    pub user_agent: &'a str,
+}
+
+/// A token issued or extended for a correct answer.
+#[derive(Debug)]
+pub(crate) struct Minted {
+    pub token: PlainToken,
+    pub refreshed: bool,
+    pub expires_at: i64,
+}
+
+/// Checks an answer (`body`, or why it could not be read) from `client` and
+/// mints its token: the one place a solution is judged, for `POST
+/// /api/solve` and the TCP gate alike. Counts every outcome, including
+/// bodies that fail to parse, for the metrics and the admin page.
+///
+/// # Errors
+/// Every refusal, as the [`ApiError`] the client is told.
+pub(crate) async fn redeem(
+    state: &AppState,
+    client: &ClientIp,
+    body: Result<SolveRequest, ApiError>,
+    from: Presenter<'_>,
+) -> Result<Minted> {
     let result = match (
         state
             .rate_limits
@@ -68,7 +126,7 @@ async fn solve(
         body,
     ) {
         (Err(e), _) | (Ok(()), Err(e)) => Err(e),
-        (Ok(()), Ok(JsonBody(req))) => check_and_issue(&state, client, &headers, req).await,
+        (Ok(()), Ok(req)) => check_and_issue(state, client, from, req).await,
     };
     // A wrong answer starts the address's back-off. A wrong ticket is
     // garbage too, however cheap it was to refuse, so it counts against the
@@ -110,10 +168,10 @@ async fn solve(
 
 async fn check_and_issue(
     state: &AppState,
-    client: ClientIp,
-    headers: &HeaderMap,
+    client: &ClientIp,
+    from: Presenter<'_>,
     req: SolveRequest,
-) -> Result<Response> {
+) -> Result<Minted> {
     let now = state.now();
     let claims =
         pow::challenge::verify(&state.challenge_key, &req.challenge).map_err(|e| match e {
@@ -150,7 +208,7 @@ async fn check_and_issue(
             let presented = req
                 .refresh_token
                 .as_deref()
-                .or_else(|| cookies::cookie_str(headers, cookies::TOKEN_COOKIE))
+                .or(from.cookie_token)
                 .ok_or_else(|| ApiError::Forbidden("a refresh challenge needs the token being refreshed (refresh_token or the cookie)".into()))?;
             let token = PlainToken::parse(presented)
                 .map_err(|e| ApiError::BadRequest(format!("refresh_token: {e}")))?;
@@ -258,27 +316,18 @@ async fn check_and_issue(
     tracing::info!(ip = %client.key, refreshed, id = token_id, hash = %token.hashed().short_id(), "token issued");
     record_success(
         state,
-        &client,
-        headers,
+        client,
+        from.user_agent,
         req.telemetry,
         &claims,
         refreshed,
         now,
     );
-    let plain = token.expose();
-    let redirect = req
-        .redir
-        .as_deref()
-        .and_then(|redir| redirect_target(state, headers, redir));
-    let mut resp = Json(SolveResponse {
-        token: plain.clone(),
+    Ok(Minted {
+        token,
         refreshed,
         expires_at: token_expires,
-        redirect,
     })
-    .into_response();
-    set_cookie(state, &mut resp, &plain, settings.token_hours);
-    Ok(resp)
 }
 
 /// The admission ticket (`pow::ticket`): one SHA-256, before anything is
@@ -297,7 +346,7 @@ fn check_ticket(claims: &ChallengeClaims, ticket: Option<u64>) -> Result<()> {
 fn record_success(
     state: &AppState,
     client: &ClientIp,
-    headers: &HeaderMap,
+    user_agent: &str,
     telemetry: Option<Telemetry>,
     claims: &ChallengeClaims,
     refreshed: bool,
@@ -324,11 +373,8 @@ fn record_success(
     } else if telemetry.is_some() {
         tracing::debug!(?telemetry, "implausible solve telemetry dropped");
     }
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let class = DeviceClass::reported_or_from_user_agent(telemetry.and_then(|t| t.class), ua);
+    let class =
+        DeviceClass::reported_or_from_user_agent(telemetry.and_then(|t| t.class), user_agent);
     state
         .stats
         .record_solved(now, class, client.key.network(), report);
