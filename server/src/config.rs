@@ -223,13 +223,47 @@ impl Default for RawConfig {
     }
 }
 
+/// Where powgate keeps its tokens, spent challenges, secrets and settings.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// An SQLite file, created on first start: one instance, nothing to run.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server that several instances share.
+    Postgres(crate::postgres::PostgresUrl),
+}
+
+impl Database {
+    /// A `postgres://` or `postgresql://` URL selects PostgreSQL; anything
+    /// else is an SQLite file's path.
+    fn parse(raw: PathBuf) -> Result<Self, ConfigError> {
+        match raw.to_str() {
+            Some(s) if crate::postgres::PostgresUrl::is_postgres(s) => {
+                crate::postgres::PostgresUrl::parse(s)
+                    .map(Self::Postgres)
+                    .map_err(|message| ConfigError::new("database", message))
+            }
+            _ => Ok(Self::Sqlite(raw)),
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The file's path, or the server's URL without its password: safe to log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address the HTTP server binds.
     pub listen: SocketAddr,
-    /// SQLite database file; created on first start.
-    pub database: PathBuf,
+    /// The SQLite file or the PostgreSQL server.
+    pub database: Database,
     /// The public base URL when powgate sits behind a proxy or prefix; decides
     /// whether cookies are `Secure`.
     pub(crate) public_url: Option<String>,
@@ -646,7 +680,7 @@ impl RawConfig {
 
         Ok(Config {
             listen,
-            database: self.database,
+            database: Database::parse(self.database)?,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             secret,
             settings,

@@ -10,6 +10,7 @@
 //! - [`routes`]: HTTP handlers; [`routes::app`] builds the router.
 //! - [`gate`]: may this request pass (allowlist, then token).
 //! - [`db`]: SQLite pool, migrations and queries.
+//! - [`postgres`]: the PostgreSQL store, for several instances on one database.
 //! - [`token_store`]: tokens with an in-memory cache in front of the database.
 //! - [`token_usage`]: requests each token passed, its rate and lifetime budgets.
 //! - [`challenge_ledger`]: spent challenges, so each is used once.
@@ -47,6 +48,7 @@ pub(crate) mod linger;
 pub(crate) mod metrics;
 pub(crate) mod open_challenges;
 pub(crate) mod origin;
+pub mod postgres;
 pub(crate) mod proxy;
 pub(crate) mod redirect;
 pub(crate) mod reputation;

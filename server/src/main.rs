@@ -124,11 +124,14 @@ fn reset_admin_key(config_path: Option<&std::path::Path>) -> anyhow::Result<()> 
             "POW_ADMIN_KEY (admin_key in the config file) is set, so it is the admin key; change it there instead"
         );
     }
-    let db = powgate::db::Db::open(&config.database, 1)?;
+    let powgate::config::Database::Sqlite(path) = &config.database else {
+        anyhow::bail!("reset-admin-key does not reach PostgreSQL yet; set POW_ADMIN_KEY instead");
+    };
+    let db = powgate::db::Db::open(path, 1)?;
     let key = powgate::admin_auth::reset_key(&db, powgate::clock::Clock::now(&SystemClock))?;
     eprintln!(
         "new admin key stored in {}; restart powgate to use it",
-        config.database.display()
+        config.database
     );
     println!("{key}");
     Ok(())
@@ -149,7 +152,7 @@ fn serve(config_path: Option<&std::path::Path>, overrides: Overrides) -> anyhow:
         tracing::info!(
             address = %listener.local_addr()?,
             difficulty = %state.settings.get().difficulty,
-            database = %state.config.database.display(),
+            database = %state.config.database,
             "powgate listening"
         );
         server::serve(state, listener, shutdown).await

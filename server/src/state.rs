@@ -9,7 +9,7 @@ use crate::admin_auth::AdminAuth;
 use crate::challenge_ledger::ChallengeLedger;
 use crate::client_ip::ClientIpResolver;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::db::{self, Db};
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
@@ -91,7 +91,12 @@ impl AppState {
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         // Readers on the hot path plus writers; SQLite serialises writes itself.
         let connections = u32::try_from(config.verify_permits * 2 + 8).unwrap_or(32);
-        let db = Db::open(&config.database, connections)?;
+        let db = match &config.database {
+            Database::Sqlite(path) => Db::open(path, connections)?,
+            Database::Postgres(url) => {
+                anyhow::bail!("database {url}: the PostgreSQL store is not wired in yet")
+            }
+        };
         let now = clock.now();
         let challenge_key = match &config.secret {
             Some(s) => s.expose().as_bytes().to_vec(),
