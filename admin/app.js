@@ -888,17 +888,19 @@ function usageCell(t) {
 
 function tokenRow(t) {
   const ips = Array.isArray(t.ips) ? t.ips : [];
+  // The token's number, which the revoke endpoint takes.
+  const id = String(t.id);
   const actions = make('td');
   // Expired tokens can still be refreshed until purged, so they can be revoked too.
   if (t.status !== 'revoked') {
     actions.append(make('button', {
       cls: 'danger-outline',
       text: 'Revoke',
-      attrs: { type: 'button', 'data-revoke': t.id, 'aria-label': `Revoke token ${t.id}` },
+      attrs: { type: 'button', 'data-revoke': id, 'aria-label': `Revoke token ${id}` },
     }));
   }
   return make('tr', {}, [
-    make('th', { attrs: { scope: 'row' } }, [make('code', { text: t.id })]),
+    make('th', { attrs: { scope: 'row' } }, [make('code', { text: id })]),
     timeCell(t.created_at),
     timeCell(t.expires_at),
     make('td', {}, [ips.length

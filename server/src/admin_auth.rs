@@ -52,10 +52,10 @@ use subtle::ConstantTimeEq;
 
 use crate::client_ip::{IpKey, NetKey};
 use crate::config::Config;
-use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::secret::generate_secret;
+use crate::store::Store;
 
 /// How long an admin session lasts.
 pub(crate) const SESSION_SECS: i64 = 12 * 3600;
@@ -144,16 +144,26 @@ fn sha256(s: &[u8]) -> [u8; 32] {
     Sha256::digest(s).into()
 }
 
-/// Replaces the stored admin key with a new one and returns it. Used by
-/// `powgate admin-key reset`; a running server picks it up at its next start.
+/// Replaces the stored admin key with a new one and returns it.
 ///
 /// # Errors
-/// Database errors.
-pub fn reset_key(db: &Db, now: i64) -> anyhow::Result<String> {
+/// Store errors.
+async fn reset_key(store: &dyn Store, now: i64) -> anyhow::Result<String> {
     let key = generate_secret();
     let hash = sha256(key.as_bytes());
-    db.call_blocking(|c| db::secrets::set(c, KEY_HASH, &hash, now))?;
+    store.set_secret(KEY_HASH, hash.to_vec(), now).await?;
     Ok(key)
+}
+
+/// Replaces the admin key in the configured database with a new one and
+/// returns it. Used by `powgate admin-key reset`; a running server picks it
+/// up at its next start.
+///
+/// # Errors
+/// When the database cannot be opened or written.
+pub async fn reset_stored_key(config: &Config, now: i64) -> anyhow::Result<String> {
+    let store = crate::store::open(&config.database, 1).await?;
+    reset_key(&*store, now).await
 }
 
 impl AdminAuth {
@@ -162,15 +172,15 @@ impl AdminAuth {
     ///
     /// # Errors
     /// Database errors.
-    pub(crate) fn load(config: &Config, db: &Db, now: i64) -> anyhow::Result<Self> {
+    pub(crate) async fn load(config: &Config, store: &dyn Store, now: i64) -> anyhow::Result<Self> {
         let key_hash = if let Some(key) = &config.admin_key {
             sha256(key.expose().as_bytes())
-        } else if let Some(stored) = db.call_blocking(|c| db::secrets::get(c, KEY_HASH))? {
+        } else if let Some(stored) = store.get_secret(KEY_HASH).await? {
             stored.try_into().map_err(|_| {
                 anyhow::anyhow!("stored admin key hash is corrupt; run `powgate admin-key reset`")
             })?
         } else {
-            let key = reset_key(db, now)?;
+            let key = reset_key(store, now).await?;
             // The one time the key is shown: the operator needs it to log in.
             tracing::warn!(
                 "generated admin key: {key}  (shown only now; only its hash is stored. \

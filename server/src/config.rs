@@ -28,6 +28,7 @@ use crate::limits::ConnCaps;
 use crate::proxy::upstream::Upstream;
 use crate::secret::Secret;
 use crate::settings::{SPECS, Settings};
+pub use crate::store::postgres::url::PostgresUrl;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -228,8 +229,9 @@ impl Default for RawConfig {
 pub enum Database {
     /// An SQLite file, created on first start: one instance, nothing to run.
     Sqlite(PathBuf),
-    /// A PostgreSQL server that several instances share.
-    Postgres(crate::postgres::PostgresUrl),
+    /// A PostgreSQL server that several instances share (boxed: it is
+    /// large, and a path is not).
+    Postgres(Box<PostgresUrl>),
 }
 
 impl Database {
@@ -237,11 +239,9 @@ impl Database {
     /// else is an SQLite file's path.
     fn parse(raw: PathBuf) -> Result<Self, ConfigError> {
         match raw.to_str() {
-            Some(s) if crate::postgres::PostgresUrl::is_postgres(s) => {
-                crate::postgres::PostgresUrl::parse(s)
-                    .map(Self::Postgres)
-                    .map_err(|message| ConfigError::new("database", message))
-            }
+            Some(s) if PostgresUrl::is_postgres(s) => PostgresUrl::parse(s)
+                .map(Self::Postgres)
+                .map_err(|message| ConfigError::new("database", message)),
             _ => Ok(Self::Sqlite(raw)),
         }
     }

@@ -100,6 +100,11 @@ pub(crate) enum ApiError {
         "your answer is waiting to be verified, {ahead} ahead of it; send it again in {retry_after} s to keep its place"
     )]
     Queued { ahead: usize, retry_after: u64 },
+    /// 503: the store cannot be reached now (see
+    /// [`crate::store::StoreError::Unavailable`]); retry after the seconds
+    /// given.
+    #[error("the database is unavailable; retry in {0} s")]
+    StoreUnavailable(u64),
     /// 405
     #[error("this method is not allowed here")]
     MethodNotAllowed,
@@ -133,7 +138,7 @@ impl ApiError {
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Queued { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Queued { .. } | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Rejected { status, .. } => *status,
             Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -158,6 +163,7 @@ impl ApiError {
             Self::TooLarge(_) => "too_large",
             Self::RateLimited(_) => "rate_limited",
             Self::Queued { .. } => "queued",
+            Self::StoreUnavailable(_) => "store_unavailable",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Rejected { status, .. } => rejected_code(*status),
             Self::UpstreamUnavailable => "upstream_unavailable",
@@ -168,7 +174,9 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::RateLimited(s) | Self::Queued { retry_after: s, .. } => Some(*s),
+            Self::RateLimited(s)
+            | Self::Queued { retry_after: s, .. }
+            | Self::StoreUnavailable(s) => Some(*s),
             _ => None,
         }
     }
@@ -232,9 +240,20 @@ impl From<crate::limits::Limited> for ApiError {
     }
 }
 
-impl From<crate::db::DbError> for ApiError {
-    fn from(e: crate::db::DbError) -> Self {
-        Self::Internal(e.into())
+/// Seconds a client is told to wait when the store is unavailable: long
+/// enough for a pool to drain or a database to come back from a restart.
+const STORE_RETRY_AFTER_SECS: u64 = 5;
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable(cause) => {
+                // Not a 500, so the log hook does not see it: logged here.
+                tracing::warn!(error = %format!("{cause:#}"), "the store is unavailable");
+                Self::StoreUnavailable(STORE_RETRY_AFTER_SECS)
+            }
+            fault @ crate::store::StoreError::Fault(_) => Self::Internal(fault.into()),
+        }
     }
 }
 
@@ -288,6 +307,27 @@ mod tests {
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
         let body: ErrorBody = serde_json::from_str(&body_text(resp)).unwrap();
         assert_eq!((body.error.as_str(), body.ahead), ("queued", Some(7)));
+    }
+
+    /// A database that cannot be reached for a moment (a pool timeout, a
+    /// restarting PostgreSQL) must tell clients to come back, not answer
+    /// with a storm of 500s; a real fault stays a 500 with its cause hidden.
+    #[test]
+    fn an_unavailable_store_is_a_503_with_retry_after_and_a_fault_a_500() {
+        use crate::store::StoreError;
+
+        let resp = ApiError::from(StoreError::Unavailable(anyhow::anyhow!("pool timed out")))
+            .into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "5");
+        let body = body_text(resp);
+        assert!(body.contains("\"error\":\"store_unavailable\""), "{body}");
+        assert!(!body.contains("pool timed out"), "{body}");
+
+        let resp =
+            ApiError::from(StoreError::Fault(anyhow::anyhow!("no such table"))).into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body_text(resp).contains("no such table"));
     }
 
     fn body_text(resp: Response) -> String {

@@ -10,7 +10,6 @@
 //! - [`routes`]: HTTP handlers; [`routes::app`] builds the router.
 //! - [`gate`]: may this request pass (allowlist, then token).
 //! - [`db`]: SQLite pool, migrations and queries.
-//! - [`postgres`]: the PostgreSQL store, for several instances on one database.
 //! - [`token_store`]: tokens with an in-memory cache in front of the database.
 //! - [`token_usage`]: requests each token passed, its rate and lifetime budgets.
 //! - [`challenge_ledger`]: spent challenges, so each is used once.
@@ -39,7 +38,7 @@ pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod cookies;
-pub mod db;
+
 pub(crate) mod error;
 pub(crate) mod forwarded;
 pub(crate) mod gate;
@@ -48,7 +47,6 @@ pub(crate) mod linger;
 pub(crate) mod metrics;
 pub(crate) mod open_challenges;
 pub(crate) mod origin;
-pub mod postgres;
 pub(crate) mod proxy;
 pub(crate) mod redirect;
 pub(crate) mod reputation;
@@ -58,6 +56,7 @@ pub mod server;
 pub(crate) mod settings;
 pub mod state;
 pub(crate) mod stats;
+pub(crate) mod store;
 pub mod token;
 pub(crate) mod token_store;
 pub(crate) mod token_usage;

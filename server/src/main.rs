@@ -124,11 +124,14 @@ fn reset_admin_key(config_path: Option<&std::path::Path>) -> anyhow::Result<()> 
             "POW_ADMIN_KEY (admin_key in the config file) is set, so it is the admin key; change it there instead"
         );
     }
-    let powgate::config::Database::Sqlite(path) = &config.database else {
-        anyhow::bail!("reset-admin-key does not reach PostgreSQL yet; set POW_ADMIN_KEY instead");
-    };
-    let db = powgate::db::Db::open(path, 1)?;
-    let key = powgate::admin_auth::reset_key(&db, powgate::clock::Clock::now(&SystemClock))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let key = runtime.block_on(powgate::admin_auth::reset_stored_key(
+        &config,
+        powgate::clock::Clock::now(&SystemClock),
+    ))?;
     eprintln!(
         "new admin key stored in {}; restart powgate to use it",
         config.database
@@ -142,7 +145,7 @@ fn serve(config_path: Option<&std::path::Path>, overrides: Overrides) -> anyhow:
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.listen;
-        let state = AppState::new(config, Arc::new(SystemClock))?;
+        let state = AppState::new(config, Arc::new(SystemClock)).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| {

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use pow::Difficulty;
 use serde::{Deserialize, Serialize};
 
-use crate::db::{Db, DbError};
+use crate::store::{Store, StoreError};
 
 /// One consistent set of live settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -589,25 +589,49 @@ pub struct LiveSettings {
     current: Arc<RwLock<Current>>,
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Where overrides are stored: the settings own their table, so no
-    /// route reaches the database for them.
-    db: Db,
+    /// route reaches the store for them.
+    store: Arc<dyn Store>,
+    /// The configuration's settings, under the overrides; kept to read the
+    /// overrides again when another instance changes them.
+    configured: Settings,
+}
+
+/// The configured settings with `rows` (stored overrides) on top, and the
+/// names of the overrides that applied. Each stored value that is unknown
+/// or out of range is logged and ignored; each configured value that loses
+/// is logged when `warn_overridden`.
+fn with_overrides(
+    configured: Settings,
+    rows: Vec<(String, i64)>,
+    warn_overridden: bool,
+) -> (Settings, Vec<&'static str>) {
+    let mut s = configured;
+    let mut overridden = Vec::new();
+    for (name, value) in rows {
+        let Some(spec) = SettingSpec::by_name(&name) else {
+            continue;
+        };
+        if let Err(e) = spec.set(&mut s, value) {
+            tracing::warn!(setting = %name, value, error = %e, "ignoring invalid stored setting");
+            continue;
+        }
+        overridden.push(spec.name);
+        if warn_overridden && configured.field(&name) != Some(value) {
+            tracing::warn!(
+                setting = %name,
+                configured = configured.field(&name),
+                stored = value,
+                "the value set on the admin page overrides the configured one; \
+                 revert it there (or DELETE /api/admin/settings) to use the configuration"
+            );
+        }
+    }
+    overridden.sort_unstable();
+    overridden.dedup();
+    (s, overridden)
 }
 
 impl LiveSettings {
-    fn with_overridden(db: Db, s: Settings, mut overridden: Vec<&'static str>) -> Self {
-        overridden.sort_unstable();
-        overridden.dedup();
-        Self {
-            current: Arc::new(RwLock::new(Current {
-                settings: Arc::new(s),
-                change: None,
-                overridden: overridden.into(),
-            })),
-            writer: Arc::new(tokio::sync::Mutex::new(())),
-            db,
-        }
-    }
-
     /// The configured settings with the admin API's stored overrides on
     /// top. Overrides win, because an operator who turned difficulty up
     /// during an attack must not have a restart silently undo it; each
@@ -615,31 +639,48 @@ impl LiveSettings {
     /// is unknown or out of range is logged and ignored.
     ///
     /// # Errors
-    /// The database error.
-    pub(crate) fn load(db: &Db, configured: Settings) -> Result<Self, DbError> {
-        let rows = db.call_blocking(|c| crate::db::settings::load(c))?;
-        let mut s = configured;
-        let mut overridden = Vec::new();
-        for (name, value) in rows {
-            let Some(spec) = SettingSpec::by_name(&name) else {
-                continue;
-            };
-            if let Err(e) = spec.set(&mut s, value) {
-                tracing::warn!(setting = %name, value, error = %e, "ignoring invalid stored setting");
-                continue;
-            }
-            overridden.push(spec.name);
-            if configured.field(&name) != Some(value) {
-                tracing::warn!(
-                    setting = %name,
-                    configured = configured.field(&name),
-                    stored = value,
-                    "the value set on the admin page overrides the configured one; \
-                     revert it there (or DELETE /api/admin/settings) to use the configuration"
-                );
-            }
+    /// The store error.
+    pub(crate) async fn load(
+        store: Arc<dyn Store>,
+        configured: Settings,
+    ) -> Result<Self, StoreError> {
+        let rows = store.load_settings().await?;
+        let (s, overridden) = with_overrides(configured, rows, true);
+        Ok(Self {
+            current: Arc::new(RwLock::new(Current {
+                settings: Arc::new(s),
+                change: None,
+                overridden: overridden.into(),
+            })),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            store,
+            configured,
+        })
+    }
+
+    /// Reads the stored overrides again and applies them, after another
+    /// instance changed them (a [`crate::store::StoreChange::Settings`]).
+    /// Queued with the writers, so it cannot undo an update here.
+    ///
+    /// # Errors
+    /// The store error; the settings in force stay then.
+    pub(crate) async fn reload(&self, now: i64) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
+        let rows = self.store.load_settings().await?;
+        let (next, overridden) = with_overrides(self.configured, rows, false);
+        let mut cur = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if next.difficulty != cur.settings.difficulty {
+            cur.change = Some(DifficultyChange {
+                previous: cur.settings.difficulty,
+                at: now,
+            });
         }
-        Ok(Self::with_overridden(db.clone(), s, overridden))
+        cur.settings = Arc::new(next);
+        cur.overridden = overridden.into();
+        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
@@ -684,7 +725,7 @@ impl LiveSettings {
     /// # Errors
     /// Whatever `change` refuses (nothing is stored or swapped then), or the
     /// database error.
-    pub(crate) async fn update<E: From<DbError>>(
+    pub(crate) async fn update<E: From<StoreError>>(
         &self,
         now: i64,
         change: impl FnOnce(&mut Settings) -> Result<Persist, E>,
@@ -694,44 +735,47 @@ impl LiveSettings {
         let mut next = before;
         let persist = change(&mut next)?;
         let current = self.current.clone();
-        // Store and swap on the blocking thread, which runs to the end even
+        let store = self.store.clone();
+        // Store and swap in a task of its own, which runs to the end even
         // when this future is dropped; the writers' lock goes with it.
-        self.db
-            .call(move |c| {
-                let _writer = writer;
-                let overridden: Option<Vec<&'static str>> = match persist {
-                    Persist::Overrides(fields) => {
-                        crate::db::settings::store(c, &fields, now)?;
-                        Some(fields.iter().map(|(name, _)| *name).collect())
-                    }
-                    Persist::ClearOverrides => {
-                        crate::db::settings::clear(c)?;
-                        None
-                    }
-                };
-                let mut cur = current
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if next.difficulty != before.difficulty {
-                    cur.change = Some(DifficultyChange {
-                        previous: before.difficulty,
-                        at: now,
-                    });
+        let stored = tokio::spawn(async move {
+            let _writer = writer;
+            let overridden: Option<Vec<&'static str>> = match persist {
+                Persist::Overrides(fields) => {
+                    let names = fields.iter().map(|(name, _)| *name).collect();
+                    store.store_settings(fields, now).await?;
+                    Some(names)
                 }
-                cur.settings = Arc::new(next);
-                cur.overridden = match overridden {
-                    Some(added) => {
-                        let mut all: Vec<&'static str> =
-                            cur.overridden.iter().copied().chain(added).collect();
-                        all.sort_unstable();
-                        all.dedup();
-                        all.into()
-                    }
-                    None => Arc::from([]),
-                };
-                Ok(())
-            })
-            .await?;
+                Persist::ClearOverrides => {
+                    store.clear_settings().await?;
+                    None
+                }
+            };
+            let mut cur = current
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if next.difficulty != before.difficulty {
+                cur.change = Some(DifficultyChange {
+                    previous: before.difficulty,
+                    at: now,
+                });
+            }
+            cur.settings = Arc::new(next);
+            cur.overridden = match overridden {
+                Some(added) => {
+                    let mut all: Vec<&'static str> =
+                        cur.overridden.iter().copied().chain(added).collect();
+                    all.sort_unstable();
+                    all.dedup();
+                    all.into()
+                }
+                None => Arc::from([]),
+            };
+            Ok::<_, StoreError>(())
+        });
+        stored.await.map_err(|e| {
+            StoreError::Fault(anyhow::anyhow!("settings update task failed: {e}"))
+        })??;
         Ok(next)
     }
 }
@@ -828,13 +872,14 @@ mod tests {
     #[tokio::test]
     async fn overridden_follows_updates_without_reading_the_table() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db"), 2).unwrap();
-        let live = LiveSettings::load(&db, base()).unwrap();
+        let db: Arc<dyn Store> =
+            Arc::new(crate::store::sqlite::SqliteStore::open(&dir.path().join("t.db"), 2).unwrap());
+        let live = LiveSettings::load(db.clone(), base()).await.unwrap();
         assert!(live.overridden().is_empty());
         let set = |name: &'static str, v: i64| {
             move |s: &mut Settings| {
                 s.set_field(name, v).unwrap();
-                Ok::<_, DbError>(Persist::Overrides(vec![(name, v)]))
+                Ok::<_, StoreError>(Persist::Overrides(vec![(name, v)]))
             }
         };
         live.update(1, set("token_hours", 5)).await.unwrap();
@@ -842,18 +887,19 @@ mod tests {
         live.update(3, set("token_hours", 6)).await.unwrap();
         assert_eq!(&*live.overridden(), ["difficulty", "token_hours"]);
         // A restart finds the same list in the table.
-        let reloaded = LiveSettings::load(&db, base()).unwrap();
+        let reloaded = LiveSettings::load(db.clone(), base()).await.unwrap();
         assert_eq!(reloaded.overridden(), live.overridden());
         assert_eq!(reloaded.get().token_hours, 6);
         live.update(4, |s| {
             *s = base();
-            Ok::<_, DbError>(Persist::ClearOverrides)
+            Ok::<_, StoreError>(Persist::ClearOverrides)
         })
         .await
         .unwrap();
         assert!(live.overridden().is_empty());
         assert!(
-            LiveSettings::load(&db, base())
+            LiveSettings::load(db.clone(), base())
+                .await
                 .unwrap()
                 .overridden()
                 .is_empty()

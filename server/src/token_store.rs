@@ -1,7 +1,9 @@
-//! Tokens as the rest of the server sees them: the database behind an
+//! Tokens as the rest of the server sees them: the [`Store`] behind an
 //! in-memory cache, so `/verify-token` answers for a known token without
-//! touching SQLite. Every change goes through here, which keeps the cache
-//! exact: writes hit the database first, then replace the cached entry.
+//! touching the database. Every change made here goes through here, which
+//! keeps the cache exact: writes hit the database first, then replace the
+//! cached entry. Changes other instances make to a shared store arrive as
+//! [`StoreChange`]s and are applied by [`TokenStore::apply`].
 //!
 //! A record read from the database may be stale by the time it reaches the
 //! cache: an admin revocation can commit while the read is in flight. Every
@@ -21,15 +23,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use quick_cache::sync::Cache;
 
 use crate::client_ip::IpKey;
-use crate::db::tokens::{self as rows, AddIp, Issued, RequestCount};
-// The token types routes work with, so they need not reach into `db`.
-pub(crate) use crate::db::tokens::{RevokeScope, TokenRecord, TokenState};
-use crate::db::{Db, DbError};
+use crate::store::{AddIp, Issued, RequestCount, Store, StoreChange, StoreError};
+// The token types routes work with, so they need not reach into `store`.
+pub(crate) use crate::store::{RevokeScope, RevokedById, TokenRecord, TokenState};
 use crate::token::HashedToken;
 
 #[derive(Debug)]
 pub(crate) struct TokenStore {
-    db: Db,
+    store: Arc<dyn Store>,
     cache: Cache<HashedToken, Arc<TokenRecord>>,
     /// Bumped by every removal; see the module comment.
     generation: AtomicU64,
@@ -47,9 +48,9 @@ pub(crate) enum IpCheck {
 }
 
 impl TokenStore {
-    pub(crate) fn new(db: Db, capacity: usize) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, capacity: usize) -> Self {
         Self {
-            db,
+            store,
             cache: Cache::new(capacity),
             generation: AtomicU64::new(0),
             absent: Cache::new(capacity),
@@ -112,7 +113,7 @@ impl TokenStore {
     pub(crate) async fn lookup(
         &self,
         hash: HashedToken,
-    ) -> Result<Option<Arc<TokenRecord>>, DbError> {
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         if let Some(rec) = self.cache.get(&hash) {
             return Ok(Some(rec));
         }
@@ -120,7 +121,7 @@ impl TokenStore {
             return Ok(None);
         }
         let (seen, seen_issues) = (self.generation(), self.issues());
-        let rec = self.db.call(move |c| rows::find_by_hash(c, &hash)).await?;
+        let rec = self.store.find_token(hash).await?;
         let Some(rec) = rec else {
             self.remember_absent_if_current(seen_issues, hash);
             return Ok(None);
@@ -142,18 +143,17 @@ impl TokenStore {
         ip: IpKey,
         now: i64,
         max: u32,
-    ) -> Result<IpCheck, DbError> {
+    ) -> Result<IpCheck, StoreError> {
         if rec.has_ip(ip) {
             return Ok(IpCheck::Allowed);
         }
         if rec.ips.len() >= max as usize {
             return Ok(IpCheck::LimitReached);
         }
-        let (id, ip_owned) = (rec.id, ip.to_text());
         let seen = self.generation();
         let res = self
-            .db
-            .call(move |c| rows::add_ip(c, id, &ip_owned, now, max))
+            .store
+            .add_token_address(rec.id, ip.to_text(), now, max)
             .await?;
         match res {
             AddIp::Added(ips) | AddIp::Known(ips) => {
@@ -169,7 +169,7 @@ impl TokenStore {
         }
     }
 
-    /// Stores a new token (see [`rows::insert`]), forgets that its hash was
+    /// Stores a new token (see [`Store::issue_token`]), forgets that its hash was
     /// absent, and forgets evicted ones.
     ///
     /// # Errors
@@ -182,10 +182,10 @@ impl TokenStore {
         ip: String,
         difficulty: u64,
         max_per_ip: u32,
-    ) -> Result<Issued, DbError> {
+    ) -> Result<Issued, StoreError> {
         let issued = self
-            .db
-            .call(move |c| rows::insert(c, &hash, now, expires_at, &ip, difficulty, max_per_ip))
+            .store
+            .issue_token(hash, now, expires_at, ip, difficulty, max_per_ip)
             .await?;
         self.issues.fetch_add(1, Ordering::SeqCst);
         self.absent.remove(&hash);
@@ -193,7 +193,7 @@ impl TokenStore {
         Ok(issued)
     }
 
-    /// Extends a token after a refresh solve (see [`rows::extend`]) and
+    /// Extends a token after a refresh solve (see [`Store::refresh_token`]) and
     /// forgets the tokens its address's cap evicted.
     ///
     /// # Errors
@@ -206,11 +206,11 @@ impl TokenStore {
         expires_at: i64,
         max_ips: u32,
         max_per_ip: u32,
-    ) -> Result<Option<Arc<TokenRecord>>, DbError> {
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
         let seen = self.generation();
         let extended = self
-            .db
-            .call(move |c| rows::extend(c, token_id, &ip, now, expires_at, max_ips, max_per_ip))
+            .store
+            .refresh_token(token_id, ip, now, expires_at, max_ips, max_per_ip)
             .await?;
         Ok(extended.map(|e| {
             self.forget(&e.evicted);
@@ -221,17 +221,15 @@ impl TokenStore {
     }
 
     /// Writes the request counts [`crate::token_usage`] took to the rows,
-    /// in one transaction (see [`rows::write_requests`]). The cached
+    /// all or none (see [`Store::write_request_counts`]). The cached
     /// records keep their older count: the usage counter in memory is the
     /// authority while it lives, and drops a record with
     /// [`Self::forget_cached`] when it lets go of a token.
     ///
     /// # Errors
     /// Database errors; nothing is written then.
-    pub(crate) async fn write_requests(&self, counts: Vec<RequestCount>) -> Result<(), DbError> {
-        self.db
-            .call(move |c| rows::write_requests(c, &counts))
-            .await
+    pub(crate) async fn write_requests(&self, counts: Vec<RequestCount>) -> Result<(), StoreError> {
+        self.store.write_request_counts(counts).await
     }
 
     /// Drops cached records whose rows are newer than they are, so the next
@@ -249,42 +247,33 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub(crate) async fn purge(&self, now: i64, purge_after_secs: i64) -> Result<usize, DbError> {
-        let gone = self
-            .db
-            .call(move |c| rows::purge(c, now, purge_after_secs))
-            .await?;
+    pub(crate) async fn purge(&self, now: i64, purge_after_secs: i64) -> Result<usize, StoreError> {
+        let gone = self.store.purge_tokens(now, purge_after_secs).await?;
         self.forget(&gone);
         Ok(gone.len())
     }
 
-    /// Revokes every token in `scope` (see [`rows::revoke_scope`]) and
+    /// Revokes every token in `scope` (see [`Store::revoke`]) and
     /// returns how many: written first, then forgotten, like every change.
     ///
     /// # Errors
     /// Database errors.
-    pub(crate) async fn revoke(&self, scope: RevokeScope, now: i64) -> Result<usize, DbError> {
-        let revoked = self
-            .db
-            .call(move |c| rows::revoke_scope(c, scope, now))
-            .await?;
+    pub(crate) async fn revoke(&self, scope: RevokeScope, now: i64) -> Result<usize, StoreError> {
+        let revoked = self.store.revoke(scope, now).await?;
         self.forget(&revoked);
         Ok(revoked.len())
     }
 
-    /// Revokes the unrevoked tokens whose hash starts with `prefix`, the
-    /// 6 bytes of the admin list's id (see [`rows::revoke_by_prefix`]), and
-    /// returns how many.
+    /// Revokes the token with this id, the one the admin list shows.
     ///
     /// # Errors
     /// Database errors.
-    pub(crate) async fn revoke_by_id(&self, prefix: Vec<u8>, now: i64) -> Result<usize, DbError> {
-        let revoked = self
-            .db
-            .call(move |c| rows::revoke_by_prefix(c, &prefix, now))
-            .await?;
-        self.forget(&revoked);
-        Ok(revoked.len())
+    pub(crate) async fn revoke_by_id(&self, id: i64, now: i64) -> Result<RevokedById, StoreError> {
+        let outcome = self.store.revoke_by_id(id, now).await?;
+        if let RevokedById::Revoked(hash) = &outcome {
+            self.forget([hash]);
+        }
+        Ok(outcome)
     }
 
     /// Expires every active token now, leaving them refreshable, and
@@ -293,10 +282,9 @@ impl TokenStore {
     ///
     /// # Errors
     /// Database errors.
-    pub(crate) async fn expire_all(&self, now: i64) -> Result<usize, DbError> {
-        let expired = self.db.call(move |c| rows::expire_all(c, now)).await?;
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.cache.clear();
+    pub(crate) async fn expire_all(&self, now: i64) -> Result<usize, StoreError> {
+        let expired = self.store.expire_all(now).await?;
+        self.forget_all();
         Ok(expired)
     }
 
@@ -309,33 +297,69 @@ impl TokenStore {
         &self,
         limit: u32,
         offset: u64,
-    ) -> Result<(Vec<TokenRecord>, i64), DbError> {
-        self.db.call(move |c| rows::list(c, limit, offset)).await
+    ) -> Result<(Vec<TokenRecord>, i64), StoreError> {
+        self.store.list_tokens(limit, offset).await
     }
 
     /// How many tokens are active (unexpired and unrevoked) at `now`.
     ///
     /// # Errors
     /// Database errors.
-    pub(crate) async fn count_active(&self, now: i64) -> Result<i64, DbError> {
-        self.db.call(move |c| rows::count_active(c, now)).await
+    pub(crate) async fn count_active(&self, now: i64) -> Result<i64, StoreError> {
+        self.store.count_active_tokens(now).await
+    }
+
+    /// Drops every cached record, after rows changed that nobody listed.
+    fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.clear();
+    }
+
+    /// Applies a change another instance made to the shared store. The
+    /// same generation rules as for a change made here keep a read in
+    /// flight from caching what the change made stale; and since another
+    /// instance can issue a token, the change also forgets that its hash
+    /// was absent, counted as an issue so no racing read remembers it so.
+    pub(crate) fn apply(&self, change: &StoreChange) {
+        match change {
+            StoreChange::Token { hash } => {
+                self.issues.fetch_add(1, Ordering::SeqCst);
+                self.absent.remove(hash);
+                self.forget([hash]);
+            }
+            StoreChange::AllTokens | StoreChange::Resync => {
+                self.issues.fetch_add(1, Ordering::SeqCst);
+                self.absent.clear();
+                self.forget_all();
+            }
+            StoreChange::Settings => {}
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SqliteStore;
     use crate::token::PlainToken;
 
-    /// A store on a fresh database file, holding one token valid until 2 000.
-    async fn store_with_a_token() -> (tempfile::TempDir, TokenStore, HashedToken) {
+    /// A store on a fresh database file, holding one token valid until
+    /// 2 000, and the file's store for SQL of a test's own.
+    async fn sqlite_store_with_a_token() -> (tempfile::TempDir, TokenStore, HashedToken, SqliteStore)
+    {
         let dir = tempfile::tempdir().unwrap();
-        let store = TokenStore::new(Db::open(&dir.path().join("t.db"), 2).unwrap(), 16);
+        let sqlite = SqliteStore::open(&dir.path().join("t.db"), 2).unwrap();
+        let store = TokenStore::new(Arc::new(sqlite.clone()), 16);
         let hash = PlainToken::generate().hashed();
         store
             .issue(hash, 1_000, 2_000, "192.0.2.1".into(), 1, 10)
             .await
             .unwrap();
+        (dir, store, hash, sqlite)
+    }
+
+    async fn store_with_a_token() -> (tempfile::TempDir, TokenStore, HashedToken) {
+        let (dir, store, hash, _) = sqlite_store_with_a_token().await;
         (dir, store, hash)
     }
 
@@ -347,17 +371,9 @@ mod tests {
         let (_dir, store, hash) = store_with_a_token().await;
 
         let seen = store.generation();
-        let stale = store
-            .db
-            .call(move |c| rows::find_by_hash(c, &hash))
-            .await
-            .unwrap()
-            .unwrap();
-        let revoked = store
-            .revoke_by_id(hash.0[..6].to_vec(), 1_500)
-            .await
-            .unwrap();
-        assert_eq!(revoked, 1);
+        let stale = store.store.find_token(hash).await.unwrap().unwrap();
+        let revoked = store.revoke_by_id(stale.id, 1_500).await.unwrap();
+        assert_eq!(revoked, RevokedById::Revoked(hash));
         store.cache_if_current(seen, Arc::new(stale));
 
         let rec = store.lookup(hash).await.unwrap().unwrap();
@@ -366,30 +382,30 @@ mod tests {
 
     /// Renames the tokens table away (or back), so any query of it fails:
     /// a lookup that still answers did not touch the database.
-    async fn hide_tokens_table(store: &TokenStore, hide: bool) {
+    async fn hide_tokens_table(sqlite: &SqliteStore, hide: bool) {
         let sql = if hide {
             "ALTER TABLE tokens RENAME TO tokens_hidden"
         } else {
             "ALTER TABLE tokens_hidden RENAME TO tokens"
         };
-        store.db.call(move |c| c.execute_batch(sql)).await.unwrap();
+        sqlite.call(move |c| c.execute_batch(sql)).await.unwrap();
     }
 
     /// A flood of well-formed but unknown tokens used to cost one SQLite
     /// query each, every time.
     #[tokio::test]
     async fn an_unknown_token_is_answered_without_the_database_the_second_time() {
-        let (_dir, store, _) = store_with_a_token().await;
+        let (_dir, store, _, sqlite) = sqlite_store_with_a_token().await;
         let unknown = PlainToken::generate().hashed();
         assert!(store.lookup(unknown).await.unwrap().is_none());
 
-        hide_tokens_table(&store, true).await;
+        hide_tokens_table(&sqlite, true).await;
         assert!(
             store.lookup(PlainToken::generate().hashed()).await.is_err(),
             "a new hash does reach the database"
         );
         assert!(store.lookup(unknown).await.unwrap().is_none());
-        hide_tokens_table(&store, false).await;
+        hide_tokens_table(&sqlite, false).await;
 
         // Issuing that very hash makes it known at once.
         store
@@ -408,11 +424,7 @@ mod tests {
         let hash = PlainToken::generate().hashed();
 
         let seen = store.issues();
-        let read = store
-            .db
-            .call(move |c| rows::find_by_hash(c, &hash))
-            .await
-            .unwrap();
+        let read = store.store.find_token(hash).await.unwrap();
         assert!(read.is_none());
         store
             .issue(hash, 1_000, 2_000, "192.0.2.2".into(), 1, 10)
@@ -454,12 +466,7 @@ mod tests {
     async fn a_flush_that_drops_no_token_leaves_a_lookup_in_flight_cacheable() {
         let (_dir, store, hash) = store_with_a_token().await;
         let seen = store.generation();
-        let rec = store
-            .db
-            .call(move |c| rows::find_by_hash(c, &hash))
-            .await
-            .unwrap()
-            .unwrap();
+        let rec = store.store.find_token(hash).await.unwrap().unwrap();
         store.forget_cached(&[]);
         store.cache_if_current(seen, Arc::new(rec));
         assert!(store.cache.get(&hash).is_some());

@@ -72,9 +72,8 @@ use std::time::Duration;
 use dashmap::DashMap;
 use quick_cache::sync::Cache;
 
-use crate::db::DbError;
-use crate::db::tokens::RequestCount;
 use crate::metrics::Metrics;
+use crate::store::{RequestCount, StoreError};
 use crate::token::HashedToken;
 use crate::token_store::{TokenRecord, TokenStore};
 
@@ -411,7 +410,7 @@ impl TokenUsage {
         tokens: &TokenStore,
         now: i64,
         metrics: &Metrics,
-    ) -> Result<u64, DbError> {
+    ) -> Result<u64, StoreError> {
         let (counts, newly) = self.to_write(now);
         if !counts.is_empty() {
             tokens.write_requests(counts.clone()).await?;
@@ -521,8 +520,8 @@ impl TokenUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Db;
     use crate::settings::TOKEN_REQUESTS_PER_MINUTE;
+    use crate::store::sqlite::SqliteStore;
 
     fn record(id: i64, requests_used: i64) -> TokenRecord {
         TokenRecord {
@@ -541,10 +540,10 @@ mod tests {
 
     /// A token store on a fresh database file holding one token, and that
     /// token's record as the gate reads it (so it is cached).
-    async fn store_with_a_token() -> (tempfile::TempDir, Db, TokenStore, TokenRecord) {
+    async fn store_with_a_token() -> (tempfile::TempDir, SqliteStore, TokenStore, TokenRecord) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db"), 2).unwrap();
-        let store = TokenStore::new(db.clone(), 16);
+        let db = SqliteStore::open(&dir.path().join("t.db"), 2).unwrap();
+        let store = TokenStore::new(std::sync::Arc::new(db.clone()), 16);
         let hash = crate::token::PlainToken::generate().hashed();
         store
             .issue(hash, NOW, NOW + 86_400, "192.0.2.1".into(), 1, 10)
@@ -554,7 +553,7 @@ mod tests {
         (dir, db, store, (*rec).clone())
     }
 
-    fn row_count(db: &Db, rec: &TokenRecord) -> i64 {
+    fn row_count(db: &SqliteStore, rec: &TokenRecord) -> i64 {
         let id = rec.id;
         db.call_blocking(move |c| {
             c.query_row(

@@ -538,7 +538,7 @@ fn invalid_settings_get_400_naming_the_field_and_range() {
 }
 
 #[test]
-fn tokens_are_listed_by_hash_prefix_and_can_be_revoked_or_expired() {
+fn tokens_are_listed_by_id_and_can_be_revoked_by_it_or_expired() {
     let app = app();
     let first = app.obtain_token(IP);
     let second = app.obtain_token("198.51.100.30");
@@ -560,8 +560,7 @@ fn tokens_are_listed_by_hash_prefix_and_can_be_revoked_or_expired() {
         .find(|t| t["ips"] == serde_json::json!([IP]))
         .unwrap();
     assert_eq!(row["status"], "active");
-    let id = row["id"].as_str().unwrap();
-    assert_eq!(id.len(), 12);
+    let id = row["id"].as_i64().expect("the id is the token's number");
 
     let (status, body) = bearer(
         &app,
@@ -570,20 +569,43 @@ fn tokens_are_listed_by_hash_prefix_and_can_be_revoked_or_expired() {
         None,
     );
     assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)));
+    let (status, body) = bearer(
+        &app,
+        "POST",
+        &format!("/api/admin/tokens/{id}/revoke"),
+        None,
+    );
+    assert_eq!(
+        (status, body["revoked"].as_u64()),
+        (200, Some(0)),
+        "a second click finds it revoked already"
+    );
     let (s, b, _) = app.verify(Some(&first), IP);
     assert_eq!(
         (s, b["status"].as_str().unwrap()),
         (403, "revoked"),
         "revocation is immediate despite the cache"
     );
-    assert_eq!(
-        bearer(&app, "POST", "/api/admin/tokens/000000000000/revoke", None).0,
-        404
+    let (status, body) = bearer(&app, "POST", "/api/admin/tokens/999999/revoke", None);
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    assert!(
+        body["message"].as_str().unwrap().contains("999999"),
+        "{body}"
     );
-    assert_eq!(
-        bearer(&app, "POST", "/api/admin/tokens/nothex/revoke", None).0,
-        400
-    );
+    // A hash prefix, the id of old, is refused rather than matched.
+    for bad in ["0a1b2c3d4e5f", "0", "-1", "nonumber"] {
+        let (status, body) = bearer(
+            &app,
+            "POST",
+            &format!("/api/admin/tokens/{bad}/revoke"),
+            None,
+        );
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}"
+        );
+    }
 
     assert_eq!(app.verify(Some(&second), "198.51.100.30").0, 200);
     let (status, body) = bearer(&app, "POST", "/api/admin/tokens/expire-all", None);

@@ -6,8 +6,17 @@ mod common;
 
 use std::process::{Command, Stdio};
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use common::postgres::TestDatabase;
-use powgate::postgres::PostgresUrl;
+use powgate::state::AppState;
+
+/// A powgate instance's state on the database at `url`.
+async fn instance(url: &str) -> anyhow::Result<AppState> {
+    let config = common::test_config(PathBuf::from(url)).validate()?;
+    AppState::new(config, Arc::new(powgate::clock::ManualClock::new())).await
+}
 
 /// Eight instances starting at once on an empty database: each one's
 /// start-up succeeds, and the schema is applied exactly once.
@@ -16,11 +25,11 @@ async fn instances_starting_at_once_on_an_empty_database_all_migrate_cleanly() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let url = PostgresUrl::parse(&db.plain_url()).unwrap();
+    let url = db.plain_url();
     let starts: Vec<_> = (0..8)
         .map(|_| {
             let url = url.clone();
-            tokio::spawn(async move { powgate::postgres::open(&url, 2).await })
+            tokio::spawn(async move { instance(&url).await })
         })
         .collect();
     for start in starts {
@@ -57,28 +66,33 @@ async fn a_schema_newer_than_the_binary_is_refused_at_start() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let url = PostgresUrl::parse(&db.plain_url()).unwrap();
-    powgate::postgres::open(&url, 1).await.unwrap();
+    let url = db.plain_url();
+    drop(instance(&url).await.unwrap());
     db.client()
         .await
         .execute("INSERT INTO powgate_migrations VALUES (99, 0)", &[])
         .await
         .unwrap();
-    let e = powgate::postgres::open(&url, 1).await.unwrap_err();
+    let e = instance(&url).await.unwrap_err();
     assert!(format!("{e:#}").contains("newer"), "{e:#}");
 }
 
-/// Whether the pool's connections are encrypted, as the server sees them.
-async fn connection_is_encrypted(url: &str) -> anyhow::Result<bool> {
-    let pool = powgate::postgres::open(&PostgresUrl::parse(url).unwrap(), 1).await?;
-    let client = pool.get().await?;
-    let row = client
+/// Whether an instance's connections are encrypted, as the server sees them.
+async fn connection_is_encrypted(db: &TestDatabase, url: &str) -> anyhow::Result<bool> {
+    let _instance = instance(url).await?;
+    let row = db
+        .client()
+        .await
         .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
+            "SELECT count(*), coalesce(bool_and(s.ssl), false)
+             FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.datname = $1 AND a.application_name = 'powgate'",
+            &[&db.name],
         )
         .await?;
-    Ok(row.get(0))
+    let connections: i64 = row.get(0);
+    assert!(connections > 0, "the instance holds connections");
+    Ok(row.get(1))
 }
 
 #[tokio::test]
@@ -90,10 +104,10 @@ async fn verify_full_with_the_clusters_ca_connects_encrypted() {
         "sslmode=verify-full&sslrootcert={}",
         db.cluster.ca
     ));
-    assert!(connection_is_encrypted(&url).await.unwrap());
+    assert!(connection_is_encrypted(&db, &url).await.unwrap());
     // The certificate names both 127.0.0.1 and localhost.
     let by_name = url.replace("@127.0.0.1:", "@localhost:");
-    assert!(connection_is_encrypted(&by_name).await.unwrap());
+    assert!(connection_is_encrypted(&db, &by_name).await.unwrap());
 }
 
 #[tokio::test]
@@ -102,12 +116,12 @@ async fn require_encrypts_and_disable_does_not() {
         return;
     };
     assert!(
-        connection_is_encrypted(&db.url("sslmode=require"))
+        connection_is_encrypted(&db, &db.url("sslmode=require"))
             .await
             .unwrap()
     );
     assert!(
-        !connection_is_encrypted(&db.url("sslmode=disable"))
+        !connection_is_encrypted(&db, &db.url("sslmode=disable"))
             .await
             .unwrap()
     );
@@ -120,7 +134,7 @@ async fn verify_full_refuses_a_server_whose_certificate_it_cannot_trust() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let e = connection_is_encrypted(&db.url("sslmode=verify-full"))
+    let e = connection_is_encrypted(&db, &db.url("sslmode=verify-full"))
         .await
         .unwrap_err();
     assert!(format!("{e:#}").contains("certificate"), "{e:#}");
@@ -139,11 +153,11 @@ async fn verify_full_refuses_a_trusted_certificate_for_another_name() {
         db.cluster.ca
     ));
     let by_name = url.replace("@127.0.0.1:", "@db.example:");
-    let e = connection_is_encrypted(&by_name).await.unwrap_err();
+    let e = connection_is_encrypted(&db, &by_name).await.unwrap_err();
     assert!(format!("{e:#}").contains("certificate"), "{e:#}");
     // The same with the name the certificate does carry connects.
     let by_right_name = url.replace("@127.0.0.1:", "@localhost:");
-    assert!(connection_is_encrypted(&by_right_name).await.unwrap());
+    assert!(connection_is_encrypted(&db, &by_right_name).await.unwrap());
 }
 
 /// Starting powgate with a real password in `POW_DATABASE`, once with a

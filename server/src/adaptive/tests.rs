@@ -1,7 +1,7 @@
 //! The properties the module doc promises, each with a manual `now`.
 
 use super::*;
-use crate::db::Db;
+use crate::store::sqlite::SqliteStore;
 
 const T0: i64 = 1_700_000_000;
 
@@ -15,8 +15,12 @@ fn engine_with(capacity: usize, f: impl FnOnce(&mut Settings)) -> (Adaptive, Set
     let mut s = Settings::defaults();
     f(&mut s);
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("t.db"), 2).unwrap();
-    let live = LiveSettings::load(&db, s).unwrap();
+    let db = SqliteStore::open(&dir.path().join("t.db"), 2).unwrap();
+    let live = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(LiveSettings::load(std::sync::Arc::new(db), s))
+        .unwrap();
     (Adaptive::with_capacity(live, capacity), s)
 }
 

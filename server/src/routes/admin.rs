@@ -28,7 +28,7 @@ use crate::routes::pages;
 use crate::settings::{Persist, SPECS, SettingSpec, Settings};
 use crate::state::AppState;
 use crate::stats::{ClassEstimate, Counts, SolveTimes, Timeline};
-use crate::token_store::{RevokeScope, TokenState};
+use crate::token_store::{RevokeScope, RevokedById, TokenState};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -415,7 +415,8 @@ fn twenty_five() -> u32 {
 
 #[derive(Debug, Serialize)]
 struct TokenView {
-    id: String,
+    /// The token's id, which `POST /api/admin/tokens/{id}/revoke` takes.
+    id: i64,
     created_at: i64,
     expires_at: i64,
     ips: Vec<String>,
@@ -455,7 +456,7 @@ async fn list_tokens(
                 s => s.label(),
             };
             TokenView {
-                id: r.hash.short_id(),
+                id: r.id,
                 created_at: r.created_at,
                 expires_at: r.expires_at,
                 status,
@@ -477,21 +478,25 @@ async fn revoke(
     _admin: Admin,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<serde_json::Value>> {
-    let prefix = hex::decode(&id)
-        .ok()
-        .filter(|b| b.len() == 6)
-        .ok_or_else(|| ApiError::BadRequest("token id is 12 hex digits, as listed".into()))?;
+    let token_id: i64 =
+        id.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::BadRequest("token id is a positive number, as listed".into())
+        })?;
     let now = state.now();
-    let revoked = state.tokens.revoke_by_id(prefix, now).await?;
-    if revoked == 0 {
-        return Err(ApiError::NotFound(format!("no active token with id {id}")));
-    }
+    let revoked = match state.tokens.revoke_by_id(token_id, now).await? {
+        RevokedById::Revoked(_) => 1,
+        // Asked twice (a double click, a retry): done already, not an error.
+        RevokedById::AlreadyRevoked => 0,
+        RevokedById::Unknown => {
+            return Err(ApiError::NotFound(format!("no token with id {token_id}")));
+        }
+    };
     state
         .metrics
         .tokens
         .with_label_values(&["revoked"])
-        .inc_by(revoked as u64);
-    tracing::info!(id, "token revoked by admin");
+        .inc_by(revoked);
+    tracing::info!(id = token_id, "token revoked by admin");
     Ok(Json(serde_json::json!({ "revoked": revoked })))
 }
 

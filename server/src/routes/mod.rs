@@ -208,7 +208,15 @@ mod tests {
             database: dir.path().join("powgate.db"),
             ..crate::config::RawConfig::default()
         };
-        AppState::new(raw.validate().unwrap(), Arc::new(crate::clock::SystemClock)).unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(AppState::new(
+                raw.validate().unwrap(),
+                Arc::new(crate::clock::SystemClock),
+            ))
+            .unwrap()
     }
 
     /// With no middleware left to rewrite plain-text answers, each wrapped

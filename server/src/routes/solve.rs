@@ -215,7 +215,7 @@ async fn check_and_issue(
     let settings = state.settings.get();
     let now = state.now();
     let token_expires = now + i64::from(settings.token_hours) * 3600;
-    let (token, refreshed) = match refresh {
+    let (token, refreshed, token_id) = match refresh {
         Some((token_id, token)) => {
             state
                 .tokens
@@ -236,11 +236,11 @@ async fn check_and_issue(
                         .token_usage
                         .restart(rec.id, rec.refresh_count, &state.metrics);
                 })?;
-            (token, true)
+            (token, true, token_id)
         }
         None => {
             let token = PlainToken::generate();
-            state
+            let issued = state
                 .tokens
                 .issue(
                     token.hashed(),
@@ -251,10 +251,11 @@ async fn check_and_issue(
                     settings.max_tokens_per_ip,
                 )
                 .await?;
-            (token, false)
+            (token, false, issued.id)
         }
     };
-    tracing::info!(ip = %client.key, refreshed, id = %token.hashed().short_id(), "token issued");
+    // `id` is the admin list's, which revokes by it.
+    tracing::info!(ip = %client.key, refreshed, id = token_id, hash = %token.hashed().short_id(), "token issued");
     record_success(
         state,
         &client,

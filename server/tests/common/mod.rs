@@ -81,10 +81,11 @@ impl TestApp {
 
     fn start(raw: RawConfig, dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>) -> Self {
         let config = raw.clone().validate().unwrap();
-        let state = AppState::new(config, clock.clone()).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let st = state.clone();
+        let app_clock = clock.clone();
+        // The state is built on the server's runtime, which runs any task
+        // it starts (following a shared store's changes).
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -92,8 +93,11 @@ impl TestApp {
                 .build()
                 .unwrap();
             rt.block_on(async move {
+                let st = AppState::new(config, app_clock).await.unwrap();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                addr_tx
+                    .send((listener.local_addr().unwrap(), st.clone()))
+                    .unwrap();
                 powgate::server::serve(st, listener, async {
                     let _ = rx.await;
                 })
@@ -101,7 +105,7 @@ impl TestApp {
                 .unwrap();
             });
         });
-        let addr = addr_rx.recv().unwrap();
+        let (addr, state) = addr_rx.recv().unwrap();
         Self {
             addr,
             state,

@@ -121,3 +121,41 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// The same from a test without a runtime (the `TestApp` tests).
+impl TestDatabase {
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    pub fn create_blocking() -> Option<Self> {
+        Self::block_on(Self::create())
+    }
+
+    /// One number from the database, on a connection of the test's own.
+    pub fn number(&self, sql: &str) -> i64 {
+        Self::block_on(async {
+            self.client()
+                .await
+                .query_one(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get(0)
+        })
+    }
+
+    /// Runs statements on the database, on a connection of the test's own.
+    pub fn execute_blocking(&self, sql: &str) {
+        Self::block_on(async {
+            self.client()
+                .await
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        });
+    }
+}

@@ -1,74 +1,11 @@
 //! Token rows and the addresses each token has been used from.
 
-use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use crate::client_ip::IpKey;
+use crate::store::model::{
+    AddIp, Extended, Issued, RequestCount, RevokeScope, RevokedById, TokenRecord,
+};
 use crate::token::HashedToken;
-
-/// A token as stored, with its addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TokenRecord {
-    pub id: i64,
-    pub hash: HashedToken,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub revoked_at: Option<i64>,
-    pub refresh_count: i64,
-    /// Passed `/verify-token` requests since issue or the last refresh, as
-    /// last flushed; [`crate::token_usage`] adds what it counted since.
-    pub requests_used: i64,
-    /// Address keys, oldest first.
-    pub ips: Vec<String>,
-}
-
-/// Where a token stands at one moment: the one place the rules of
-/// revocation, expiry and the refresh window are written, read by
-/// `/verify-token`, the refresh challenge and the admin list alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenState {
-    /// Not expired and not revoked.
-    Active,
-    /// Past `expires_at`; `refreshable` while the refresh window after it
-    /// is still open, so a half-difficulty solve can extend it.
-    Expired { refreshable: bool },
-    /// Revoked by an admin: never valid or refreshable again, whatever its
-    /// expiry says.
-    Revoked,
-}
-
-impl TokenState {
-    /// The status shown in the admin token list.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Expired { .. } => "expired",
-            Self::Revoked => "revoked",
-        }
-    }
-}
-
-impl TokenRecord {
-    /// The token's state at `now`, with a refresh window of
-    /// `refresh_window` seconds after expiry. Expiry is inclusive
-    /// (`expires_at == now` is expired) and so is the window's end.
-    pub(crate) fn state(&self, now: i64, refresh_window: i64) -> TokenState {
-        if self.revoked_at.is_some() {
-            TokenState::Revoked
-        } else if self.expires_at <= now {
-            TokenState::Expired {
-                refreshable: now < self.expires_at.saturating_add(refresh_window),
-            }
-        } else {
-            TokenState::Active
-        }
-    }
-
-    /// Whether the token is already used from `ip`.
-    pub(crate) fn has_ip(&self, ip: IpKey) -> bool {
-        self.ips.iter().any(|i| ip.is_text(i))
-    }
-}
 
 const COLUMNS: &str =
     "id, token_hash, created_at, expires_at, revoked_at, refresh_count, requests_used";
@@ -121,14 +58,6 @@ fn returned_hashes<P: rusqlite::Params>(
     Ok(out)
 }
 
-/// What issuing a token did.
-#[derive(Debug)]
-pub(crate) struct Issued {
-    /// Tokens of the same address that were expired to make room
-    /// (`POW_MAX_TOKENS_PER_IP`); the caller drops them from its cache.
-    pub evicted: Vec<HashedToken>,
-}
-
 /// Stores a new token, records the solving address as its first, and
 /// enforces the per-address token cap, all in one transaction.
 ///
@@ -162,7 +91,7 @@ pub(crate) fn insert(
     )?;
     let evicted = enforce_cap(&tx, issuer_ip, id, now, max_tokens_per_ip)?;
     tx.commit()?;
-    Ok(Issued { evicted })
+    Ok(Issued { id, evicted })
 }
 
 /// The per-address token cap (`POW_MAX_TOKENS_PER_IP`, 0 for none), the
@@ -220,17 +149,6 @@ pub(crate) fn find_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<Tok
     rec.map(|mut r| load_ips(c, &mut r).map(|()| r)).transpose()
 }
 
-/// Result of [`add_ip`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum AddIp {
-    /// The address is now recorded; here is the full list.
-    Added(Vec<String>),
-    /// The address was already recorded.
-    Known(Vec<String>),
-    /// The token already has `max` other addresses.
-    LimitReached,
-}
-
 /// Records a new address for a token unless that would exceed `max`. The
 /// check and the insert share one immediate transaction, so concurrent
 /// requests from different addresses cannot overshoot the limit.
@@ -271,16 +189,6 @@ fn record_ip(
     )?;
     ips.push(ip.to_owned());
     Ok(AddIp::Added(ips))
-}
-
-/// What a refresh did.
-#[derive(Debug)]
-pub(crate) struct Extended {
-    /// The token as it is now.
-    pub record: TokenRecord,
-    /// Tokens of its issuing address that were expired to keep it within
-    /// the per-address cap; the caller drops them from its cache.
-    pub evicted: Vec<HashedToken>,
 }
 
 /// Extends a token after a refresh solve, starts its request budget again,
@@ -349,16 +257,6 @@ pub(crate) fn write_requests(c: &mut Connection, counts: &[RequestCount]) -> rus
     tx.commit()
 }
 
-/// The requests one token has used, as of one flush.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RequestCount {
-    pub token_id: i64,
-    /// The token's `refresh_count` they were counted under.
-    pub refresh_count: i64,
-    /// Requests used since issue or that refresh.
-    pub used: u64,
-}
-
 /// Deletes tokens whose refresh window has closed. Returns their hashes so
 /// caches can drop them.
 ///
@@ -411,25 +309,31 @@ pub(crate) fn list(
     Ok((recs, total))
 }
 
-/// Revokes the tokens whose hash starts with `prefix` (6 bytes, as shown in
-/// the admin list). Returns the hashes revoked.
+/// Revokes the token with this id.
 ///
 /// # Errors
 /// SQLite errors.
-pub(crate) fn revoke_by_prefix(
-    c: &Connection,
-    prefix: &[u8],
-    now: i64,
-) -> rusqlite::Result<Vec<HashedToken>> {
-    let mut stmt = c.prepare(
-        "UPDATE tokens SET revoked_at = ?2
-         WHERE substr(token_hash, 1, ?3) = ?1 AND revoked_at IS NULL
-         RETURNING token_hash",
-    )?;
-    returned_hashes(
-        &mut stmt,
-        params![prefix, now, i64::try_from(prefix.len()).unwrap_or(0)],
-    )
+pub(crate) fn revoke_by_id(c: &Connection, id: i64, now: i64) -> rusqlite::Result<RevokedById> {
+    let revoked: Option<Vec<u8>> = c
+        .query_row(
+            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL
+             RETURNING token_hash",
+            params![id, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(hash) = revoked.and_then(|h| <[u8; 32]>::try_from(h).ok()) {
+        return Ok(RevokedById::Revoked(HashedToken(hash)));
+    }
+    let exists = c
+        .query_row("SELECT 1 FROM tokens WHERE id = ?1", [id], |_| Ok(()))
+        .optional()?
+        .is_some();
+    Ok(if exists {
+        RevokedById::AlreadyRevoked
+    } else {
+        RevokedById::Unknown
+    })
 }
 
 /// Expires every active token now; they stay refreshable.
@@ -441,28 +345,6 @@ pub(crate) fn expire_all(c: &Connection, now: i64) -> rusqlite::Result<usize> {
         "UPDATE tokens SET expires_at = ?1 WHERE expires_at > ?1 AND revoked_at IS NULL",
         [now],
     )
-}
-
-/// Which tokens a bulk revocation takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RevokeScope {
-    /// Every token not revoked yet, expired ones too.
-    All,
-    /// Tokens with any recorded address in the network. A stored IPv6 /64
-    /// matches when it overlaps the network, so a /128 takes its /64.
-    Network(IpNet),
-}
-
-/// Whether `stored`, an address key as written in `token_ips`
-/// (`203.0.113.7` or `2001:db8:1:2::/64`), lies in `net`.
-fn stored_in(stored: &str, net: &IpNet) -> bool {
-    if let Ok(ip) = stored.parse::<std::net::IpAddr>() {
-        return net.contains(&ip);
-    }
-    // Two aligned networks overlap exactly when one contains the other.
-    stored
-        .parse::<IpNet>()
-        .is_ok_and(|s| net.contains(&s) || s.contains(net))
 }
 
 /// Revokes, in one transaction, the unrevoked tokens in `scope`, expired
@@ -483,7 +365,7 @@ pub(crate) fn revoke_scope(
             )?;
             returned_hashes(&mut stmt, [now])?
         }
-        RevokeScope::Network(net) => {
+        RevokeScope::Network(_) => {
             // Addresses are stored as text, so the network test runs here.
             let ids: Vec<i64> = {
                 let mut stmt = tx.prepare(
@@ -495,7 +377,7 @@ pub(crate) fn revoke_scope(
                 let mut ids = Vec::new();
                 for row in rows {
                     let (id, ip) = row?;
-                    if stored_in(&ip, &net) {
+                    if scope.takes_address(&ip) {
                         ids.push(id);
                     }
                 }
@@ -516,66 +398,4 @@ pub(crate) fn revoke_scope(
     };
     tx.commit()?;
     Ok(revoked)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(expires_at: i64, revoked_at: Option<i64>) -> TokenRecord {
-        TokenRecord {
-            id: 1,
-            hash: HashedToken([7; 32]),
-            created_at: 0,
-            expires_at,
-            revoked_at,
-            refresh_count: 0,
-            requests_used: 0,
-            ips: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn a_token_expires_at_its_expiry_second_and_stays_refreshable_until_the_window_ends() {
-        let (expiry, window) = (1_000, 100);
-        let state = |now| record(expiry, None).state(now, window);
-        assert_eq!(state(999), TokenState::Active);
-        assert_eq!(state(1_000), TokenState::Expired { refreshable: true });
-        assert_eq!(state(1_099), TokenState::Expired { refreshable: true });
-        assert_eq!(state(1_100), TokenState::Expired { refreshable: false });
-    }
-
-    /// A revoked token must not pass or be refreshed because its expiry
-    /// still looks fine (or its refresh window is still open).
-    #[test]
-    fn a_revoked_token_is_revoked_whatever_its_expiry() {
-        for now in [500, 1_000, 1_050, 5_000] {
-            assert_eq!(
-                record(1_000, Some(400)).state(now, 100),
-                TokenState::Revoked,
-                "{now}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_huge_refresh_window_does_not_overflow() {
-        assert_eq!(
-            record(i64::MAX - 1, None).state(i64::MAX - 1, i64::MAX),
-            TokenState::Expired { refreshable: true }
-        );
-    }
-
-    #[test]
-    fn a_stored_address_key_is_in_a_network_it_overlaps() {
-        let net = |s: &str| s.parse::<IpNet>().unwrap();
-        assert!(stored_in("203.0.113.7", &net("203.0.113.0/24")));
-        assert!(!stored_in("203.0.114.7", &net("203.0.113.0/24")));
-        assert!(stored_in("2001:db8:1:2::/64", &net("2001:db8:1::/48")));
-        assert!(!stored_in("2001:db8:2:2::/64", &net("2001:db8:1::/48")));
-        // The /64 is all that is stored, so a narrower network takes it.
-        assert!(stored_in("2001:db8:1:2::/64", &net("2001:db8:1:2::5/128")));
-        assert!(!stored_in("2001:db8:1:2::/64", &net("203.0.113.0/24")));
-        assert!(!stored_in("garbage", &net("0.0.0.0/0")));
-    }
 }

@@ -10,7 +10,9 @@
 use tokio_postgres::Client;
 
 /// The migrations, in order; the version is the position plus one.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!(
+    "../../../../migrations/postgres/0001_init.sql"
+)];
 
 /// The advisory lock key every powgate instance migrates under: "powgate"
 /// and a 1, so it cannot collide with another application's lock by chance.
@@ -18,7 +20,7 @@ const MIGRATION_LOCK: i64 = 0x706f_7767_6174_6501;
 
 /// Why the schema cannot be brought up to date.
 #[derive(Debug, thiserror::Error)]
-pub enum MigrateError {
+pub(crate) enum MigrateError {
     #[error("cannot migrate the PostgreSQL database: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     /// A newer powgate migrated the database; this one would misread it.
@@ -33,7 +35,7 @@ pub enum MigrateError {
 ///
 /// # Errors
 /// PostgreSQL errors, or a schema newer than this binary knows.
-pub async fn migrate(client: &mut Client) -> Result<usize, MigrateError> {
+pub(crate) async fn migrate(client: &mut Client) -> Result<usize, MigrateError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;

@@ -1,0 +1,220 @@
+//! Two powgate instances on one PostgreSQL act as one: what one issues,
+//! spends, records, revokes or changes holds on the other, at once or
+//! within a second (issue 17). Each instance is a whole server with its own
+//! caches, runtime and pool, as two processes would be.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::TestApp;
+use common::postgres::TestDatabase;
+
+const KEY: &str = "test-admin-key-0123456789abcdef0123";
+
+/// An instance on `db`, with an admin key; `f` adjusts its configuration.
+fn instance(db: &TestDatabase, f: impl Fn(&mut powgate::config::RawConfig)) -> TestApp {
+    let url = db.plain_url();
+    TestApp::spawn_with(|c| {
+        c.database = PathBuf::from(&url);
+        c.admin_key = Some(KEY.into());
+        f(c);
+    })
+}
+
+fn two_instances(
+    f: impl Fn(&mut powgate::config::RawConfig),
+) -> Option<(TestDatabase, TestApp, TestApp)> {
+    let db = TestDatabase::create_blocking()?;
+    let a = instance(&db, &f);
+    let b = instance(&db, &f);
+    Some((db, a, b))
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; how long it took.
+fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn a_token_solved_on_one_instance_passes_verify_token_on_the_other() {
+    let Some((_db, a, b)) = two_instances(|_| {}) else {
+        return;
+    };
+    let token = a.obtain_token("203.0.113.1");
+    let (status, body, _) = b.verify(Some(&token), "203.0.113.1");
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The challenge key is shared through the database, and the spend is one
+/// insert on a primary key: 100 concurrent submissions of one solution,
+/// half to each instance, make exactly one token.
+#[test]
+fn one_solution_sent_to_both_instances_100_times_at_once_yields_exactly_one_token() {
+    let Some((db, a, b)) = two_instances(|_| {}) else {
+        return;
+    };
+    let challenge = a.new_challenge("203.0.113.1");
+    let answer = common::answer(&challenge);
+    let statuses: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..100)
+            .map(|i| {
+                let (app, answer) = (if i % 2 == 0 { &a } else { &b }, &answer);
+                s.spawn(move || {
+                    let (status, body, _) = app.submit("203.0.113.1", answer);
+                    (status, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won = statuses.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(won, 1, "{statuses:?}");
+    for (status, body) in statuses.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(
+            (*status, body["error"].as_str()),
+            (409, Some("already_spent")),
+            "{body}"
+        );
+    }
+    assert_eq!(db.number("SELECT count(*) FROM tokens"), 1);
+}
+
+/// POW_TOKEN_MAX_IPS=2 and 20 new addresses presented at once, half to
+/// each instance: the issuer's address and exactly one other are recorded,
+/// and every other address is refused.
+#[test]
+fn concurrent_new_addresses_on_both_instances_never_exceed_the_address_limit() {
+    let Some((db, a, b)) = two_instances(|c| c.set_live("token_max_ips", 2)) else {
+        return;
+    };
+    let token = a.obtain_token("198.51.100.1");
+    // Cached on both, so both take the new-address path, not a cold read.
+    assert_eq!(a.verify(Some(&token), "198.51.100.1").0, 200);
+    assert_eq!(b.verify(Some(&token), "198.51.100.1").0, 200);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let (app, token) = (if i % 2 == 0 { &a } else { &b }, &token);
+                s.spawn(move || app.verify(Some(token), &format!("203.0.113.{}", i + 10)).0)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 403).count(),
+        19,
+        "{statuses:?}"
+    );
+    assert_eq!(db.number("SELECT count(*) FROM token_ips"), 2);
+}
+
+/// B has the token in its cache; the revocation on A reaches it through
+/// NOTIFY well within a second.
+#[test]
+fn a_revocation_on_one_instance_is_refused_by_the_other_within_a_second() {
+    let Some((db, a, b)) = two_instances(|_| {}) else {
+        return;
+    };
+    let token = a.obtain_token("203.0.113.1");
+    assert_eq!(b.verify(Some(&token), "203.0.113.1").0, 200, "cached on B");
+    let id = db.number("SELECT id FROM tokens");
+    let (status, body) = a.admin_call(KEY, "POST", &format!("/api/admin/tokens/{id}/revoke"), None);
+    assert_eq!(status, 200, "{body}");
+    let took = within(Duration::from_secs(1), || {
+        b.verify(Some(&token), "203.0.113.1").0 == 403
+    });
+    assert!(
+        took.is_some(),
+        "B still accepts the revoked token after 1 s"
+    );
+}
+
+/// Expire-all on A: B, which cached the token, refuses it at once too.
+#[test]
+fn expire_all_on_one_instance_reaches_the_others_cache() {
+    let Some((_db, a, b)) = two_instances(|_| {}) else {
+        return;
+    };
+    let token = a.obtain_token("203.0.113.1");
+    assert_eq!(b.verify(Some(&token), "203.0.113.1").0, 200, "cached on B");
+    let (status, body) = a.admin_call(KEY, "POST", "/api/admin/tokens/expire-all", None);
+    assert_eq!(status, 200, "{body}");
+    let took = within(Duration::from_secs(1), || {
+        b.verify(Some(&token), "203.0.113.1").0 == 401
+    });
+    assert!(
+        took.is_some(),
+        "B still accepts the expired token after 1 s"
+    );
+}
+
+#[test]
+fn a_difficulty_change_on_one_instance_reaches_the_others_next_challenge_within_a_second() {
+    let Some((_db, a, b)) = two_instances(|_| {}) else {
+        return;
+    };
+    assert_eq!(b.new_challenge("203.0.113.1").difficulty, 4);
+    let (status, body) = a.admin_call(
+        KEY,
+        "PATCH",
+        "/api/admin/settings",
+        Some(serde_json::json!({ "difficulty": 37 })),
+    );
+    assert_eq!(status, 200, "{body}");
+    let took = within(Duration::from_secs(1), || {
+        b.new_challenge("203.0.113.1").difficulty == 37
+    });
+    assert!(
+        took.is_some(),
+        "B still quotes the old difficulty after 1 s"
+    );
+}
+
+/// PostgreSQL does not replay what a listener missed. Here B misses a
+/// revocation for certain (written behind powgate's back, so no NOTIFY at
+/// all), and still accepts the cached token; then its listening connection
+/// is killed, and once it listens again it flushes its caches, so the
+/// token is refused without waiting for the cache's TTL.
+#[test]
+fn after_its_listening_connection_is_killed_an_instance_flushes_its_caches() {
+    let Some((db, a, b)) = two_instances(|_| {}) else {
+        return;
+    };
+    let token = a.obtain_token("203.0.113.1");
+    assert_eq!(b.verify(Some(&token), "203.0.113.1").0, 200, "cached on B");
+    db.execute_blocking("UPDATE tokens SET revoked_at = 1");
+    assert_eq!(
+        b.verify(Some(&token), "203.0.113.1").0,
+        200,
+        "B missed the revocation and answers from its cache"
+    );
+    let killed = db.number(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = '{}' AND application_name = 'powgate listener'",
+        db.name
+    ));
+    assert_eq!(killed, 2, "both instances listen");
+    let took = within(Duration::from_secs(5), || {
+        b.verify(Some(&token), "203.0.113.1").0 == 403
+    });
+    assert!(took.is_some(), "B kept its stale cache after reconnecting");
+    assert!(
+        b.metrics().contains("powgate_store_resyncs_total 1"),
+        "{}",
+        b.metrics()
+    );
+}
