@@ -197,10 +197,10 @@ async fn follow_changes(
             return;
         };
         state.tokens.apply(&change);
-        if matches!(change, StoreChange::Settings | StoreChange::Resync) {
-            if let Err(e) = state.settings.reload(state.clock.now()).await {
-                tracing::warn!(error = %e, "cannot read the settings another instance changed");
-            }
+        if matches!(change, StoreChange::Settings | StoreChange::Resync)
+            && let Err(e) = state.settings.reload(state.clock.now()).await
+        {
+            tracing::warn!(error = %e, "cannot read the settings another instance changed");
         }
     }
 }
