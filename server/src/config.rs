@@ -240,7 +240,7 @@ impl Database {
     fn parse(raw: PathBuf) -> Result<Self, ConfigError> {
         match raw.to_str() {
             Some(s) if PostgresUrl::is_postgres(s) => PostgresUrl::parse(s)
-                .map(Self::Postgres)
+                .map(|url| Self::Postgres(Box::new(url)))
                 .map_err(|message| ConfigError::new("database", message)),
             _ => Ok(Self::Sqlite(raw)),
         }
