@@ -129,6 +129,7 @@ pub struct RawConfig {
     pub verify_queue: Option<u64>,
     pub verify_nice: u64,
     pub purge_interval_secs: u64,
+    pub token_cache_secs: u64,
     pub rate_challenges_per_minute: u64,
     pub rate_solutions_per_minute: u64,
     pub wrong_answer_backoff_secs: u64,
@@ -190,6 +191,7 @@ impl Default for RawConfig {
             verify_queue: None,
             verify_nice: 10,
             purge_interval_secs: 60,
+            token_cache_secs: 30,
             rate_challenges_per_minute: 60,
             rate_solutions_per_minute: 30,
             wrong_answer_backoff_secs: 5,
@@ -300,6 +302,11 @@ pub struct Config {
     pub(crate) verify_nice: i32,
     /// How often expired tokens and spent challenges are purged.
     pub(crate) purge_interval: Duration,
+    /// How long a token read from a shared store (PostgreSQL) is answered
+    /// from memory before it is read again: the backstop for a change whose
+    /// notification was lost. `None` with SQLite, which only this process
+    /// writes, so its cache is exact without one.
+    pub(crate) token_cache_ttl: Option<Duration>,
     /// Limits against floods and slow clients.
     pub(crate) limits: Limits,
     /// Bounds on challenges issued and not yet spent or expired.
@@ -678,9 +685,20 @@ impl RawConfig {
             " seconds",
         )?;
 
+        let token_cache_secs = ranged(
+            "token_cache_secs",
+            self.token_cache_secs,
+            1,
+            3600,
+            " seconds",
+        )?;
+        let database = Database::parse(self.database)?;
+
         Ok(Config {
             listen,
-            database: Database::parse(self.database)?,
+            token_cache_ttl: matches!(database, Database::Postgres(_))
+                .then(|| Duration::from_secs(token_cache_secs)),
+            database,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             secret,
             settings,

@@ -120,7 +120,7 @@ impl AppState {
             .await
             .context("cannot read stored settings")?;
         let admin = AdminAuth::load(&config, &*store, now).await?;
-        let tokens = TokenStore::new(store.clone(), TOKEN_CACHE_CAPACITY);
+        let tokens = TokenStore::new(store.clone(), TOKEN_CACHE_CAPACITY, config.token_cache_ttl);
         let challenge_ledger = ChallengeLedger::new(store.clone());
         let changes = store.changes();
         let metrics = Metrics::new();

@@ -218,3 +218,120 @@ fn after_its_listening_connection_is_killed_an_instance_flushes_its_caches() {
         b.metrics()
     );
 }
+
+/// The TTL is the backstop for a notification lost without a lost
+/// connection: a revocation written with no NOTIFY at all reaches B's
+/// cache once its entry is older than `token_cache_secs`.
+#[test]
+fn a_change_never_announced_reaches_the_cache_once_its_entry_outlives_the_ttl() {
+    let Some((db, a, b)) = two_instances(|c| c.token_cache_secs = 1) else {
+        return;
+    };
+    let token = a.obtain_token("203.0.113.1");
+    assert_eq!(b.verify(Some(&token), "203.0.113.1").0, 200, "cached on B");
+    db.execute_blocking("UPDATE tokens SET revoked_at = 1");
+    let took = within(Duration::from_secs(3), || {
+        b.verify(Some(&token), "203.0.113.1").0 == 403
+    });
+    assert!(took.is_some(), "B kept its cached record past the TTL");
+}
+
+/// GET /verify-token with a bearer token: status, body, `Retry-After`.
+fn verify_with_retry_after(app: &TestApp, token: &str) -> (u16, serde_json::Value, Option<String>) {
+    let mut r = app
+        .agent()
+        .get(&app.url("/verify-token"))
+        .header("X-Real-IP", "203.0.113.1")
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        r.status().as_u16(),
+        r.body_mut().read_json().unwrap(),
+        retry,
+    )
+}
+
+fn healthz(app: &TestApp) -> String {
+    app.agent()
+        .get(&app.url("/healthz"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
+/// PostgreSQL goes away under an instance and comes back. Meanwhile a
+/// token it has in memory still passes, even once its entry outlives the
+/// cache's TTL (1 s here); one it has not is refused with 503
+/// `store_unavailable` and `Retry-After`, as is a solution (whose challenge
+/// stays unspent); `/healthz` says so. Afterwards everything works again
+/// without a restart, the same solution included: no token is lost.
+#[test]
+fn while_postgres_is_unreachable_cached_tokens_pass_the_rest_wait_and_all_recovers() {
+    let Some(db) = TestDatabase::create_blocking() else {
+        return;
+    };
+    let mut relay = common::postgres::Relay::to(&db.cluster);
+    let url = relay.url(&db.plain_url());
+    let app = TestApp::spawn_with(|c| {
+        c.database = PathBuf::from(&url);
+        c.token_cache_secs = 1;
+    });
+    let cached = app.obtain_token("203.0.113.1");
+    assert_eq!(app.verify(Some(&cached), "203.0.113.1").0, 200);
+    let uncached = app.obtain_token("203.0.113.1");
+    let challenge = app.new_challenge("203.0.113.2");
+    assert_eq!(healthz(&app), "ok\nstore: reachable\n");
+
+    relay.cut();
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(app.verify(Some(&cached), "203.0.113.1").0, 200, "cached");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body, retry) = verify_with_retry_after(&app, &uncached);
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    assert!(retry.is_some());
+    let (status, body, _) = app.submit("203.0.113.2", &common::answer(&challenge));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    assert!(
+        within(Duration::from_secs(3), || healthz(&app)
+            .contains("store: unreachable"))
+        .is_some(),
+        "{}",
+        healthz(&app)
+    );
+
+    relay.restore();
+    let recovered = within(Duration::from_secs(10), || {
+        app.verify(Some(&uncached), "203.0.113.1").0 == 200
+    });
+    assert!(recovered.is_some(), "no recovery without a restart");
+    let (status, body, _) = app.submit("203.0.113.2", &common::answer(&challenge));
+    assert_eq!(
+        status, 200,
+        "the solution refused during the outage counts now: {body}"
+    );
+    // The last answer is reused for a second.
+    assert!(
+        within(Duration::from_secs(3), || healthz(&app)
+            == "ok\nstore: reachable\n")
+        .is_some(),
+        "{}",
+        healthz(&app)
+    );
+}

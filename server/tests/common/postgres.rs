@@ -159,3 +159,101 @@ impl TestDatabase {
         });
     }
 }
+
+/// A TCP relay between powgate and the test cluster that the test can cut
+/// and restore: to powgate, PostgreSQL then goes away (every connection
+/// drops, new ones are refused) and comes back on the same address, as a
+/// restarted or partitioned server does, without stopping the cluster the
+/// other tests share.
+pub struct Relay {
+    pub port: u16,
+    target: String,
+    running: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<Vec<std::net::TcpStream>>,
+    )>,
+}
+
+impl Relay {
+    /// A relay to the cluster's TCP address.
+    pub fn to(cluster: &Cluster) -> Self {
+        let target = cluster
+            .url
+            .split('@')
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut relay = Self {
+            port,
+            target,
+            running: None,
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    /// `url` (a URL on the cluster) through the relay.
+    pub fn url(&self, url: &str) -> String {
+        url.replace(&self.target, &format!("127.0.0.1:{}", self.port))
+    }
+
+    fn serve(&mut self, listener: std::net::TcpListener) {
+        use std::sync::atomic::Ordering;
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, target) = (stop.clone(), self.target.clone());
+        let thread = std::thread::spawn(move || {
+            let mut open = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                open.extend([client, server]);
+            }
+            open
+        });
+        self.running = Some((stop, thread));
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&mut self) {
+        let (stop, thread) = self.running.take().expect("the relay runs");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in thread.join().unwrap() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Accepts connections again, on the same port.
+    pub fn restore(&mut self) {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        self.serve(listener);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if self.running.is_some() {
+            self.cut();
+        }
+    }
+}
