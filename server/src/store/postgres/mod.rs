@@ -190,6 +190,24 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Announces purged tokens, in as many notifications as they need. Not
+    /// as "all tokens", as [`Self::notify_tokens`] would for many: every
+    /// instance purges every `purge_interval_secs`, and a busy site purges
+    /// hundreds at a time, so that would flush every cache each minute to
+    /// announce tokens that no cache would pass anyway.
+    async fn notify_purged(
+        &self,
+        tx: &Transaction<'_>,
+        hashes: &[HashedToken],
+    ) -> Result<(), StoreError> {
+        for chunk in hashes.chunks(listen::MAX_TOKENS_PER_NOTIFICATION) {
+            self.notify_tokens(tx, chunk).await?;
+        }
+        Ok(())
+    }
+}
+
 /// A pool with the timeouts that make an unreachable server a quick 503.
 async fn open_pool(url: &PostgresUrl, max_connections: usize) -> anyhow::Result<Pool> {
     let manager = deadpool_postgres::Manager::from_config(
@@ -714,7 +732,7 @@ impl Store for PostgresStore {
             .await
             .classified()?;
         let purged = hashes_of(&rows)?;
-        self.notify_tokens(&tx, &purged).await?;
+        self.notify_purged(&tx, &purged).await?;
         tx.commit().await.classified()?;
         Ok(purged)
     }
