@@ -56,7 +56,7 @@ impl TestDatabase {
     }
 
     pub(crate) async fn store(&self) -> PostgresStore {
-        PostgresStore::open(&self.url(), 4).await.unwrap()
+        PostgresStore::open(&self.url(), 8).await.unwrap()
     }
 }
 
