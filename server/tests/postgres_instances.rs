@@ -162,6 +162,7 @@ fn a_revocation_on_one_instance_is_refused_by_the_other_within_a_second() {
         metrics.contains("powgate_store_pool_connections{state=\"size\"}"),
         "{metrics}"
     );
+    assert!(metrics.contains("powgate_store_listening 1"), "{metrics}");
 }
 
 /// Expire-all on A: B, which cached the token, refuses it at once too.

@@ -10,7 +10,6 @@
 //! caches' TTL bounds how stale they can be.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -108,7 +107,8 @@ pub(super) fn payload(instance: u64, change: &Change) -> String {
 /// The listener's state, shared with `/healthz` and `/metrics`.
 #[derive(Debug)]
 pub(super) struct Listener {
-    connected: AtomicBool,
+    /// 1 while notifications can arrive, 0 while reconnecting.
+    pub(super) listening: prometheus::IntGauge,
     /// Seconds from a NOTIFY on another instance to its arrival here.
     pub(super) lag: prometheus::Histogram,
     /// Reconnections after a lost listening connection.
@@ -127,7 +127,10 @@ impl Listener {
         instance: u64,
     ) -> anyhow::Result<Arc<Self>> {
         let listener = Arc::new(Self {
-            connected: AtomicBool::new(false),
+            listening: prometheus::IntGauge::new(
+                "powgate_store_listening",
+                "1 while this instance listens for the other instances' changes, 0 while it reconnects",
+            )?,
             lag: prometheus::Histogram::with_opts(
                 prometheus::HistogramOpts::new(
                     "powgate_store_notification_lag_seconds",
@@ -141,7 +144,7 @@ impl Listener {
             )?,
         });
         let session = Session::open(&url).await?;
-        listener.connected.store(true, Ordering::Relaxed);
+        listener.listening.set(1);
         tokio::spawn(keep_listening(
             url,
             changes,
@@ -258,7 +261,7 @@ async fn keep_listening(
     loop {
         session.run(&listener, instance, &changes).await;
         drop(session);
-        listener.connected.store(false, Ordering::Relaxed);
+        listener.listening.set(0);
         if Arc::strong_count(&listener) == 1 {
             return; // the store is gone
         }
@@ -276,7 +279,7 @@ async fn keep_listening(
                 }
             }
         };
-        listener.connected.store(true, Ordering::Relaxed);
+        listener.listening.set(1);
         listener.resyncs.inc();
         tracing::info!(database = %url, "listening for changes again; flushing the caches");
         // Anything sent while nobody listened is lost: start afresh.

@@ -849,6 +849,7 @@ impl Store for PostgresStore {
             Box::new(PoolGauges::new(self.pool.clone())),
             Box::new(self.listener.lag.clone()),
             Box::new(self.listener.resyncs.clone()),
+            Box::new(self.listener.listening.clone()),
         ]
     }
 }
