@@ -34,6 +34,8 @@ command -v xvfb-run >/dev/null || need+=(xvfb)
 # first on PATH.)
 python3 -c 'import argon2' 2>/dev/null || /usr/bin/python3 -c 'import argon2' 2>/dev/null \
     || need+=(python3 python3-argon2)
+# The PostgreSQL store is tested against a real server (scripts/postgres.sh).
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         say "installing ${need[*]}"
@@ -55,6 +57,16 @@ cargo fmt --all --check
 
 say "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# A private PostgreSQL cluster for the PostgreSQL store's tests, stopped
+# again at the end unless it was already running (a developer's, reused).
+say "PostgreSQL test cluster"
+if [[ -f ${POWGATE_TEST_POSTGRES_STATE:-/tmp/powgate-test-postgres.env} ]]; then
+    eval "$(scripts/postgres.sh)"
+else
+    eval "$(scripts/postgres.sh)"
+    trap 'scripts/postgres.sh stop' EXIT
+fi
 
 say "Rust tests"
 cargo test --workspace --exclude powgate-solver-wasm --locked

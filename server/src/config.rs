@@ -28,6 +28,7 @@ use crate::limits::ConnCaps;
 use crate::proxy::upstream::Upstream;
 use crate::secret::Secret;
 use crate::settings::{SPECS, Settings};
+pub use crate::store::postgres::url::PostgresUrl;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +129,7 @@ pub struct RawConfig {
     pub verify_queue: Option<u64>,
     pub verify_nice: u64,
     pub purge_interval_secs: u64,
+    pub token_cache_secs: u64,
     pub rate_challenges_per_minute: u64,
     pub rate_solutions_per_minute: u64,
     pub wrong_answer_backoff_secs: u64,
@@ -191,6 +193,7 @@ impl Default for RawConfig {
             verify_queue: None,
             verify_nice: 10,
             purge_interval_secs: 60,
+            token_cache_secs: 30,
             rate_challenges_per_minute: 60,
             rate_solutions_per_minute: 30,
             wrong_answer_backoff_secs: 5,
@@ -226,13 +229,46 @@ impl Default for RawConfig {
     }
 }
 
+/// Where powgate keeps its tokens, spent challenges, secrets and settings.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// An SQLite file, created on first start: one instance, nothing to run.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server that several instances share (boxed: it is
+    /// large, and a path is not).
+    Postgres(Box<PostgresUrl>),
+}
+
+impl Database {
+    /// A `postgres://` or `postgresql://` URL selects PostgreSQL; anything
+    /// else is an SQLite file's path.
+    fn parse(raw: PathBuf) -> Result<Self, ConfigError> {
+        match raw.to_str() {
+            Some(s) if PostgresUrl::is_postgres(s) => PostgresUrl::parse(s)
+                .map(|url| Self::Postgres(Box::new(url)))
+                .map_err(|message| ConfigError::new("database", message)),
+            _ => Ok(Self::Sqlite(raw)),
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The file's path, or the server's URL without its password: safe to log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address the HTTP server binds.
     pub listen: SocketAddr,
-    /// SQLite database file; created on first start.
-    pub database: PathBuf,
+    /// The SQLite file or the PostgreSQL server.
+    pub database: Database,
     /// The public base URL when powgate sits behind a proxy or prefix; decides
     /// whether cookies are `Secure`.
     pub(crate) public_url: Option<String>,
@@ -269,6 +305,11 @@ pub struct Config {
     pub(crate) verify_nice: i32,
     /// How often expired tokens and spent challenges are purged.
     pub(crate) purge_interval: Duration,
+    /// How long a token read from a shared store (PostgreSQL) is answered
+    /// from memory before it is read again: the backstop for a change whose
+    /// notification was lost. `None` with SQLite, which only this process
+    /// writes, so its cache is exact without one.
+    pub(crate) token_cache_ttl: Option<Duration>,
     /// Limits against floods and slow clients.
     pub(crate) limits: Limits,
     /// Bounds on challenges issued and not yet spent or expired.
@@ -655,9 +696,20 @@ impl RawConfig {
             " seconds",
         )?;
 
+        let token_cache_secs = ranged(
+            "token_cache_secs",
+            self.token_cache_secs,
+            1,
+            3600,
+            " seconds",
+        )?;
+        let database = Database::parse(self.database)?;
+
         Ok(Config {
             listen,
-            database: self.database,
+            token_cache_ttl: matches!(database, Database::Postgres(_))
+                .then(|| Duration::from_secs(token_cache_secs)),
+            database,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             secret,
             settings,

@@ -253,12 +253,44 @@ impl From<crate::limits::Limited> for ApiError {
 /// enough for a pool to drain or a database to come back from a restart.
 const STORE_RETRY_AFTER_SECS: u64 = 5;
 
+/// At most one "store unavailable" warning per this many seconds: while a
+/// shared database is down, every uncached request meets it, and a line
+/// per request would bury everything else in the log.
+const STORE_WARN_EVERY_SECS: u64 = 10;
+
+/// When the last warning was written (unix seconds), and how many were
+/// left out since. Process-wide, as the log is.
+static STORE_WARNED_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static STORE_WARNINGS_LEFT_OUT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn warn_store_unavailable(cause: &anyhow::Error) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = STORE_WARNED_AT.load(Relaxed);
+    if now.saturating_sub(last) >= STORE_WARN_EVERY_SECS
+        && STORE_WARNED_AT
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
+    {
+        let left_out = STORE_WARNINGS_LEFT_OUT.swap(0, Relaxed);
+        tracing::warn!(
+            error = %format!("{cause:#}"),
+            left_out,
+            "the store is unavailable (at most one warning every {STORE_WARN_EVERY_SECS} s; left_out counts the others)"
+        );
+    } else {
+        STORE_WARNINGS_LEFT_OUT.fetch_add(1, Relaxed);
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Unavailable(cause) => {
                 // Not a 500, so the log hook does not see it: logged here.
-                tracing::warn!(error = %format!("{cause:#}"), "the store is unavailable");
+                warn_store_unavailable(&cause);
                 Self::StoreUnavailable(STORE_RETRY_AFTER_SECS)
             }
             fault @ crate::store::StoreError::Fault(_) => Self::Internal(fault.into()),
@@ -269,6 +301,38 @@ impl From<crate::store::StoreError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts WARN events.
+    #[derive(Clone, Default)]
+    struct Warnings(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// A database outage under load meets the store on every request; the
+    /// log gets a line now and then, not one per request.
+    #[test]
+    fn an_unavailable_store_is_not_logged_once_per_request() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let warnings = Warnings::default();
+        let subscriber = tracing_subscriber::registry().with(warnings.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..100 {
+                let e = crate::store::StoreError::Unavailable(anyhow::anyhow!("refused"));
+                assert!(matches!(ApiError::from(e), ApiError::StoreUnavailable(_)));
+            }
+        });
+        assert!(warnings.0.load(std::sync::atomic::Ordering::SeqCst) <= 1);
+    }
 
     #[test]
     fn an_internal_cause_reaches_the_log_hook_but_not_the_client() {

@@ -117,6 +117,12 @@ pub(crate) enum Decision {
     /// The token has passed its `token_requests_total`; a refresh starts
     /// the count again.
     Exhausted,
+    /// The token is not in memory and the shared database cannot be
+    /// reached to check it: wait, the database is on its way back.
+    StoreUnavailable {
+        /// Seconds to wait before asking again.
+        retry_after: u32,
+    },
 }
 
 impl Decision {
@@ -129,13 +135,14 @@ impl Decision {
             Self::Revoked | Self::IpLimit => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Exhausted => StatusCode::UNAUTHORIZED,
+            Self::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// Every [`Self::label`], at [`Self::index`]: the `outcome` values of
     /// `powgate_verify_decisions_total`, whose counters are resolved once
     /// from this list ([`crate::metrics::Metrics::verify_outcomes`]).
-    pub(crate) const LABELS: [&'static str; 10] = [
+    pub(crate) const LABELS: [&'static str; 11] = [
         "valid",
         "allowlisted",
         "missing",
@@ -146,6 +153,7 @@ impl Decision {
         "ip_limit",
         "rate_limited",
         "exhausted",
+        "store_unavailable",
     ];
 
     /// The position of this decision's label in [`Self::LABELS`].
@@ -161,6 +169,7 @@ impl Decision {
             Self::IpLimit => 7,
             Self::RateLimited { .. } => 8,
             Self::Exhausted => 9,
+            Self::StoreUnavailable { .. } => 10,
         }
     }
 
@@ -197,6 +206,9 @@ impl Decision {
             Self::Exhausted => {
                 "this token has used its request budget; refresh it, at half the difficulty of a new challenge, at challenge_url (or `powgate solve --refresh`)"
             }
+            Self::StoreUnavailable { .. } => {
+                "the token cannot be checked now, the database is unreachable; retry after Retry-After seconds (solving again does not help)"
+            }
         }
     }
 
@@ -208,7 +220,9 @@ impl Decision {
     /// that waiting cures.
     pub(crate) fn retry_after(self) -> Option<u32> {
         match self {
-            Self::RateLimited { retry_after } => Some(retry_after),
+            Self::RateLimited { retry_after } | Self::StoreUnavailable { retry_after } => {
+                Some(retry_after)
+            }
             _ => None,
         }
     }
@@ -237,7 +251,15 @@ pub(crate) async fn decide(state: &AppState, req: &GateRequest<'_>) -> Result<De
             .inc();
         Decision::Allowlisted
     } else {
-        judge_presented(state, req.headers, req.client).await?
+        match judge_presented(state, req.headers, req.client).await {
+            // A refusal like the others, so proxies treat it as one (the
+            // nginx recipe turns it into the visitor's 503) and proxy mode
+            // answers it in its own words.
+            Err(ApiError::StoreUnavailable(wait)) => Decision::StoreUnavailable {
+                retry_after: u32::try_from(wait).unwrap_or(u32::MAX),
+            },
+            other => other?,
+        }
     };
     state.metrics.verify_outcomes[decision.index()].inc();
     Ok(decision)
@@ -452,6 +474,7 @@ mod tests {
             Decision::IpLimit,
             Decision::RateLimited { retry_after: 1 },
             Decision::Exhausted,
+            Decision::StoreUnavailable { retry_after: 1 },
         ];
         let mut seen: Vec<usize> = all.iter().map(|d| d.index()).collect();
         seen.sort_unstable();

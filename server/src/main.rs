@@ -215,7 +215,7 @@ fn reset_admin_key(config_path: Option<&std::path::Path>) -> anyhow::Result<()> 
     ))?;
     eprintln!(
         "new admin key stored in {}; restart powgate to use it",
-        config.database.display()
+        config.database
     );
     println!("{key}");
     Ok(())
@@ -246,7 +246,7 @@ fn serve(config_path: Option<&std::path::Path>, overrides: Overrides) -> anyhow:
         tracing::info!(
             address = %listener.local_addr()?,
             difficulty = %state.settings.get().difficulty,
-            database = %state.config.database.display(),
+            database = %state.config.database,
             "powgate listening"
         );
         server::serve(state, listener, shutdown).await

@@ -114,6 +114,14 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
 }
 
 impl Metrics {
+    /// Adds a collector that lives elsewhere (the store's pool and
+    /// listener). A name clash is a programming error, as in [`Self::new`].
+    pub(crate) fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        self.registry
+            .register(collector)
+            .unwrap_or_else(|e| panic!("store metric: {e}"));
+    }
+
     /// Registers every metric. The names are fixed and valid, so a failure
     /// here is a programming error caught by the tests.
     pub(crate) fn new() -> Self {

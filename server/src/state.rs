@@ -68,6 +68,9 @@ pub struct Inner {
     pub(crate) adaptive: Adaptive,
     /// Proxy mode's client to the application, when `upstream` is set.
     pub(crate) upstream: Option<UpstreamClient>,
+    /// The store itself, for `/healthz`; everything else reaches it
+    /// through the domain stores above.
+    pub(crate) store: Arc<dyn Store>,
 }
 
 impl std::ops::Deref for AppState {
@@ -117,9 +120,13 @@ impl AppState {
             .await
             .context("cannot read stored settings")?;
         let admin = AdminAuth::load(&config, &*store, now).await?;
-        let tokens = TokenStore::new(store.clone(), TOKEN_CACHE_CAPACITY);
+        let tokens = TokenStore::new(store.clone(), TOKEN_CACHE_CAPACITY, config.token_cache_ttl);
         let challenge_ledger = ChallengeLedger::new(store.clone());
         let changes = store.changes();
+        let metrics = Metrics::new();
+        for collector in store.collectors() {
+            metrics.register(collector);
+        }
         let verifier = Verifier::new(
             config.verify_permits,
             config.verify_queue,
@@ -147,12 +154,13 @@ impl AppState {
                 reputation: Reputation::default(),
                 client_ip,
                 admin,
-                metrics: Metrics::new(),
+                metrics,
                 stats: Stats::default(),
                 rate_limits,
                 open_challenges,
                 adaptive,
                 upstream,
+                store,
             }),
         };
         if let Some(changes) = changes {

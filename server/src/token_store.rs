@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
 
@@ -31,13 +32,23 @@ use crate::token::HashedToken;
 #[derive(Debug)]
 pub(crate) struct TokenStore {
     store: Arc<dyn Store>,
-    cache: Cache<HashedToken, Arc<TokenRecord>>,
+    cache: Cache<HashedToken, Cached>,
+    /// How long a cached record is answered before it is read again; `None`
+    /// when only this process writes the store, so the cache is exact.
+    ttl: Option<Duration>,
     /// Bumped by every removal; see the module comment.
     generation: AtomicU64,
     /// Hashes found absent from the database, bounded like `cache`.
     absent: Cache<HashedToken, ()>,
     /// Bumped by every issue, the only way a hash becomes known.
     issues: AtomicU64,
+}
+
+/// A cached record and when it was read.
+#[derive(Debug, Clone)]
+struct Cached {
+    rec: Arc<TokenRecord>,
+    read_at: Instant,
 }
 
 /// Outcome of presenting a known, valid token from an address.
@@ -48,10 +59,11 @@ pub(crate) enum IpCheck {
 }
 
 impl TokenStore {
-    pub(crate) fn new(store: Arc<dyn Store>, capacity: usize) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, capacity: usize, ttl: Option<Duration>) -> Self {
         Self {
             store,
             cache: Cache::new(capacity),
+            ttl,
             generation: AtomicU64::new(0),
             absent: Cache::new(capacity),
             issues: AtomicU64::new(0),
@@ -74,7 +86,13 @@ impl TokenStore {
             return;
         }
         let hash = rec.hash;
-        self.cache.insert(hash, rec);
+        self.cache.insert(
+            hash,
+            Cached {
+                rec,
+                read_at: Instant::now(),
+            },
+        );
         if self.generation() != seen {
             self.cache.remove(&hash);
         }
@@ -107,6 +125,9 @@ impl TokenStore {
     }
 
     /// The token with this hash, from the caches or else the database.
+    /// A record older than the TTL is read again; if the store cannot be
+    /// reached for that, the record as last read is answered, so tokens in
+    /// memory keep passing through an outage of a shared database.
     ///
     /// # Errors
     /// Database errors.
@@ -114,14 +135,24 @@ impl TokenStore {
         &self,
         hash: HashedToken,
     ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
-        if let Some(rec) = self.cache.get(&hash) {
-            return Ok(Some(rec));
-        }
-        if self.absent.get(&hash).is_some() {
+        let expired = match self.cache.get(&hash) {
+            Some(c) if self.ttl.is_none_or(|ttl| c.read_at.elapsed() < ttl) => {
+                return Ok(Some(c.rec));
+            }
+            Some(c) => Some(c.rec),
+            None => None,
+        };
+        if expired.is_none() && self.absent.get(&hash).is_some() {
             return Ok(None);
         }
         let (seen, seen_issues) = (self.generation(), self.issues());
-        let rec = self.store.find_token(hash).await?;
+        let rec = match self.store.find_token(hash).await {
+            Ok(rec) => rec,
+            Err(StoreError::Unavailable(e)) => {
+                return expired.map(Some).ok_or(StoreError::Unavailable(e));
+            }
+            Err(e) => return Err(e),
+        };
         let Some(rec) = rec else {
             self.remember_absent_if_current(seen_issues, hash);
             return Ok(None);
@@ -349,7 +380,7 @@ mod tests {
     {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = SqliteStore::open(&dir.path().join("t.db"), 2).unwrap();
-        let store = TokenStore::new(Arc::new(sqlite.clone()), 16);
+        let store = TokenStore::new(Arc::new(sqlite.clone()), 16, None);
         let hash = PlainToken::generate().hashed();
         store
             .issue(hash, 1_000, 2_000, "192.0.2.1".into(), 1, 10)

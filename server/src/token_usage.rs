@@ -543,7 +543,7 @@ mod tests {
     async fn store_with_a_token() -> (tempfile::TempDir, SqliteStore, TokenStore, TokenRecord) {
         let dir = tempfile::tempdir().unwrap();
         let db = SqliteStore::open(&dir.path().join("t.db"), 2).unwrap();
-        let store = TokenStore::new(std::sync::Arc::new(db.clone()), 16);
+        let store = TokenStore::new(std::sync::Arc::new(db.clone()), 16, None);
         let hash = crate::token::PlainToken::generate().hashed();
         store
             .issue(hash, NOW, NOW + 86_400, "192.0.2.1".into(), 1, 10)

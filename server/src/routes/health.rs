@@ -11,15 +11,26 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(health))
 }
 
-/// `ok`, and in proxy mode a second line, `upstream: reachable` or
-/// `upstream: unreachable`. Still 200 when the upstream is down: powgate
-/// itself is alive, and a supervisor that restarted it for its upstream's
-/// sake would only add an outage. The check is a cached connect
-/// (`UpstreamClient::is_reachable`), never a request per poll.
-async fn health(State(state): State<AppState>) -> &'static str {
-    match &state.upstream {
-        None => "ok\n",
-        Some(upstream) if upstream.is_reachable().await => "ok\nupstream: reachable\n",
-        Some(_) => "ok\nupstream: unreachable\n",
+/// `ok`; with a store of its own state (PostgreSQL) a line `store:
+/// reachable` or `store: unreachable`; in proxy mode a line `upstream:
+/// reachable` or `upstream: unreachable`. Still 200 when either is down:
+/// powgate itself is alive, and serves what it can (cached tokens), and a
+/// supervisor that restarted it for their sake would only add an outage.
+/// Both checks are cached briefly (`UpstreamClient::is_reachable`, the
+/// store's `is_reachable`), never a connection per poll.
+async fn health(State(state): State<AppState>) -> String {
+    let mut out = String::from("ok\n");
+    match state.store.is_reachable().await {
+        None => {}
+        Some(true) => out.push_str("store: reachable\n"),
+        Some(false) => out.push_str("store: unreachable\n"),
     }
+    if let Some(upstream) = &state.upstream {
+        out.push_str(if upstream.is_reachable().await {
+            "upstream: reachable\n"
+        } else {
+            "upstream: unreachable\n"
+        });
+    }
+    out
 }

@@ -20,9 +20,9 @@
 #[cfg(test)]
 pub(crate) mod conformance;
 pub(crate) mod model;
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -31,6 +31,7 @@ pub(crate) use model::{
     AddIp, Extended, Issued, RequestCount, RevokeScope, RevokedById, TokenRecord, TokenState,
 };
 
+use crate::config::Database;
 use crate::token::HashedToken;
 
 /// Why a store call failed: the difference decides the HTTP answer.
@@ -220,6 +221,20 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<StoreChange>> {
         None
     }
+
+    // ---- Operations ----
+
+    /// Whether the store answers now, for `/healthz`; `None` for a store
+    /// with no such state of its own (an SQLite file is there or powgate
+    /// would not have started).
+    async fn is_reachable(&self) -> Option<bool> {
+        None
+    }
+
+    /// The backend's own metrics (a pool, a listener), added to `/metrics`.
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        Vec::new()
+    }
 }
 
 /// Opens the store configured by `database`, creating and migrating it as
@@ -227,7 +242,11 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 ///
 /// # Errors
 /// When it cannot be opened or migrated.
-pub(crate) async fn open(database: &Path, connections: u32) -> anyhow::Result<Arc<dyn Store>> {
-    let store = sqlite::SqliteStore::open(database, connections)?;
-    Ok(Arc::new(store))
+pub(crate) async fn open(database: &Database, connections: u32) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match database {
+        Database::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, connections)?),
+        Database::Postgres(url) => Arc::new(
+            postgres::PostgresStore::open(url, usize::try_from(connections).unwrap_or(32)).await?,
+        ),
+    })
 }

@@ -17,6 +17,8 @@ use powgate::config::RawConfig;
 use powgate::state::AppState;
 use tokio::sync::oneshot;
 
+pub mod postgres;
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub state: AppState,

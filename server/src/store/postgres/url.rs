@@ -1,0 +1,350 @@
+//! The PostgreSQL server to connect to: the `database = "postgres://…"`
+//! URL, checked at start-up, with its TLS policy, and shown everywhere
+//! without its password.
+//!
+//! The URL is libpq's, so the one an operator tests with `psql` works here
+//! too. Two of libpq's parameters are read by powgate itself, because
+//! tokio-postgres knows neither `verify-full` nor a CA file:
+//! - `sslmode`: `disable`, `prefer` (libpq's default: TLS when the server
+//!   offers it, unverified), `require` (TLS, unverified) or `verify-full`
+//!   (TLS, the certificate chain checked against `sslrootcert` or the
+//!   system's roots, and the host name against the certificate);
+//! - `sslrootcert`: a PEM file of CA certificates for `verify-full`.
+//!
+//! Every other parameter goes to tokio-postgres unchanged.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+/// How the connection is encrypted and checked, as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "disable" => Ok(Self::Disable),
+            "prefer" => Ok(Self::Prefer),
+            "require" => Ok(Self::Require),
+            "verify-full" => Ok(Self::VerifyFull),
+            "allow" | "verify-ca" => Err(format!(
+                "sslmode={s} is not supported; use disable, prefer, require or verify-full"
+            )),
+            _ => Err("sslmode must be disable, prefer, require or verify-full".to_owned()),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// A checked `postgres://` URL. Its `Debug` and `Display` leave the
+/// password out, so it can be logged; only [`Self::connector`] and
+/// [`Self::config`] hand the password on, to tokio-postgres.
+#[derive(Clone)]
+pub struct PostgresUrl {
+    config: tokio_postgres::Config,
+    ssl_mode: SslMode,
+    ca_file: Option<PathBuf>,
+}
+
+/// How long a new connection may take before the store counts as
+/// unreachable, unless the URL sets `connect_timeout`: long enough for a
+/// TLS handshake across a data centre, short enough that a request waiting
+/// for it still gets its 503 quickly.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl PostgresUrl {
+    /// Whether `database` names a PostgreSQL server rather than an SQLite
+    /// file.
+    pub fn is_postgres(database: &str) -> bool {
+        database.starts_with("postgres://") || database.starts_with("postgresql://")
+    }
+
+    /// Parses and checks a URL.
+    ///
+    /// # Errors
+    /// A message that never repeats the URL (it may hold the password).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut ssl_mode = SslMode::Prefer;
+        let mut ca_file = None;
+        let mut passed_on = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = percent_decode_str(value)
+                .decode_utf8()
+                .map_err(|_| format!("the URL's {key} is not UTF-8"))?;
+            match key {
+                "sslmode" => ssl_mode = SslMode::parse(&decoded)?,
+                "sslrootcert" => ca_file = Some(PathBuf::from(decoded.into_owned())),
+                _ => passed_on.push(pair),
+            }
+        }
+        let rest = if passed_on.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", passed_on.join("&"))
+        };
+        let mut config = tokio_postgres::Config::from_str(&rest)
+            .map_err(|e| format!("not a usable postgres:// URL: {e}"))?;
+        if config.get_hosts().is_empty() {
+            return Err("the postgres:// URL names no host".to_owned());
+        }
+        if config.get_user().is_none() {
+            return Err("the postgres:// URL names no user".to_owned());
+        }
+        if ca_file.is_some() && ssl_mode != SslMode::VerifyFull {
+            return Err(format!(
+                "sslrootcert is only used with sslmode=verify-full, and sslmode is {}",
+                ssl_mode.name()
+            ));
+        }
+        config.ssl_mode(match ssl_mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+        });
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        // Seen in pg_stat_activity, so an operator can tell powgate's
+        // connections apart.
+        if config.get_application_name().is_none() {
+            config.application_name("powgate");
+        }
+        Ok(Self {
+            config,
+            ssl_mode,
+            ca_file,
+        })
+    }
+
+    /// tokio-postgres's connection settings, password included.
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// The TLS connector `sslmode` asks for.
+    ///
+    /// # Errors
+    /// When the CA file cannot be read, or `verify-full` finds no roots.
+    pub(crate) fn connector(&self) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let tls = match self.ssl_mode {
+            // `disable` never shakes hands; `prefer` and `require` encrypt
+            // without checking whom they talk to, as libpq does.
+            SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth(),
+            SslMode::VerifyFull => builder
+                .with_root_certificates(root_store(self.ca_file.as_deref())?)
+                .with_no_client_auth(),
+        };
+        Ok(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+    }
+}
+
+impl fmt::Display for PostgresUrl {
+    /// `postgres://user@host:port/dbname?sslmode=…`: what an operator needs
+    /// to recognise the server, and never the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use tokio_postgres::config::Host;
+        write!(f, "postgres://{}@", self.config.get_user().unwrap_or(""))?;
+        let ports = self.config.get_ports();
+        for (i, host) in self.config.get_hosts().iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match host {
+                Host::Tcp(name) => f.write_str(name)?,
+                Host::Unix(path) => write!(f, "{}", path.display())?,
+            }
+            if let Some(port) = ports.get(i).or(ports.first()) {
+                write!(f, ":{port}")?;
+            }
+        }
+        write!(
+            f,
+            "/{}?sslmode={}",
+            self.config.get_dbname().unwrap_or(""),
+            self.ssl_mode.name()
+        )?;
+        if let Some(ca) = &self.ca_file {
+            write!(f, "&sslrootcert={}", ca.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PostgresUrl")
+            .field(&format_args!("{self}"))
+            .finish()
+    }
+}
+
+/// `sslrootcert`, or the system's roots.
+fn root_store(ca_file: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(file) = ca_file {
+        let certs = CertificateDer::pem_file_iter(file)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the database's sslrootcert {}: {e}; it must hold PEM certificates",
+                    file.display()
+                )
+            })?;
+        roots.add_parsable_certificates(certs);
+        if roots.is_empty() {
+            anyhow::bail!(
+                "the database's sslrootcert {} holds no usable certificate",
+                file.display()
+            );
+        }
+        return Ok(roots);
+    }
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "cannot read part of the system's certificate store");
+    }
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        anyhow::bail!(
+            "no system root certificates found for the database's sslmode=verify-full; install ca-certificates or add sslrootcert to the URL"
+        );
+    }
+    Ok(roots)
+}
+
+/// `sslmode=prefer` and `require`: encryption without authentication of the
+/// server, as libpq means them. The handshake's signatures are still
+/// checked, so the session key is the server's; whose server it is, is not.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_never_displayed_or_debugged() {
+        let url = PostgresUrl::parse(
+            "postgres://pg:hunter2secret@db.example:5433/powgate?sslmode=require",
+        )
+        .unwrap();
+        let shown = format!("{url} {url:?}");
+        assert!(!shown.contains("hunter2secret"), "{shown}");
+        assert_eq!(
+            url.to_string(),
+            "postgres://pg@db.example:5433/powgate?sslmode=require"
+        );
+        assert_eq!(url.config().get_password(), Some(&b"hunter2secret"[..]));
+    }
+
+    #[test]
+    fn a_refused_url_is_not_repeated_in_the_error() {
+        for bad in [
+            "postgres://pg:hunter2secret@db.example/powgate?sslmode=verify-ca",
+            "postgres://pg:hunter2secret@db.example/powgate?sslmode=nonsense",
+            "postgres://pg:hunter2secret@db.example/powgate?nosuchoption=1",
+            "postgres://pg:hunter2secret@db.example:notaport/powgate",
+            "postgres://pg:hunter2secret@db.example/powgate?sslrootcert=/ca.pem",
+        ] {
+            let e = PostgresUrl::parse(bad).unwrap_err();
+            assert!(!e.contains("hunter2secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_read_by_powgate_and_the_rest_passed_on() {
+        let url = PostgresUrl::parse(
+            "postgresql://pg@10.0.0.1/powgate?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=2",
+        )
+        .unwrap();
+        assert_eq!(url.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(url.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(
+            url.config().get_connect_timeout(),
+            Some(&Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn without_sslmode_tls_is_preferred_as_in_libpq() {
+        let url = PostgresUrl::parse("postgres://pg@db/powgate").unwrap();
+        assert_eq!(url.ssl_mode, SslMode::Prefer);
+        assert_eq!(
+            url.config().get_connect_timeout(),
+            Some(&DEFAULT_CONNECT_TIMEOUT)
+        );
+    }
+}
