@@ -60,6 +60,7 @@ pub mod state;
 pub(crate) mod stats;
 pub(crate) mod store;
 pub mod tcp;
+pub(crate) mod tls_roots;
 pub mod token;
 pub(crate) mod token_store;
 pub(crate) mod token_usage;

@@ -112,38 +112,13 @@ impl std::fmt::Display for Upstream {
 
 /// Reads `upstream_ca_file`, or the system's roots.
 fn root_store(ca_file: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(file) = ca_file {
-        let certs = CertificateDer::pem_file_iter(file)
-            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read POW_UPSTREAM_CA_FILE={}: {e}; it must hold PEM certificates",
-                    file.display()
-                )
-            })?;
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            anyhow::bail!(
-                "POW_UPSTREAM_CA_FILE={} holds no usable certificate",
-                file.display()
-            );
-        }
-        return Ok(roots);
-    }
-    let found = rustls_native_certs::load_native_certs();
-    for e in &found.errors {
-        tracing::warn!(error = %e, "cannot read part of the system's certificate store");
-    }
-    roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
-        anyhow::bail!(
-            "no system root certificates found for the https upstream; install ca-certificates or set POW_UPSTREAM_CA_FILE"
-        );
-    }
-    Ok(roots)
+    crate::tls_roots::root_store(
+        ca_file,
+        &crate::tls_roots::RootsFor {
+            file_label: &|file| format!("POW_UPSTREAM_CA_FILE={}", file.display()),
+            no_system_roots: "the https upstream; install ca-certificates or set POW_UPSTREAM_CA_FILE",
+        },
+    )
 }
 
 /// TCP through hyper-util's connector, then a TLS handshake with rustls

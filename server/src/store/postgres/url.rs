@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
-use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// How the connection is encrypted and checked, as libpq's `sslmode`.
@@ -208,36 +207,13 @@ impl fmt::Debug for PostgresUrl {
 
 /// `sslrootcert`, or the system's roots.
 fn root_store(ca_file: Option<&Path>) -> anyhow::Result<rustls::RootCertStore> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(file) = ca_file {
-        let certs = CertificateDer::pem_file_iter(file)
-            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read the database's sslrootcert {}: {e}; it must hold PEM certificates",
-                    file.display()
-                )
-            })?;
-        roots.add_parsable_certificates(certs);
-        if roots.is_empty() {
-            anyhow::bail!(
-                "the database's sslrootcert {} holds no usable certificate",
-                file.display()
-            );
-        }
-        return Ok(roots);
-    }
-    let found = rustls_native_certs::load_native_certs();
-    for e in &found.errors {
-        tracing::warn!(error = %e, "cannot read part of the system's certificate store");
-    }
-    roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
-        anyhow::bail!(
-            "no system root certificates found for the database's sslmode=verify-full; install ca-certificates or add sslrootcert to the URL"
-        );
-    }
-    Ok(roots)
+    crate::tls_roots::root_store(
+        ca_file,
+        &crate::tls_roots::RootsFor {
+            file_label: &|file| format!("the database's sslrootcert {}", file.display()),
+            no_system_roots: "the database's sslmode=verify-full; install ca-certificates or add sslrootcert to the URL",
+        },
+    )
 }
 
 /// `sslmode=prefer` and `require`: encryption without authentication of the
