@@ -328,7 +328,7 @@ fn record_success(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let class = DeviceClass::reported_or_from_user_agent(telemetry.and_then(|t| t.class), ua);
+    let class = DeviceClass::of_solve(telemetry.and_then(|t| t.class), ua);
     state
         .stats
         .record_solved(now, class, client.key.network(), report);
