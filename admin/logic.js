@@ -73,7 +73,7 @@ export function previewDeviceClasses(classes, difficulty, timeoutSeconds) {
 /**
  * What each preset would cost per device class, for the preview beside the
  * preset buttons: the server's classes recomputed at each preset's
- * difficulty, held against the challenge timeout.
+ * difficulty, held against the challenge timeout, cheapest preset first.
  *
  * @param {Record<string, number> | undefined} presets name → difficulty
  * @param {ClassEstimate[]} classes as in GET stats `device_classes`
@@ -81,11 +81,13 @@ export function previewDeviceClasses(classes, difficulty, timeoutSeconds) {
  * @returns {{name: string, difficulty: number, classes: ShownClass[]}[]}
  */
 export function presetPreviews(presets, classes, timeoutSeconds) {
-  return Object.entries(presets || {}).map(([name, difficulty]) => ({
-    name,
-    difficulty,
-    classes: previewDeviceClasses(classes, difficulty, timeoutSeconds),
-  }));
+  return Object.entries(presets || {})
+    .sort(([, a], [, b]) => a - b)
+    .map(([name, difficulty]) => ({
+      name,
+      difficulty,
+      classes: previewDeviceClasses(classes, difficulty, timeoutSeconds),
+    }));
 }
 
 /**

@@ -81,8 +81,8 @@ describe('preset previews and confirmation', () => {
   const presets = { low: 200, medium: 900, high: 1900, extreme: 4000 };
 
   it('previews every preset for every device class, before anything is applied', () => {
-    const rows = presetPreviews(presets, defaults, 1800);
-    assert.deepEqual(rows.map((r) => [r.name, r.difficulty]), Object.entries(presets));
+    const rows = presetPreviews({ extreme: 4000, high: 1900, low: 200, medium: 900 }, defaults, 1800);
+    assert.deepEqual(rows.map((r) => [r.name, r.difficulty]), Object.entries(presets), 'cheapest first');
     const extreme = rows[3].classes.find((c) => c.class === 'phone');
     assert.equal(Math.round(extreme.mean_seconds / 60), 18);
     assert.equal(Math.round(extreme.p95_seconds / 60), 54);

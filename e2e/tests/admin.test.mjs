@@ -140,7 +140,9 @@ describe('presets at the default argon2 parameters', () => {
     const { page, pageErrors } = await openPage(t, browser);
     await signIn(page, real.url);
     await page.waitForSelector('#preset-preview-table');
-    const extremeRow = await page.textContent('#preset-preview-table tbody tr:last-child');
+    const rows = await page.$$eval('#preset-preview-table tbody tr', (trs) => trs.map((tr) => tr.textContent));
+    assert.deepEqual(rows.map((r) => r.split(' (')[0]), ['Low', 'Medium', 'High', 'Extreme'], 'cheapest first');
+    const extremeRow = rows[3];
     assert.match(extremeRow, /^Extreme \(4,000\)/);
     assert.ok(extremeRow.includes('typical 18 min') && extremeRow.includes('95 in 100 within 54 min'), extremeRow);
     assert.ok(extremeRow.includes('over the timeout'), extremeRow);
@@ -152,7 +154,7 @@ describe('presets at the default argon2 parameters', () => {
     assert.ok(message.includes('54 min') && message.includes('30 min challenge timeout'), message);
     await assertAccessible(assert, page, 'confirm dialog');
     await page.click('#confirm-cancel');
-    await page.waitForSelector('#confirm:not([open])');
+    await page.waitForSelector('#confirm', { state: 'hidden' });
     await page.waitForFunction(() => (document.getElementById('difficulty-status')?.textContent || '').includes('not changed'));
     assert.equal(await page.evaluate(() => document.body.dataset.difficulty), '900');
     assert.equal((await adminAt(real, 'GET', 'settings')).settings.difficulty, 900);
