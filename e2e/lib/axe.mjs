@@ -12,6 +12,13 @@ const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core
 export const WCAG_22_AA = Object.freeze(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']);
 
 /**
+ * Best-practice rules run as well: two landmarks of one kind with one name
+ * (`landmark-unique`) leave a screen-reader user unable to tell them apart,
+ * and issue 19 found two on the admin dashboard.
+ */
+export const ALSO_RUN = Object.freeze(['landmark-unique']);
+
+/**
  * The WCAG 2.2 AA violations axe finds in the page as it is now. axe is
  * evaluated through the debugging protocol, which the page's
  * Content-Security-Policy does not govern, so the page is tested with its
@@ -22,10 +29,11 @@ export const WCAG_22_AA = Object.freeze(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21
  */
 export async function axeViolations(page) {
   if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE_SOURCE);
-  return page.evaluate(async (tags) => {
+  return page.evaluate(async ({ tags, also }) => {
     // @ts-ignore: injected above
     const result = await window.axe.run(document, {
       runOnly: { type: 'tag', values: tags },
+      rules: Object.fromEntries(also.map((id) => [id, { enabled: true }])),
       resultTypes: ['violations'],
     });
     return result.violations.map((/** @type {any} */ v) => ({
@@ -34,7 +42,7 @@ export async function axeViolations(page) {
       help: v.help,
       nodes: v.nodes.map((/** @type {any} */ n) => n.target.join(' ')),
     }));
-  }, [...WCAG_22_AA]);
+  }, { tags: [...WCAG_22_AA], also: [...ALSO_RUN] });
 }
 
 /**
