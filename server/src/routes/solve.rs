@@ -373,8 +373,7 @@ fn record_success(
     } else if telemetry.is_some() {
         tracing::debug!(?telemetry, "implausible solve telemetry dropped");
     }
-    let class =
-        DeviceClass::reported_or_from_user_agent(telemetry.and_then(|t| t.class), user_agent);
+    let class = DeviceClass::of_solve(telemetry.and_then(|t| t.class), user_agent);
     state
         .stats
         .record_solved(now, class, client.key.network(), report);
