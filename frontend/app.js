@@ -16,17 +16,24 @@
 import { redirectPlan, solveRequest } from './answer.js';
 import { describeCaps } from './caps.js';
 import { isChallenge, isReusable, secondsLeft } from './challenge.js';
+import { MESSAGES } from './messages.js';
 import { solveTicket, WorkerPool } from './pool.js';
 import { etaSeconds, successProbability } from './progress.js';
 import { queuedAhead, queuedText } from './queue.js';
+import { isPendingAnswer, retryDelayMs, solveOutcome } from './resend.js';
 import { formatEstimate, formatHashRate } from './shared/format.js';
 import { errorMessage, requestJson, retryAfterSeconds } from './shared/http.js';
 import { chooseSolver } from './solver-choice.js';
+import { continueTarget, oneTabAtATime, solvedWhileWaiting } from './tabs.js';
 
 /** @typedef {import('./challenge.js').StoredChallenge} StoredChallenge */
 /** @typedef {import('./shared/http.js').JsonAnswer} JsonAnswer */
 
 const STORAGE_KEY = 'powgate.challenge';
+/** A found answer not yet answered by the server (see resend.js). */
+const PENDING_KEY = 'powgate.answer';
+/** When (ms) a tab of this browser last got a token (see tabs.js). */
+const SOLVED_KEY = 'powgate.solved_at';
 /** Long enough to see that it worked, short enough not to be a chore. */
 const REDIRECT_DELAY_MS = 1500;
 /** Fresh challenges to try after "already spent"/"expired" before giving up. */
@@ -272,6 +279,37 @@ function store(c) {
   }
 }
 
+/** @returns {import('./resend.js').PendingAnswer | null} */
+function loadPending() {
+  /** @type {unknown} */
+  let p;
+  try {
+    p = JSON.parse(localStorage.getItem(PENDING_KEY) || 'null');
+  } catch {
+    p = null;
+  }
+  if (isPendingAnswer(p, nowSeconds())) return p;
+  if (p) clearPending();
+  return null;
+}
+
+/** @param {import('./resend.js').PendingAnswer} p */
+function storePending(p) {
+  try {
+    localStorage.setItem(PENDING_KEY, JSON.stringify(p));
+  } catch {
+    // Private mode or full storage: the answer lives as long as this page.
+  }
+}
+
+function clearPending() {
+  try {
+    localStorage.removeItem(PENDING_KEY);
+  } catch {
+    // Storage disabled: nothing was stored either.
+  }
+}
+
 /**
  * A challenge to work on: the stored one if it still has time left (the
  * search has no memory, so starting it again from nonce 0 loses nothing),
@@ -433,30 +471,92 @@ function onPauseClick() {
 }
 
 /**
- * POSTs an answer to api/solve. While the server keeps it queued for
- * verification (its challenge unspent), says how many are ahead and sends
- * the same answer again after Retry-After, which keeps its place in line,
- * for as long as the challenge is valid. Not counted as "busy": the wait is
- * bounded by the challenge's life, and every round is progress.
+ * Waits `ms`, or less if the browser says it is back online.
+ *
+ * @param {number} ms
+ */
+function waitForRetry(ms) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      window.removeEventListener('online', done);
+      resolve(undefined);
+    };
+    const timer = setTimeout(done, ms);
+    window.addEventListener('online', done);
+  });
+}
+
+/** @type {Record<import('./resend.js').RenewReason, string>} */
+const RENEW_TEXT = {
+  expired: MESSAGES.renewExpired,
+  spent: MESSAGES.renewSpent,
+  address: MESSAGES.renewAddress,
+};
+
+/**
+ * Sends the answer, with the `?redir=` for the server to check, until the
+ * server has answered it: a network failure, a busy server or a queued
+ * answer is waited out (with backoff, or Retry-After) for as long as the
+ * challenge lives. The answer stays stored meanwhile, so a reload sends it
+ * too. Returns the token answer, or null when a new challenge is needed.
  *
  * @param {StoredChallenge} c
- * @param {import('./shared/wire.js').SolveRequest} body
- * @returns {Promise<JsonAnswer>}
+ * @param {import('./resend.js').PendingAnswer['found']} found
+ * @param {number | null} ticket
+ * @param {string | null} redir
+ * @returns {Promise<import('./shared/wire.js').SolveResponse | null>}
  */
-async function postAnswer(c, body) {
-  for (;;) {
-    const r = await post('api/solve', body);
-    const ahead = queuedAhead(r.status, r.data);
-    status.ahead = ahead;
-    if (ahead === null || secondsLeft(c, nowSeconds()) <= 0) return r;
-    say(queuedText(ahead));
-    await sleep(retryAfter(r.res) * 1000);
+async function sendAnswer(c, found, ticket, redir) {
+  storePending({ challenge: c, found, ticket });
+  const body = solveRequest(c, found, ticket, redir);
+  for (let failed = 0; ;) {
+    if (secondsLeft(c, nowSeconds()) <= 0) {
+      clearPending();
+      notice(MESSAGES.renewExpired);
+      return null;
+    }
+    /** @type {JsonAnswer} */
+    let r;
+    try {
+      r = await requestJson('api/solve', { body });
+    } catch {
+      failed += 1;
+      const wait = retryDelayMs(failed);
+      say(MESSAGES.answerWaitingForNetwork(Math.round(wait / 1000)));
+      await waitForRetry(wait);
+      continue;
+    }
+    failed = 0;
+    const outcome = solveOutcome(r.status, r.data);
+    status.ahead = outcome.kind === 'queued' ? outcome.ahead : null;
+    switch (outcome.kind) {
+      case 'token':
+        clearPending();
+        return /** @type {import('./shared/wire.js').SolveResponse} */ (r.data);
+      case 'queued':
+        say(queuedText(outcome.ahead));
+        await sleep(retryAfter(r.res) * 1000);
+        break;
+      case 'busy': {
+        const wait = retryAfter(r.res);
+        say(`The server is busy; trying again in ${wait} s.`);
+        await waitForRetry(wait * 1000);
+        break;
+      }
+      case 'renew':
+        clearPending();
+        notice(RENEW_TEXT[outcome.reason]);
+        return null;
+      default:
+        clearPending();
+        throw new UserFacingError(serverMessage(r, `The server did not accept the answer (HTTP ${r.status}).`));
+    }
   }
 }
 
 /**
- * Sends the answer, with the `?redir=` for the server to check. Returns the
- * token answer, or null when a new challenge is needed.
+ * Waits for the admission ticket, then sends the answer (see sendAnswer).
  *
  * @param {StoredChallenge} c
  * @param {Found} found
@@ -470,27 +570,8 @@ async function submit(c, found, ticketPromise, redir) {
   if (ticket instanceof Error) {
     throw new WorkersFailedError(`${ticket.message} You can use the command line tool instead (see below).`);
   }
-  say('Checking the answer with the server…');
-  const r = await postAnswer(c, solveRequest(c, found, ticket, redir));
-  if (r.status === 200 && isSolveResponse(r.data)) return r.data;
-  if (r.status === 409 || r.status === 410) {
-    notice(`${serverMessage(r, 'That challenge has expired or was already used.')} Starting a new one.`);
-    return null;
-  }
-  if (queuedAhead(r.status, r.data) !== null) {
-    notice('The challenge expired while your answer waited to be verified. Starting a new one.');
-    return null;
-  }
-  throw new UserFacingError(serverMessage(r, `The server did not accept the answer (HTTP ${r.status}).`));
-}
-
-/**
- * @param {unknown} data
- * @returns {data is import('./shared/wire.js').SolveResponse}
- */
-function isSolveResponse(data) {
-  return Boolean(data) && typeof data === 'object'
-    && typeof /** @type {{token?: unknown}} */ (data).token === 'string';
+  say(MESSAGES.answerSending);
+  return sendAnswer(c, found, ticket, redir);
 }
 
 // ---------------------------------------------------------------------------
@@ -529,6 +610,11 @@ function showSuccess(answer, redir) {
   ui.eta.textContent = '–';
   say(answer.refreshed ? 'Done: your pass has been extended.' : 'Done. You can continue.');
 
+  try {
+    localStorage.setItem(SOLVED_KEY, String(Date.now()));
+  } catch {
+    // Storage disabled: waiting tabs solve for themselves.
+  }
   ui.token.value = answer.token;
   if (Number.isFinite(answer.expires_at)) {
     ui.tokenExpiry.textContent = `Valid until ${new Date(answer.expires_at * 1000).toLocaleString()}.`;
@@ -558,7 +644,10 @@ function showError(err) {
   if (currentPool) currentPool.stop();
   // Unless only the workers failed, the next attempt should start from a
   // fresh challenge.
-  if (!(err instanceof WorkersFailedError)) clearStored();
+  if (!(err instanceof WorkersFailedError)) {
+    clearStored();
+    clearPending();
+  }
   const message = err instanceof UserFacingError
     ? err.message
     : 'Something went wrong on this page. Please try again.';
@@ -577,8 +666,28 @@ function showError(err) {
 // Start
 // ---------------------------------------------------------------------------
 
-/** @param {string | null} redir the page's `?redir=` */
+/**
+ * Fetches (or resumes) challenges and solves them until the server hands
+ * out a token. A found answer not yet answered (kept by sendAnswer, say
+ * across a reload while offline) is sent first, without solving again.
+ *
+ * @param {string | null} redir the page's `?redir=`
+ */
 async function run(redir) {
+  const pending = loadPending();
+  if (pending) {
+    setState('solving');
+    status.difficulty = pending.challenge.difficulty;
+    status.purpose = pending.challenge.purpose;
+    status.hashes = pending.found.hashes;
+    say(MESSAGES.answerResumed);
+    const answer = await sendAnswer(pending.challenge, pending.found, pending.ticket, redir);
+    clearStored();
+    if (answer) {
+      showSuccess(answer, redir);
+      return;
+    }
+  }
   for (let round = 0; round < MAX_CHALLENGES; round++) {
     setState('loading');
     const { challenge: c, resumed } = await obtainChallenge();
@@ -597,14 +706,79 @@ async function run(redir) {
     const ticket = startTicket(c);
     const found = await solve(c);
     const answer = await submit(c, found, ticket, redir);
+    clearStored();
     if (answer) {
-      clearStored();
       showSuccess(answer, redir);
       return;
     }
-    clearStored();
   }
   throw new UserFacingError('The server kept refusing fresh answers. Please try again later.');
+}
+
+/**
+ * This tab's turn (see tabs.js): it waits while another tab of this browser
+ * solves, and continues to its own target, without solving, if that tab
+ * got the pass meanwhile.
+ *
+ * @param {string | null} redir the page's `?redir=`
+ */
+function runInTurn(redir) {
+  /** @type {number | null} */
+  let waitingSince = null;
+  const locks = 'locks' in navigator ? navigator.locks : undefined;
+  return oneTabAtATime(locks, async () => {
+    let noted = null;
+    try {
+      noted = localStorage.getItem(SOLVED_KEY);
+    } catch {
+      // Storage disabled: solve here too.
+    }
+    if (solvedWhileWaiting(noted, waitingSince)) {
+      showSolvedElsewhere(redir);
+      return;
+    }
+    await run(redir);
+  }, () => {
+    waitingSince = Date.now();
+    setState('waiting');
+    say(MESSAGES.waitingForOtherTab);
+  });
+}
+
+/**
+ * Another tab got the pass for this browser: go on to this tab's own
+ * target when it is on this site, else say so and stay.
+ *
+ * @param {string | null} redir the page's `?redir=`
+ */
+function showSolvedElsewhere(redir) {
+  setState('solved');
+  setProgress(1);
+  ui.pause.disabled = true;
+  const target = continueTarget(redir, location.href);
+  status.redirect = target;
+  say(MESSAGES.doneInOtherTab);
+  ui.success.hidden = false;
+  if (target) {
+    ui.continueText.textContent = 'Taking you back in a moment…';
+    ui.continueLink.href = target;
+    ui.continueLink.hidden = false;
+    setTimeout(() => location.replace(target), REDIRECT_DELAY_MS);
+  } else {
+    ui.continueText.textContent = MESSAGES.doneInOtherTabStay;
+  }
+}
+
+/**
+ * Starts (again, after an error: inside the page, since a reload while
+ * offline would land on the browser's error page).
+ *
+ * @param {string | null} redir the page's `?redir=`
+ */
+function start(redir) {
+  ui.error.hidden = true;
+  status.error = null;
+  runInTurn(redir).catch(showError);
 }
 
 function main() {
@@ -615,7 +789,7 @@ function main() {
   ui.solver.hidden = false;
   ui.pause.addEventListener('click', onPauseClick);
   ui.copy.addEventListener('click', copyToken);
-  ui.retry.addEventListener('click', () => location.reload());
+  ui.retry.addEventListener('click', () => start(redir));
 
   loadPublicUrl().then((url) => {
     ui.cliCommand.textContent = `powgate solve ${url || `${location.origin}/`}`;
@@ -628,7 +802,7 @@ function main() {
     ));
     return;
   }
-  run(redir).catch(showError);
+  start(redir);
 }
 
 main();
