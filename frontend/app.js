@@ -18,10 +18,12 @@ import { describeCaps } from './caps.js';
 import { isChallenge, isReusable, secondsLeft } from './challenge.js';
 import { MESSAGES } from './messages.js';
 import { solveTicket, WorkerPool } from './pool.js';
-import { etaSeconds, successProbability } from './progress.js';
+import {
+  etaSeconds, formatElapsed, successProbability, timeEstimateText,
+} from './progress.js';
 import { queuedAhead, queuedText } from './queue.js';
 import { isPendingAnswer, retryDelayMs, solveOutcome } from './resend.js';
-import { formatEstimate, formatHashRate } from './shared/format.js';
+import { formatHashRate } from './shared/format.js';
 import { errorMessage, requestJson, retryAfterSeconds } from './shared/http.js';
 import { chooseSolver } from './solver-choice.js';
 import { continueTarget, oneTabAtATime, solvedWhileWaiting } from './tabs.js';
@@ -66,7 +68,8 @@ const ui = {
   progress: $('progress'),
   fill: $('progress-fill'),
   rate: $('rate'),
-  eta: $('eta'),
+  elapsed: $('elapsed'),
+  estimate: $('estimate'),
   workers: $('workers'),
   hashes: $('hashes'),
   workersWhy: $('workers-why'),
@@ -365,9 +368,11 @@ function render() {
   setProgress(successProbability(status.hashes, status.difficulty ?? 0));
   ui.hashes.textContent = String(status.hashes);
   ui.rate.textContent = formatHashRate(status.rate);
-  ui.eta.textContent = status.paused
-    ? 'paused'
-    : formatEstimate(etaSeconds(status.hashes, status.rate, status.difficulty ?? 0));
+  const elapsedS = (currentPool ? currentPool.activeMs : 0) / 1000;
+  ui.elapsed.textContent = formatElapsed(elapsedS);
+  ui.estimate.textContent = status.paused
+    ? ''
+    : timeEstimateText(elapsedS, etaSeconds(status.hashes, status.rate, status.difficulty ?? 0));
 }
 
 /**
@@ -419,6 +424,9 @@ function solve(c) {
   status.rate = 0;
   status.dropped = 0;
   setWorkers(caps.workers);
+  // The time so far moves on between progress reports, which a slow device
+  // sends seconds apart.
+  const ticker = setInterval(scheduleRender, 1000);
 
   return new Promise((resolve, reject) => {
     const pool = new WorkerPool({
@@ -455,6 +463,7 @@ function solve(c) {
     if (status.paused) pool.pause();
     pool.start();
   }).finally(() => {
+    clearInterval(ticker);
     currentPool = null;
   });
 }
@@ -607,7 +616,7 @@ function showSuccess(answer, redir) {
   setProgress(1);
   ui.pause.disabled = true;
   ui.hashes.textContent = String(status.hashes);
-  ui.eta.textContent = '–';
+  ui.estimate.textContent = '';
   say(answer.refreshed ? 'Done: your pass has been extended.' : 'Done. You can continue.');
 
   try {
@@ -655,7 +664,7 @@ function showError(err) {
   status.error = message;
   setState('error');
   ui.pause.disabled = true;
-  ui.eta.textContent = '–';
+  ui.estimate.textContent = '';
   say('Stopped.');
   ui.errorMessage.textContent = message;
   ui.error.hidden = false;
