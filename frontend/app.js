@@ -16,15 +16,15 @@
 import { redirectPlan, solveRequest } from './answer.js';
 import { describeCaps } from './caps.js';
 import { isChallenge, isReusable, secondsLeft } from './challenge.js';
-import { MESSAGES } from './messages.js';
+import { MESSAGES, visitorError } from './messages.js';
 import { solveTicket, WorkerPool } from './pool.js';
 import {
   etaSeconds, formatElapsed, successProbability, timeEstimateText,
 } from './progress.js';
 import { queuedAhead, queuedText } from './queue.js';
 import { isPendingAnswer, retryDelayMs, solveOutcome } from './resend.js';
-import { formatHashRate } from './shared/format.js';
-import { errorMessage, requestJson, retryAfterSeconds } from './shared/http.js';
+import { formatHashRate, formatInt } from './shared/format.js';
+import { requestJson, retryAfterSeconds } from './shared/http.js';
 import { chooseSolver } from './solver-choice.js';
 import { continueTarget, oneTabAtATime, solvedWhileWaiting } from './tabs.js';
 
@@ -63,6 +63,8 @@ function $(id) {
 }
 
 const ui = {
+  title: $('title'),
+  lead: $('lead'),
   solver: $('solver'),
   status: $('status'),
   progress: $('progress'),
@@ -77,13 +79,19 @@ const ui = {
   notice: $('notice'),
   success: $('success'),
   continueText: $('continue'),
+  successTitle: $('success-title'),
   continueLink: /** @type {HTMLAnchorElement} */ ($('continue-link')),
+  goBack: /** @type {HTMLAnchorElement} */ ($('go-back')),
+  tokenBox: $('token-box'),
   token: /** @type {HTMLInputElement} */ ($('token')),
   copy: $('copy'),
   copyStatus: $('copy-status'),
   tokenExpiry: $('token-expiry'),
   error: $('error'),
+  errorTitle: $('error-title'),
   errorMessage: $('error-message'),
+  contact: $('contact'),
+  contactLink: /** @type {HTMLAnchorElement} */ ($('contact-link')),
   retry: $('retry'),
   paste: /** @type {HTMLDetailsElement} */ ($('paste')),
   pasteRedir: /** @type {HTMLInputElement} */ ($('paste-redir')),
@@ -192,9 +200,7 @@ async function request(path, body) {
     try {
       return await requestJson(path, { body });
     } catch {
-      if (attempt >= MAX_NETWORK_ATTEMPTS) {
-        throw new UserFacingError('Could not reach the server. Check your connection and try again.');
-      }
+      if (attempt >= MAX_NETWORK_ATTEMPTS) throw new UserFacingError(MESSAGES.unreachable);
       await sleep(1000 * 2 ** (attempt - 1));
     }
   }
@@ -214,36 +220,50 @@ async function post(path, body) {
     if (queuedAhead(r.status, r.data) !== null) return r;
     if ((r.status !== 429 && r.status !== 503) || busy >= MAX_BUSY_RETRIES) return r;
     const wait = retryAfter(r.res);
-    say(`The server is busy; trying again in ${wait} s.`);
+    say(MESSAGES.busy(wait));
     await sleep(wait * 1000);
   }
 }
 
 /**
- * @param {JsonAnswer} r
- * @param {string} fallback
- */
-function serverMessage(r, fallback) {
-  return errorMessage(r.data) || fallback;
-}
-
-/**
- * The site's public URL, for the command line shown on the page; null when
- * it is not configured or cannot be read.
+ * The site's name and contact link (`site_name`, `contact_url`), as
+ * /api/config gives them; nulls when unset or unreadable.
  *
- * @returns {Promise<string | null>}
+ * @returns {Promise<{siteName: string | null, contactUrl: string | null}>}
  */
-async function loadPublicUrl() {
+async function loadIdentity() {
+  const none = { siteName: null, contactUrl: null };
   try {
     const r = await Promise.race([
       request('api/config'),
       sleep(CONFIG_TIMEOUT_MS).then(() => null),
     ]);
-    if (!r || r.status !== 200 || !r.data || typeof r.data !== 'object') return null;
-    const { public_url: url } = /** @type {Partial<import('./shared/wire.js').PageConfig>} */ (r.data);
-    return typeof url === 'string' ? url : null;
+    if (!r || r.status !== 200 || !r.data || typeof r.data !== 'object') return none;
+    const { site_name: name, contact_url: contact } = /** @type {Partial<import('./shared/wire.js').PageConfig>} */ (r.data);
+    return {
+      siteName: typeof name === 'string' && name !== '' ? name : null,
+      // The server accepts only http, https and mailto; checked again here
+      // since the link is put in the page.
+      contactUrl: typeof contact === 'string' && /^(https?:\/\/|mailto:)/i.test(contact) ? contact : null,
+    };
   } catch {
-    return null;
+    return none;
+  }
+}
+
+/**
+ * Names the site in the lead, and links its operator when there is a
+ * contact link. Text only, never markup.
+ *
+ * @param {{siteName: string | null, contactUrl: string | null}} identity
+ */
+function showIdentity({ siteName, contactUrl }) {
+  const site = siteName ?? location.hostname;
+  ui.lead.textContent = MESSAGES.lead(site);
+  if (contactUrl) {
+    ui.contactLink.href = contactUrl;
+    ui.contactLink.textContent = MESSAGES.contact(site);
+    ui.contact.hidden = false;
   }
 }
 
@@ -325,14 +345,10 @@ async function obtainChallenge() {
   const stored = loadStored();
   if (stored) return { challenge: stored, resumed: true };
 
-  say('Getting a challenge from the server…');
+  say(MESSAGES.fetchingChallenge);
   const r = await post('api/challenge', {});
-  if (r.status !== 200) {
-    throw new UserFacingError(serverMessage(r, `The server refused to hand out a challenge (HTTP ${r.status}).`));
-  }
-  if (!isChallenge(r.data)) {
-    throw new UserFacingError('The server sent a challenge this page does not understand.');
-  }
+  if (r.status !== 200) throw new UserFacingError(visitorError(r.status, r.data));
+  if (!isChallenge(r.data)) throw new UserFacingError(MESSAGES.badChallenge);
   const c = { ...r.data, received_at: nowSeconds() };
   store(c);
   return { challenge: c, resumed: false };
@@ -366,7 +382,7 @@ function setProgress(p) {
 function render() {
   if (status.state !== 'solving') return;
   setProgress(successProbability(status.hashes, status.difficulty ?? 0));
-  ui.hashes.textContent = String(status.hashes);
+  ui.hashes.textContent = formatInt(status.hashes);
   ui.rate.textContent = formatHashRate(status.rate);
   const elapsedS = (currentPool ? currentPool.activeMs : 0) / 1000;
   ui.elapsed.textContent = formatElapsed(elapsedS);
@@ -419,7 +435,7 @@ function startTicket(c) {
  */
 function solve(c) {
   const caps = describeCaps(navigatorFacts(c.argon2.m_cost));
-  ui.workersWhy.textContent = `Started ${caps.explanation}`;
+  ui.workersWhy.textContent = MESSAGES.workersWhy(caps.explanation);
   status.hashes = 0;
   status.rate = 0;
   status.dropped = 0;
@@ -442,7 +458,8 @@ function solve(c) {
       onWorkerDropped: ({ reason, remaining }) => {
         status.dropped = pool.dropped;
         setWorkers(remaining);
-        notice(`One worker stopped (${clip(reason, 120)}); carrying on with ${remaining}.`);
+        console.warn(`powgate: a worker stopped: ${clip(reason, 120)}`);
+        notice(MESSAGES.workerStopped(remaining));
       },
       onFound: ({ nonce, hashes, workers }) => {
         status.hashes = hashes;
@@ -454,9 +471,7 @@ function solve(c) {
         // The last worker's drop comes with the fatal error, not onWorkerDropped.
         status.dropped = pool.dropped;
         setWorkers(0);
-        reject(new WorkersFailedError(
-          `${err.message} You can use the command line tool instead (see below).`,
-        ));
+        reject(new WorkersFailedError(MESSAGES.workersFailed(err.message)));
       },
     });
     currentPool = pool;
@@ -475,7 +490,7 @@ function onPauseClick() {
     if (status.paused) currentPool.pause();
     else currentPool.resume();
   }
-  say(status.paused ? 'Paused. Press Resume to carry on.' : 'Calculating…');
+  say(status.paused ? MESSAGES.paused : MESSAGES.calculating);
   render();
 }
 
@@ -549,7 +564,7 @@ async function sendAnswer(c, found, ticket, redir) {
         break;
       case 'busy': {
         const wait = retryAfter(r.res);
-        say(`The server is busy; trying again in ${wait} s.`);
+        say(MESSAGES.busy(wait));
         await waitForRetry(wait * 1000);
         break;
       }
@@ -559,7 +574,7 @@ async function sendAnswer(c, found, ticket, redir) {
         return null;
       default:
         clearPending();
-        throw new UserFacingError(serverMessage(r, `The server did not accept the answer (HTTP ${r.status}).`));
+        throw new UserFacingError(visitorError(r.status, r.data));
     }
   }
 }
@@ -577,7 +592,7 @@ async function submit(c, found, ticketPromise, redir) {
   ui.pause.disabled = true;
   const ticket = await ticketPromise;
   if (ticket instanceof Error) {
-    throw new WorkersFailedError(`${ticket.message} You can use the command line tool instead (see below).`);
+    throw new WorkersFailedError(MESSAGES.workersFailed(ticket.message));
   }
   say(MESSAGES.answerSending);
   return sendAnswer(c, found, ticket, redir);
@@ -591,7 +606,7 @@ async function copyToken() {
   const text = ui.token.value;
   try {
     await navigator.clipboard.writeText(text);
-    ui.copyStatus.textContent = 'Copied.';
+    ui.copyStatus.textContent = MESSAGES.copied;
     return;
   } catch {
     // No clipboard API (plain http, older browser) or permission refused.
@@ -604,7 +619,38 @@ async function copyToken() {
   } catch {
     copied = false;
   }
-  ui.copyStatus.textContent = copied ? 'Copied.' : 'Selected: press Ctrl+C (⌘C on a Mac) to copy.';
+  ui.copyStatus.textContent = copied ? MESSAGES.copied : MESSAGES.copySelected;
+}
+
+/**
+ * The Done screen: one heading, where to go next, and focus on it. The
+ * progress card goes (no disabled Pause left behind); the pass itself is
+ * only under "Other ways", masked, for the command line.
+ *
+ * @param {string} title
+ * @param {string | null} target where to go, absolute; null: stay
+ * @param {string} stayText what to say when staying
+ */
+function showDone(title, target, stayText) {
+  setState('solved');
+  setProgress(1);
+  ui.pause.disabled = true;
+  ui.solver.hidden = true;
+  say('');
+  ui.successTitle.textContent = title;
+  ui.success.hidden = false;
+  status.redirect = target;
+  if (target) {
+    ui.continueText.textContent = MESSAGES.takingYouBack;
+    ui.continueLink.href = target;
+    ui.continueLink.hidden = false;
+    ui.continueLink.focus();
+    setTimeout(() => location.replace(target), REDIRECT_DELAY_MS);
+    return;
+  }
+  ui.continueText.textContent = stayText;
+  if (history.length > 1) ui.goBack.hidden = false;
+  ui.successTitle.focus();
 }
 
 /**
@@ -612,40 +658,26 @@ async function copyToken() {
  * @param {string | null} redir the page's `?redir=`
  */
 function showSuccess(answer, redir) {
-  setState('solved');
-  setProgress(1);
-  ui.pause.disabled = true;
-  ui.hashes.textContent = String(status.hashes);
-  ui.estimate.textContent = '';
-  say(answer.refreshed ? 'Done: your pass has been extended.' : 'Done. You can continue.');
-
   try {
     localStorage.setItem(SOLVED_KEY, String(Date.now()));
   } catch {
     // Storage disabled: waiting tabs solve for themselves.
   }
+  ui.hashes.textContent = formatInt(status.hashes);
+  ui.estimate.textContent = '';
   ui.token.value = answer.token;
+  ui.tokenBox.hidden = false;
   if (Number.isFinite(answer.expires_at)) {
-    ui.tokenExpiry.textContent = `Valid until ${new Date(answer.expires_at * 1000).toLocaleString()}.`;
+    ui.tokenExpiry.textContent = MESSAGES.passValidUntil(new Date(answer.expires_at * 1000).toLocaleString());
   }
-  ui.success.hidden = false;
-
   // Only where the server says: it checked `redir` with its one rule.
   const { target, refused } = redirectPlan(answer, redir);
-  if (target) {
-    const url = new URL(target, location.href).href;
-    status.redirect = url;
-    ui.continueText.textContent = 'Taking you back in a moment…';
-    ui.continueLink.href = url;
-    ui.continueLink.hidden = false;
-    setTimeout(() => location.replace(url), REDIRECT_DELAY_MS);
-    return;
-  }
-  status.redirect = null;
-  if (refused) {
-    notice(`The return address ${clip(redir)} is not on this site, so you stay here.`);
-  }
-  ui.continueText.textContent = 'You can now go back to the page you wanted; this browser will be let through.';
+  if (refused) notice(MESSAGES.redirectRefused(clip(redir)));
+  showDone(
+    answer.refreshed ? MESSAGES.doneRefreshedTitle : MESSAGES.doneTitle,
+    target ? new URL(target, location.href).href : null,
+    MESSAGES.goBackYourself,
+  );
 }
 
 /** @param {unknown} err */
@@ -657,18 +689,17 @@ function showError(err) {
     clearStored();
     clearPending();
   }
-  const message = err instanceof UserFacingError
-    ? err.message
-    : 'Something went wrong on this page. Please try again.';
+  const message = err instanceof UserFacingError ? err.message : MESSAGES.pageBug;
   if (!(err instanceof UserFacingError)) console.error(err);
   status.error = message;
   setState('error');
   ui.pause.disabled = true;
   ui.estimate.textContent = '';
-  say('Stopped.');
+  say(MESSAGES.stopped);
   ui.errorMessage.textContent = message;
   ui.error.hidden = false;
   ui.paste.open = true;
+  ui.errorTitle.focus();
 }
 
 // ---------------------------------------------------------------------------
@@ -706,10 +737,10 @@ async function run(redir) {
 
     setState('solving');
     ui.pause.disabled = false;
-    if (status.paused) say('Paused. Press Resume to carry on.');
-    else if (c.purpose === 'refresh') say('Refreshing your pass (expired, or its requests used up) at half the usual cost.');
-    else if (resumed) say('Calculating… (continuing the check you started earlier)');
-    else say('Calculating…');
+    if (status.paused) say(MESSAGES.paused);
+    else if (c.purpose === 'refresh') say(MESSAGES.calculatingRefresh);
+    else if (resumed) say(MESSAGES.calculatingResumed);
+    else say(MESSAGES.calculating);
     render();
 
     const ticket = startTicket(c);
@@ -721,7 +752,7 @@ async function run(redir) {
       return;
     }
   }
-  throw new UserFacingError('The server kept refusing fresh answers. Please try again later.');
+  throw new UserFacingError(MESSAGES.keptRefusing);
 }
 
 /**
@@ -761,21 +792,8 @@ function runInTurn(redir) {
  * @param {string | null} redir the page's `?redir=`
  */
 function showSolvedElsewhere(redir) {
-  setState('solved');
-  setProgress(1);
-  ui.pause.disabled = true;
-  const target = continueTarget(redir, location.href);
-  status.redirect = target;
-  say(MESSAGES.doneInOtherTab);
-  ui.success.hidden = false;
-  if (target) {
-    ui.continueText.textContent = 'Taking you back in a moment…';
-    ui.continueLink.href = target;
-    ui.continueLink.hidden = false;
-    setTimeout(() => location.replace(target), REDIRECT_DELAY_MS);
-  } else {
-    ui.continueText.textContent = MESSAGES.doneInOtherTabStay;
-  }
+  notice(MESSAGES.doneInOtherTab);
+  showDone(MESSAGES.doneTitle, continueTarget(redir, location.href), MESSAGES.doneInOtherTabStay);
 }
 
 /**
@@ -786,6 +804,7 @@ function showSolvedElsewhere(redir) {
  */
 function start(redir) {
   ui.error.hidden = true;
+  ui.solver.hidden = false;
   status.error = null;
   runInTurn(redir).catch(showError);
 }
@@ -799,16 +818,15 @@ function main() {
   ui.pause.addEventListener('click', onPauseClick);
   ui.copy.addEventListener('click', copyToken);
   ui.retry.addEventListener('click', () => start(redir));
-
-  loadPublicUrl().then((url) => {
-    ui.cliCommand.textContent = `powgate solve ${url || `${location.origin}/`}`;
+  ui.goBack.addEventListener('click', (event) => {
+    event.preventDefault();
+    history.back();
   });
+  loadIdentity().then(showIdentity);
+
 
   if (typeof Worker !== 'function' || typeof WebAssembly !== 'object') {
-    showError(new UserFacingError(
-      'This browser cannot run the calculation: it needs Web Workers and WebAssembly. '
-      + 'You can use the command line tool instead (see below).',
-    ));
+    showError(new UserFacingError(MESSAGES.noWorkers));
     return;
   }
   start(redir);
