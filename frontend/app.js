@@ -806,6 +806,7 @@ function start(redir) {
   ui.error.hidden = true;
   ui.solver.hidden = false;
   status.error = null;
+  setState('loading');
   runInTurn(redir).catch(showError);
 }
 

@@ -6,7 +6,7 @@
 //! ETag: browsers revalidate on each load (a cheap 304), so an upgraded
 //! binary can never be paired with a stale cached wasm or script.
 
-use axum::extract::{OriginalUri, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -45,7 +45,7 @@ pub(crate) fn find(path: &str) -> Option<(&'static str, &'static str, &'static [
 async fn index(
     State(state): State<AppState>,
     client: ClientIp,
-    OriginalUri(uri): OriginalUri,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
     challenge_page(&state, &client, &uri, &headers)
@@ -54,7 +54,7 @@ async fn index(
 async fn asset(
     State(state): State<AppState>,
     client: ClientIp,
-    OriginalUri(uri): OriginalUri,
+    uri: axum::http::Uri,
     PathParams(path): PathParams<String>,
     headers: HeaderMap,
 ) -> Response {
