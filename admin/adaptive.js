@@ -63,7 +63,7 @@ export function explainDifficulty(v) {
   }
   const cap = v.phone_cap;
   if (cap) {
-    const why = `a phone at ${formatHashRate(cap.hash_rate)} (${cap.source}) solves 95 % of challenges within the ${formatMinutes(cap.timeout_seconds / 60)} timeout up to ${formatInt(cap.difficulty)}`;
+    const why = `a phone at ${formatHashRate(cap.hash_rate)} (${cap.source}) finishes 95 in 100 challenges within the ${formatMinutes(cap.timeout_seconds / 60)} timeout up to ${formatInt(cap.difficulty)}`;
     if (v.multiplied > cap.difficulty && v.difficulty < v.multiplied) {
       lines.push(`Capped to ${formatInt(v.difficulty)}: ${why}.`);
     } else if (cap.difficulty < v.base) {

@@ -147,6 +147,7 @@ on('changed', () => activity.refresh());
 on('preview', (/** @type {Record<string, string>} */ values) => solveTime.preview(values));
 on('stats', (/** @type {AdminStats} */ stats) => {
   solveTime.showStats(stats);
+  difficulty.showStats(stats);
   adaptive.refresh();
   // Someone else (another admin, a restart) changed the difficulty.
   if (Number.isFinite(stats.difficulty) && stats.difficulty !== shownDifficulty) {

@@ -3,14 +3,19 @@
 // A change is PATCHed, then announced as `powgate:settings` with the
 // server's answer, which app.js hands to every panel that shows settings.
 // What is typed into the custom field is announced as `powgate:preview`,
-// for the solve-time panel to preview.
+// for the solve-time panel to preview. Beside the presets, a table shows
+// what each would take per device class before it is applied, and a
+// difficulty that phones would not finish within the challenge timeout
+// asks for confirmation first.
 
-import { formatInt } from '../shared/format.js';
+import { formatDuration, formatInt, formatMinutes } from '../shared/format.js';
 import { isSessionEnd, messageOf } from './api.js';
-import { announce, busy, byId, make, setFieldError } from './dom.js';
-import { capitalize, parseWholeNumber, presetFor } from './logic.js';
+import { announce, busy, byId, confirmAction, make, setFieldError, updateScrollStops } from './dom.js';
+import { capitalize, confirmationNeeded, parseWholeNumber, presetFor, presetPreviews } from './logic.js';
 
 /** @typedef {import('../shared/wire.js').AdminSettings} AdminSettings */
+/** @typedef {import('../shared/wire.js').AdminStats} AdminStats */
+/** @typedef {import('../shared/wire.js').ClassEstimate} ClassEstimate */
 
 /**
  * "900 (medium)" or "1,234".
@@ -39,9 +44,60 @@ export function mount(root, api) {
   const range = byId(root, 'difficulty-range');
   const error = byId(root, 'difficulty-error');
   const status = byId(root, 'difficulty-status');
+  const previewBox = byId(root, 'preset-preview');
 
   /** The last settings shown, for the custom value's range. @type {AdminSettings | null} */
   let shown = null;
+  /** The browser classes of the last stats, for previews. @type {ClassEstimate[]} */
+  let classes = [];
+
+  /** The live challenge timeout, which the 95th percentile is held against. */
+  function timeoutSeconds() {
+    return (shown?.settings.challenge_timeout ?? NaN) * 60;
+  }
+
+  /** Per preset and device class: typical time and 95-in-100 time. */
+  function renderPresetPreview() {
+    const rows = presetPreviews(shown?.presets, classes, timeoutSeconds());
+    if (!rows.length || !classes.length) {
+      previewBox.replaceChildren();
+      return;
+    }
+    const head = make('tr', {}, [
+      make('th', { attrs: { scope: 'col' }, text: 'Preset' }),
+      ...classes.map((c) => make('th', { attrs: { scope: 'col' }, text: c.label || c.class })),
+    ]);
+    const body = rows.map((r) => make('tr', {}, [
+      make('th', { attrs: { scope: 'row' }, text: `${capitalize(r.name)} (${formatInt(r.difficulty)})` }),
+      ...r.classes.map((c) => make('td', {}, [
+        `typical ${formatDuration(c.mean_seconds)}`,
+        make('span', { cls: 'sub', text: `95 in 100 within ${formatDuration(c.p95_seconds)}` }),
+        ...(c.exceeds_timeout ? [make('span', { cls: 'state state-warn', text: '⚠ over the timeout' })] : []),
+      ])),
+    ]));
+    previewBox.replaceChildren(make('table', { cls: 'data', attrs: { id: 'preset-preview-table' } }, [
+      make('caption', { text: `What each preset would take, at the ${formatMinutes(timeoutSeconds() / 60)} challenge timeout` }),
+      make('thead', {}, [head]),
+      make('tbody', {}, body),
+    ]));
+    updateScrollStops();
+  }
+
+  /**
+   * Asks before a difficulty that phones would not finish in time.
+   *
+   * @param {number} value
+   * @returns {Promise<boolean>} true to go ahead
+   */
+  async function confirmed(value) {
+    const risk = confirmationNeeded(value, classes, timeoutSeconds());
+    if (!risk) return true;
+    return confirmAction({
+      title: `Set the difficulty to ${formatInt(value)}?`,
+      message: `On a phone this takes ${formatDuration(risk.mean_seconds)} typically, and only 95 in 100 visitors finish within ${formatDuration(risk.p95_seconds)}: longer than the ${formatMinutes(risk.timeout_seconds / 60)} challenge timeout, so many phone visitors' challenges would expire before they finish. Lower the difficulty or raise the challenge timeout instead.`,
+      ok: 'Apply anyway',
+    });
+  }
 
   /** @param {AdminSettings} s */
   function renderPresets(s) {
@@ -74,6 +130,12 @@ export function mount(root, api) {
   async function applyDifficulty(value, trigger) {
     setFieldError(custom, error, '');
     status.textContent = '';
+    const wanted = typeof value === 'number' ? value : shown?.presets?.[value];
+    if (typeof wanted === 'number' && !(await confirmed(wanted))) {
+      status.textContent = 'The difficulty was not changed.';
+      if (document.contains(trigger)) trigger.focus();
+      return;
+    }
     const controls = [apply, ...presetButtons.querySelectorAll('button')];
     await busy(controls, async () => {
       try {
@@ -142,6 +204,16 @@ export function mount(root, api) {
         range.textContent = `(${formatInt(min)} – ${formatInt(max)})`;
       }
       custom.placeholder = String(cur.difficulty);
+      renderPresetPreview();
+    },
+    /**
+     * Takes the device classes' hash rates for the previews.
+     *
+     * @param {AdminStats} st
+     */
+    showStats(st) {
+      classes = Array.isArray(st.device_classes) ? st.device_classes : [];
+      renderPresetPreview();
     },
   };
 }

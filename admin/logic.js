@@ -70,6 +70,64 @@ export function previewDeviceClasses(classes, difficulty, timeoutSeconds) {
   });
 }
 
+/**
+ * What each preset would cost per device class, for the preview beside the
+ * preset buttons: the server's classes recomputed at each preset's
+ * difficulty, held against the challenge timeout, cheapest preset first.
+ *
+ * @param {Record<string, number> | undefined} presets name → difficulty
+ * @param {ClassEstimate[]} classes as in GET stats `device_classes`
+ * @param {number} timeoutSeconds
+ * @returns {{name: string, difficulty: number, classes: ShownClass[]}[]}
+ */
+export function presetPreviews(presets, classes, timeoutSeconds) {
+  return Object.entries(presets || {})
+    .sort(([, a], [, b]) => a - b)
+    .map(([name, difficulty]) => ({
+      name,
+      difficulty,
+      classes: previewDeviceClasses(classes, difficulty, timeoutSeconds),
+    }));
+}
+
+/**
+ * Whether applying `difficulty` needs the operator's confirmation, and what
+ * to tell them: it does when phones, the slowest visitors and the class
+ * adaptive difficulty is capped by, would need longer than the challenge
+ * timeout in more than 1 case in 20, since those challenges expire before
+ * they are solved. Null when it fits (or nothing is known about phones).
+ *
+ * @param {number} difficulty
+ * @param {ClassEstimate[]} classes as in GET stats `device_classes`
+ * @param {number} timeoutSeconds
+ * @returns {{mean_seconds: number, p95_seconds: number, timeout_seconds: number} | null}
+ */
+export function confirmationNeeded(difficulty, classes, timeoutSeconds) {
+  const phone = previewDeviceClasses(classes, difficulty, timeoutSeconds).find((c) => c.class === 'phone');
+  if (!phone || !phone.exceeds_timeout || phone.mean_seconds === null || phone.p95_seconds === null) return null;
+  return { mean_seconds: phone.mean_seconds, p95_seconds: phone.p95_seconds, timeout_seconds: timeoutSeconds };
+}
+
+/**
+ * "1 pass", "8 passes", "1,024 lanes".
+ *
+ * @param {number} n
+ * @param {string} one
+ * @param {string} many
+ */
+export function countOf(n, one, many) {
+  return `${formatInt(n)} ${n === 1 ? one : many}`;
+}
+
+/**
+ * The Argon2id parameters in words.
+ *
+ * @param {{t_cost: number, m_cost: number, parallelism: number, hash_length: number}} a m_cost in KiB
+ */
+export function argon2Summary(a) {
+  return `Argon2id: ${countOf(a.t_cost, 'pass', 'passes')}, ${formatInt(a.m_cost / 1024)} MiB, ${countOf(a.parallelism, 'lane', 'lanes')}, ${a.hash_length}-byte hash.`;
+}
+
 // ---------------------------------------------------------------------------
 // Input checking
 // ---------------------------------------------------------------------------
@@ -252,14 +310,19 @@ export function formatClock(unix, timeZone) {
 
 /**
  * "in 23 h", "5 min ago", "in under a minute": coarse, for the token table.
+ * A time that `past` says has happened is never shown ahead: a token the
+ * server created a few seconds "after" this browser's clock (clock skew) is
+ * "just now", not "in under a minute".
  *
  * @param {number} unix
  * @param {number} nowUnix
+ * @param {{past?: boolean}} [options]
  */
-export function relativeTime(unix, nowUnix) {
+export function relativeTime(unix, nowUnix, { past = false } = {}) {
   if (!Number.isFinite(unix) || !Number.isFinite(nowUnix)) return '';
-  const diff = unix - nowUnix;
+  const diff = past ? Math.min(0, unix - nowUnix) : unix - nowUnix;
   const abs = Math.abs(diff);
+  if (past && abs < 60) return 'just now';
   let span;
   if (abs < 60) span = 'under a minute';
   else if (abs < 3600) span = `${Math.round(abs / 60)} min`;

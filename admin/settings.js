@@ -9,7 +9,7 @@ import { formatInt } from '../shared/format.js';
 import { ApiError, isSessionEnd, messageOf } from './api.js';
 import { difficultyText } from './difficulty.js';
 import { announce, busy, byId, confirmAction, make, setFieldError } from './dom.js';
-import { changedSettings, parseWholeNumber, settingFormFields, settingLabel } from './logic.js';
+import { argon2Summary, changedSettings, parseWholeNumber, settingFormFields, settingLabel } from './logic.js';
 
 /** @typedef {import('../shared/wire.js').AdminSettings} AdminSettings */
 /** @typedef {ReturnType<typeof settingFormFields>[number]} FormField */
@@ -115,8 +115,7 @@ export function mount(root, api) {
 
     const facts = [];
     if (s.argon2) {
-      const a = s.argon2;
-      facts.push(`Argon2id: ${a.t_cost} passes, ${formatInt(a.m_cost / 1024)} MiB, ${a.parallelism} lane${a.parallelism === 1 ? '' : 's'}, ${a.hash_length}-byte hash.`);
+      facts.push(argon2Summary(s.argon2));
     }
     if (Number.isFinite(s.token_purge_hours)) {
       facts.push(`Expired tokens can be refreshed for ${formatInt(s.token_purge_hours)} h before they are purged.`);

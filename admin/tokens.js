@@ -5,7 +5,7 @@
 
 import { formatInt } from '../shared/format.js';
 import { ApiError, isSessionEnd, messageOf } from './api.js';
-import { announce, busy, byId, confirmAction, labelCollapsedRows, make, updateScrollStops } from './dom.js';
+import { announce, busy, byId, confirmAction, labelCollapsedRows, make, setFieldError, updateScrollStops } from './dom.js';
 import { formatShortDateTime, paging, relativeTime } from './logic.js';
 
 /** @typedef {import('../shared/wire.js').AdminToken} AdminToken */
@@ -14,11 +14,14 @@ import { formatShortDateTime, paging, relativeTime } from './logic.js';
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
-/** @param {number} unix */
-function timeCell(unix) {
+/**
+ * @param {number} unix
+ * @param {{past?: boolean}} [options] past: the time has happened (see relativeTime)
+ */
+function timeCell(unix, options) {
   const time = make('time', { text: formatShortDateTime(unix) });
   if (Number.isFinite(unix)) time.dateTime = new Date(unix * 1000).toISOString();
-  return make('td', {}, [time, make('span', { cls: 'sub', text: relativeTime(unix, nowSeconds()) })]);
+  return make('td', {}, [time, make('span', { cls: 'sub', text: relativeTime(unix, nowSeconds(), options) })]);
 }
 
 /**
@@ -51,7 +54,7 @@ function tokenRow(t) {
   }
   return make('tr', {}, [
     make('th', { attrs: { scope: 'row' } }, [make('code', { text: id })]),
-    timeCell(t.created_at),
+    timeCell(t.created_at, { past: true }),
     timeCell(t.expires_at),
     make('td', {}, [ips.length
       ? make('ul', { cls: 'ips' }, ips.map((ip) => make('li', {}, [make('code', { text: ip })])))
@@ -80,6 +83,11 @@ export function mount(root, api) {
   const networkInput = /** @type {HTMLInputElement} */ (byId(root, 'tokens-network'));
   const revokeNetwork = /** @type {HTMLButtonElement} */ (byId(root, 'tokens-revoke-network'));
   const status = byId(root, 'tokens-status');
+  const searchForm = byId(root, 'token-search');
+  const searchInput = /** @type {HTMLInputElement} */ (byId(root, 'token-search-input'));
+  const searchFind = /** @type {HTMLButtonElement} */ (byId(root, 'token-search-find'));
+  const searchClear = /** @type {HTMLButtonElement} */ (byId(root, 'token-search-clear'));
+  const searchError = byId(root, 'token-search-error');
 
   let page = 1;
   let perPage = Number(perPageSelect.value) || 25;
@@ -105,6 +113,7 @@ export function mount(root, api) {
     }
     page = p.page;
     lastPaging = p;
+    searchClear.hidden = true;
     rowsBox.replaceChildren(...(tokens.length
       ? tokens.map(tokenRow)
       : [make('tr', {}, [make('td', { cls: 'empty', attrs: { colspan: 8 }, text: 'No tokens.' })])]));
@@ -213,6 +222,43 @@ export function mount(root, api) {
       announce(root, 'changed');
     }, renderPager);
   }
+
+  // A full token pasted by the operator: its one row, in place of the list.
+  searchForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    setFieldError(searchInput, searchError, '');
+    const token = searchInput.value.trim();
+    if (!token) {
+      setFieldError(searchInput, searchError, 'Paste a whole token.');
+      searchInput.focus();
+      return;
+    }
+    await busy([searchFind], async () => {
+      try {
+        /** @type {{token: AdminToken}} */
+        const found = await api('POST', 'tokens/find', { token });
+        rowsBox.replaceChildren(tokenRow(found.token));
+        labelCollapsedRows(rowsBox);
+        updateScrollStops();
+        lastPaging = null;
+        renderPager();
+        summary.textContent = `Token ${found.token.id}, found by its value.`;
+        searchClear.hidden = false;
+        searchInput.value = '';
+      } catch (err) {
+        if (isSessionEnd(err)) return;
+        setFieldError(searchInput, searchError, err instanceof ApiError && err.status === 404
+          ? 'No token matches. It may have been purged after expiring, or it belongs to another server.'
+          : messageOf(err));
+        searchInput.focus();
+      }
+    });
+  });
+  searchInput.addEventListener('input', () => setFieldError(searchInput, searchError, ''));
+  searchClear.addEventListener('click', async () => {
+    await reload();
+    searchInput.focus();
+  });
 
   prev.addEventListener('click', () => goToPage(-1));
   next.addEventListener('click', () => goToPage(1));

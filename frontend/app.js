@@ -16,17 +16,26 @@
 import { redirectPlan, solveRequest } from './answer.js';
 import { describeCaps } from './caps.js';
 import { isChallenge, isReusable, secondsLeft } from './challenge.js';
+import { MESSAGES, visitorError } from './messages.js';
 import { solveTicket, WorkerPool } from './pool.js';
-import { etaSeconds, successProbability } from './progress.js';
+import {
+  etaSeconds, formatElapsed, successProbability, timeEstimateText,
+} from './progress.js';
 import { queuedAhead, queuedText } from './queue.js';
-import { formatEstimate, formatHashRate } from './shared/format.js';
-import { errorMessage, requestJson, retryAfterSeconds } from './shared/http.js';
+import { isPendingAnswer, retryDelayMs, solveOutcome } from './resend.js';
+import { formatHashRate, formatInt } from './shared/format.js';
+import { requestJson, retryAfterSeconds } from './shared/http.js';
 import { chooseSolver } from './solver-choice.js';
+import { continueTarget, oneTabAtATime, solvedWhileWaiting } from './tabs.js';
 
 /** @typedef {import('./challenge.js').StoredChallenge} StoredChallenge */
 /** @typedef {import('./shared/http.js').JsonAnswer} JsonAnswer */
 
 const STORAGE_KEY = 'powgate.challenge';
+/** A found answer not yet answered by the server (see resend.js). */
+const PENDING_KEY = 'powgate.answer';
+/** When (ms) a tab of this browser last got a token (see tabs.js). */
+const SOLVED_KEY = 'powgate.solved_at';
 /** Long enough to see that it worked, short enough not to be a chore. */
 const REDIRECT_DELAY_MS = 1500;
 /** Fresh challenges to try after "already spent"/"expired" before giving up. */
@@ -54,12 +63,15 @@ function $(id) {
 }
 
 const ui = {
+  title: $('title'),
+  lead: $('lead'),
   solver: $('solver'),
   status: $('status'),
   progress: $('progress'),
   fill: $('progress-fill'),
   rate: $('rate'),
-  eta: $('eta'),
+  elapsed: $('elapsed'),
+  estimate: $('estimate'),
   workers: $('workers'),
   hashes: $('hashes'),
   workersWhy: $('workers-why'),
@@ -67,13 +79,19 @@ const ui = {
   notice: $('notice'),
   success: $('success'),
   continueText: $('continue'),
+  successTitle: $('success-title'),
   continueLink: /** @type {HTMLAnchorElement} */ ($('continue-link')),
+  goBack: /** @type {HTMLAnchorElement} */ ($('go-back')),
+  tokenBox: $('token-box'),
   token: /** @type {HTMLInputElement} */ ($('token')),
   copy: $('copy'),
   copyStatus: $('copy-status'),
   tokenExpiry: $('token-expiry'),
   error: $('error'),
+  errorTitle: $('error-title'),
   errorMessage: $('error-message'),
+  contact: $('contact'),
+  contactLink: /** @type {HTMLAnchorElement} */ ($('contact-link')),
   retry: $('retry'),
   paste: /** @type {HTMLDetailsElement} */ ($('paste')),
   pasteRedir: /** @type {HTMLInputElement} */ ($('paste-redir')),
@@ -182,9 +200,7 @@ async function request(path, body) {
     try {
       return await requestJson(path, { body });
     } catch {
-      if (attempt >= MAX_NETWORK_ATTEMPTS) {
-        throw new UserFacingError('Could not reach the server. Check your connection and try again.');
-      }
+      if (attempt >= MAX_NETWORK_ATTEMPTS) throw new UserFacingError(MESSAGES.unreachable);
       await sleep(1000 * 2 ** (attempt - 1));
     }
   }
@@ -204,36 +220,50 @@ async function post(path, body) {
     if (queuedAhead(r.status, r.data) !== null) return r;
     if ((r.status !== 429 && r.status !== 503) || busy >= MAX_BUSY_RETRIES) return r;
     const wait = retryAfter(r.res);
-    say(`The server is busy; trying again in ${wait} s.`);
+    say(MESSAGES.busy(wait));
     await sleep(wait * 1000);
   }
 }
 
 /**
- * @param {JsonAnswer} r
- * @param {string} fallback
- */
-function serverMessage(r, fallback) {
-  return errorMessage(r.data) || fallback;
-}
-
-/**
- * The site's public URL, for the command line shown on the page; null when
- * it is not configured or cannot be read.
+ * The site's name and contact link (`site_name`, `contact_url`), as
+ * /api/config gives them; nulls when unset or unreadable.
  *
- * @returns {Promise<string | null>}
+ * @returns {Promise<{siteName: string | null, contactUrl: string | null}>}
  */
-async function loadPublicUrl() {
+async function loadIdentity() {
+  const none = { siteName: null, contactUrl: null };
   try {
     const r = await Promise.race([
       request('api/config'),
       sleep(CONFIG_TIMEOUT_MS).then(() => null),
     ]);
-    if (!r || r.status !== 200 || !r.data || typeof r.data !== 'object') return null;
-    const { public_url: url } = /** @type {Partial<import('./shared/wire.js').PageConfig>} */ (r.data);
-    return typeof url === 'string' ? url : null;
+    if (!r || r.status !== 200 || !r.data || typeof r.data !== 'object') return none;
+    const { site_name: name, contact_url: contact } = /** @type {Partial<import('./shared/wire.js').PageConfig>} */ (r.data);
+    return {
+      siteName: typeof name === 'string' && name !== '' ? name : null,
+      // The server accepts only http, https and mailto; checked again here
+      // since the link is put in the page.
+      contactUrl: typeof contact === 'string' && /^(https?:\/\/|mailto:)/i.test(contact) ? contact : null,
+    };
   } catch {
-    return null;
+    return none;
+  }
+}
+
+/**
+ * Names the site in the lead, and links its operator when there is a
+ * contact link. Text only, never markup.
+ *
+ * @param {{siteName: string | null, contactUrl: string | null}} identity
+ */
+function showIdentity({ siteName, contactUrl }) {
+  const site = siteName ?? location.hostname;
+  ui.lead.textContent = MESSAGES.lead(site);
+  if (contactUrl) {
+    ui.contactLink.href = contactUrl;
+    ui.contactLink.textContent = MESSAGES.contact(site);
+    ui.contact.hidden = false;
   }
 }
 
@@ -272,6 +302,37 @@ function store(c) {
   }
 }
 
+/** @returns {import('./resend.js').PendingAnswer | null} */
+function loadPending() {
+  /** @type {unknown} */
+  let p;
+  try {
+    p = JSON.parse(localStorage.getItem(PENDING_KEY) || 'null');
+  } catch {
+    p = null;
+  }
+  if (isPendingAnswer(p, nowSeconds())) return p;
+  if (p) clearPending();
+  return null;
+}
+
+/** @param {import('./resend.js').PendingAnswer} p */
+function storePending(p) {
+  try {
+    localStorage.setItem(PENDING_KEY, JSON.stringify(p));
+  } catch {
+    // Private mode or full storage: the answer lives as long as this page.
+  }
+}
+
+function clearPending() {
+  try {
+    localStorage.removeItem(PENDING_KEY);
+  } catch {
+    // Storage disabled: nothing was stored either.
+  }
+}
+
 /**
  * A challenge to work on: the stored one if it still has time left (the
  * search has no memory, so starting it again from nonce 0 loses nothing),
@@ -284,14 +345,10 @@ async function obtainChallenge() {
   const stored = loadStored();
   if (stored) return { challenge: stored, resumed: true };
 
-  say('Getting a challenge from the server…');
+  say(MESSAGES.fetchingChallenge);
   const r = await post('api/challenge', {});
-  if (r.status !== 200) {
-    throw new UserFacingError(serverMessage(r, `The server refused to hand out a challenge (HTTP ${r.status}).`));
-  }
-  if (!isChallenge(r.data)) {
-    throw new UserFacingError('The server sent a challenge this page does not understand.');
-  }
+  if (r.status !== 200) throw new UserFacingError(visitorError(r.status, r.data));
+  if (!isChallenge(r.data)) throw new UserFacingError(MESSAGES.badChallenge);
   const c = { ...r.data, received_at: nowSeconds() };
   store(c);
   return { challenge: c, resumed: false };
@@ -325,11 +382,13 @@ function setProgress(p) {
 function render() {
   if (status.state !== 'solving') return;
   setProgress(successProbability(status.hashes, status.difficulty ?? 0));
-  ui.hashes.textContent = String(status.hashes);
+  ui.hashes.textContent = formatInt(status.hashes);
   ui.rate.textContent = formatHashRate(status.rate);
-  ui.eta.textContent = status.paused
-    ? 'paused'
-    : formatEstimate(etaSeconds(status.hashes, status.rate, status.difficulty ?? 0));
+  const elapsedS = (currentPool ? currentPool.activeMs : 0) / 1000;
+  ui.elapsed.textContent = formatElapsed(elapsedS);
+  ui.estimate.textContent = status.paused
+    ? ''
+    : timeEstimateText(elapsedS, etaSeconds(status.hashes, status.rate, status.difficulty ?? 0));
 }
 
 /**
@@ -376,11 +435,14 @@ function startTicket(c) {
  */
 function solve(c) {
   const caps = describeCaps(navigatorFacts(c.argon2.m_cost));
-  ui.workersWhy.textContent = `Started ${caps.explanation}`;
+  ui.workersWhy.textContent = MESSAGES.workersWhy(caps.explanation);
   status.hashes = 0;
   status.rate = 0;
   status.dropped = 0;
   setWorkers(caps.workers);
+  // The time so far moves on between progress reports, which a slow device
+  // sends seconds apart.
+  const ticker = setInterval(scheduleRender, 1000);
 
   return new Promise((resolve, reject) => {
     const pool = new WorkerPool({
@@ -396,7 +458,8 @@ function solve(c) {
       onWorkerDropped: ({ reason, remaining }) => {
         status.dropped = pool.dropped;
         setWorkers(remaining);
-        notice(`One worker stopped (${clip(reason, 120)}); carrying on with ${remaining}.`);
+        console.warn(`powgate: a worker stopped: ${clip(reason, 120)}`);
+        notice(MESSAGES.workerStopped(remaining));
       },
       onFound: ({ nonce, hashes, workers }) => {
         status.hashes = hashes;
@@ -408,15 +471,14 @@ function solve(c) {
         // The last worker's drop comes with the fatal error, not onWorkerDropped.
         status.dropped = pool.dropped;
         setWorkers(0);
-        reject(new WorkersFailedError(
-          `${err.message} You can use the command line tool instead (see below).`,
-        ));
+        reject(new WorkersFailedError(MESSAGES.workersFailed(err.message)));
       },
     });
     currentPool = pool;
     if (status.paused) pool.pause();
     pool.start();
   }).finally(() => {
+    clearInterval(ticker);
     currentPool = null;
   });
 }
@@ -428,35 +490,97 @@ function onPauseClick() {
     if (status.paused) currentPool.pause();
     else currentPool.resume();
   }
-  say(status.paused ? 'Paused. Press Resume to carry on.' : 'Calculating…');
+  say(status.paused ? MESSAGES.paused : MESSAGES.calculating);
   render();
 }
 
 /**
- * POSTs an answer to api/solve. While the server keeps it queued for
- * verification (its challenge unspent), says how many are ahead and sends
- * the same answer again after Retry-After, which keeps its place in line,
- * for as long as the challenge is valid. Not counted as "busy": the wait is
- * bounded by the challenge's life, and every round is progress.
+ * Waits `ms`, or less if the browser says it is back online.
+ *
+ * @param {number} ms
+ */
+function waitForRetry(ms) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      window.removeEventListener('online', done);
+      resolve(undefined);
+    };
+    const timer = setTimeout(done, ms);
+    window.addEventListener('online', done);
+  });
+}
+
+/** @type {Record<import('./resend.js').RenewReason, string>} */
+const RENEW_TEXT = {
+  expired: MESSAGES.renewExpired,
+  spent: MESSAGES.renewSpent,
+  address: MESSAGES.renewAddress,
+};
+
+/**
+ * Sends the answer, with the `?redir=` for the server to check, until the
+ * server has answered it: a network failure, a busy server or a queued
+ * answer is waited out (with backoff, or Retry-After) for as long as the
+ * challenge lives. The answer stays stored meanwhile, so a reload sends it
+ * too. Returns the token answer, or null when a new challenge is needed.
  *
  * @param {StoredChallenge} c
- * @param {import('./shared/wire.js').SolveRequest} body
- * @returns {Promise<JsonAnswer>}
+ * @param {import('./resend.js').PendingAnswer['found']} found
+ * @param {number | null} ticket
+ * @param {string | null} redir
+ * @returns {Promise<import('./shared/wire.js').SolveResponse | null>}
  */
-async function postAnswer(c, body) {
-  for (;;) {
-    const r = await post('api/solve', body);
-    const ahead = queuedAhead(r.status, r.data);
-    status.ahead = ahead;
-    if (ahead === null || secondsLeft(c, nowSeconds()) <= 0) return r;
-    say(queuedText(ahead));
-    await sleep(retryAfter(r.res) * 1000);
+async function sendAnswer(c, found, ticket, redir) {
+  storePending({ challenge: c, found, ticket });
+  const body = solveRequest(c, found, ticket, redir);
+  for (let failed = 0; ;) {
+    if (secondsLeft(c, nowSeconds()) <= 0) {
+      clearPending();
+      notice(MESSAGES.renewExpired);
+      return null;
+    }
+    /** @type {JsonAnswer} */
+    let r;
+    try {
+      r = await requestJson('api/solve', { body });
+    } catch {
+      failed += 1;
+      const wait = retryDelayMs(failed);
+      say(MESSAGES.answerWaitingForNetwork(Math.round(wait / 1000)));
+      await waitForRetry(wait);
+      continue;
+    }
+    failed = 0;
+    const outcome = solveOutcome(r.status, r.data);
+    status.ahead = outcome.kind === 'queued' ? outcome.ahead : null;
+    switch (outcome.kind) {
+      case 'token':
+        clearPending();
+        return /** @type {import('./shared/wire.js').SolveResponse} */ (r.data);
+      case 'queued':
+        say(queuedText(outcome.ahead));
+        await sleep(retryAfter(r.res) * 1000);
+        break;
+      case 'busy': {
+        const wait = retryAfter(r.res);
+        say(MESSAGES.busy(wait));
+        await waitForRetry(wait * 1000);
+        break;
+      }
+      case 'renew':
+        clearPending();
+        notice(RENEW_TEXT[outcome.reason]);
+        return null;
+      default:
+        clearPending();
+        throw new UserFacingError(visitorError(r.status, r.data));
+    }
   }
 }
 
 /**
- * Sends the answer, with the `?redir=` for the server to check. Returns the
- * token answer, or null when a new challenge is needed.
+ * Waits for the admission ticket, then sends the answer (see sendAnswer).
  *
  * @param {StoredChallenge} c
  * @param {Found} found
@@ -468,29 +592,10 @@ async function submit(c, found, ticketPromise, redir) {
   ui.pause.disabled = true;
   const ticket = await ticketPromise;
   if (ticket instanceof Error) {
-    throw new WorkersFailedError(`${ticket.message} You can use the command line tool instead (see below).`);
+    throw new WorkersFailedError(MESSAGES.workersFailed(ticket.message));
   }
-  say('Checking the answer with the server…');
-  const r = await postAnswer(c, solveRequest(c, found, ticket, redir));
-  if (r.status === 200 && isSolveResponse(r.data)) return r.data;
-  if (r.status === 409 || r.status === 410) {
-    notice(`${serverMessage(r, 'That challenge has expired or was already used.')} Starting a new one.`);
-    return null;
-  }
-  if (queuedAhead(r.status, r.data) !== null) {
-    notice('The challenge expired while your answer waited to be verified. Starting a new one.');
-    return null;
-  }
-  throw new UserFacingError(serverMessage(r, `The server did not accept the answer (HTTP ${r.status}).`));
-}
-
-/**
- * @param {unknown} data
- * @returns {data is import('./shared/wire.js').SolveResponse}
- */
-function isSolveResponse(data) {
-  return Boolean(data) && typeof data === 'object'
-    && typeof /** @type {{token?: unknown}} */ (data).token === 'string';
+  say(MESSAGES.answerSending);
+  return sendAnswer(c, found, ticket, redir);
 }
 
 // ---------------------------------------------------------------------------
@@ -501,7 +606,7 @@ async function copyToken() {
   const text = ui.token.value;
   try {
     await navigator.clipboard.writeText(text);
-    ui.copyStatus.textContent = 'Copied.';
+    ui.copyStatus.textContent = MESSAGES.copied;
     return;
   } catch {
     // No clipboard API (plain http, older browser) or permission refused.
@@ -514,7 +619,38 @@ async function copyToken() {
   } catch {
     copied = false;
   }
-  ui.copyStatus.textContent = copied ? 'Copied.' : 'Selected: press Ctrl+C (⌘C on a Mac) to copy.';
+  ui.copyStatus.textContent = copied ? MESSAGES.copied : MESSAGES.copySelected;
+}
+
+/**
+ * The Done screen: one heading, where to go next, and focus on it. The
+ * progress card goes (no disabled Pause left behind); the pass itself is
+ * only under "Other ways", masked, for the command line.
+ *
+ * @param {string} title
+ * @param {string | null} target where to go, absolute; null: stay
+ * @param {string} stayText what to say when staying
+ */
+function showDone(title, target, stayText) {
+  setState('solved');
+  setProgress(1);
+  ui.pause.disabled = true;
+  ui.solver.hidden = true;
+  say('');
+  ui.successTitle.textContent = title;
+  ui.success.hidden = false;
+  status.redirect = target;
+  if (target) {
+    ui.continueText.textContent = MESSAGES.takingYouBack;
+    ui.continueLink.href = target;
+    ui.continueLink.hidden = false;
+    ui.continueLink.focus();
+    setTimeout(() => location.replace(target), REDIRECT_DELAY_MS);
+    return;
+  }
+  ui.continueText.textContent = stayText;
+  if (history.length > 1) ui.goBack.hidden = false;
+  ui.successTitle.focus();
 }
 
 /**
@@ -522,35 +658,26 @@ async function copyToken() {
  * @param {string | null} redir the page's `?redir=`
  */
 function showSuccess(answer, redir) {
-  setState('solved');
-  setProgress(1);
-  ui.pause.disabled = true;
-  ui.hashes.textContent = String(status.hashes);
-  ui.eta.textContent = '–';
-  say(answer.refreshed ? 'Done: your pass has been extended.' : 'Done. You can continue.');
-
-  ui.token.value = answer.token;
-  if (Number.isFinite(answer.expires_at)) {
-    ui.tokenExpiry.textContent = `Valid until ${new Date(answer.expires_at * 1000).toLocaleString()}.`;
+  try {
+    localStorage.setItem(SOLVED_KEY, String(Date.now()));
+  } catch {
+    // Storage disabled: waiting tabs solve for themselves.
   }
-  ui.success.hidden = false;
-
+  ui.hashes.textContent = formatInt(status.hashes);
+  ui.estimate.textContent = '';
+  ui.token.value = answer.token;
+  ui.tokenBox.hidden = false;
+  if (Number.isFinite(answer.expires_at)) {
+    ui.tokenExpiry.textContent = MESSAGES.passValidUntil(new Date(answer.expires_at * 1000).toLocaleString());
+  }
   // Only where the server says: it checked `redir` with its one rule.
   const { target, refused } = redirectPlan(answer, redir);
-  if (target) {
-    const url = new URL(target, location.href).href;
-    status.redirect = url;
-    ui.continueText.textContent = 'Taking you back in a moment…';
-    ui.continueLink.href = url;
-    ui.continueLink.hidden = false;
-    setTimeout(() => location.replace(url), REDIRECT_DELAY_MS);
-    return;
-  }
-  status.redirect = null;
-  if (refused) {
-    notice(`The return address ${clip(redir)} is not on this site, so you stay here.`);
-  }
-  ui.continueText.textContent = 'You can now go back to the page you wanted; this browser will be let through.';
+  if (refused) notice(MESSAGES.redirectRefused(clip(redir)));
+  showDone(
+    answer.refreshed ? MESSAGES.doneRefreshedTitle : MESSAGES.doneTitle,
+    target ? new URL(target, location.href).href : null,
+    MESSAGES.goBackYourself,
+  );
 }
 
 /** @param {unknown} err */
@@ -558,27 +685,49 @@ function showError(err) {
   if (currentPool) currentPool.stop();
   // Unless only the workers failed, the next attempt should start from a
   // fresh challenge.
-  if (!(err instanceof WorkersFailedError)) clearStored();
-  const message = err instanceof UserFacingError
-    ? err.message
-    : 'Something went wrong on this page. Please try again.';
+  if (!(err instanceof WorkersFailedError)) {
+    clearStored();
+    clearPending();
+  }
+  const message = err instanceof UserFacingError ? err.message : MESSAGES.pageBug;
   if (!(err instanceof UserFacingError)) console.error(err);
   status.error = message;
   setState('error');
   ui.pause.disabled = true;
-  ui.eta.textContent = '–';
-  say('Stopped.');
+  ui.estimate.textContent = '';
+  say(MESSAGES.stopped);
   ui.errorMessage.textContent = message;
   ui.error.hidden = false;
   ui.paste.open = true;
+  ui.errorTitle.focus();
 }
 
 // ---------------------------------------------------------------------------
 // Start
 // ---------------------------------------------------------------------------
 
-/** @param {string | null} redir the page's `?redir=` */
+/**
+ * Fetches (or resumes) challenges and solves them until the server hands
+ * out a token. A found answer not yet answered (kept by sendAnswer, say
+ * across a reload while offline) is sent first, without solving again.
+ *
+ * @param {string | null} redir the page's `?redir=`
+ */
 async function run(redir) {
+  const pending = loadPending();
+  if (pending) {
+    setState('solving');
+    status.difficulty = pending.challenge.difficulty;
+    status.purpose = pending.challenge.purpose;
+    status.hashes = pending.found.hashes;
+    say(MESSAGES.answerResumed);
+    const answer = await sendAnswer(pending.challenge, pending.found, pending.ticket, redir);
+    clearStored();
+    if (answer) {
+      showSuccess(answer, redir);
+      return;
+    }
+  }
   for (let round = 0; round < MAX_CHALLENGES; round++) {
     setState('loading');
     const { challenge: c, resumed } = await obtainChallenge();
@@ -588,23 +737,77 @@ async function run(redir) {
 
     setState('solving');
     ui.pause.disabled = false;
-    if (status.paused) say('Paused. Press Resume to carry on.');
-    else if (c.purpose === 'refresh') say('Refreshing your pass (expired, or its requests used up) at half the usual cost.');
-    else if (resumed) say('Calculating… (continuing the check you started earlier)');
-    else say('Calculating…');
+    if (status.paused) say(MESSAGES.paused);
+    else if (c.purpose === 'refresh') say(MESSAGES.calculatingRefresh);
+    else if (resumed) say(MESSAGES.calculatingResumed);
+    else say(MESSAGES.calculating);
     render();
 
     const ticket = startTicket(c);
     const found = await solve(c);
     const answer = await submit(c, found, ticket, redir);
+    clearStored();
     if (answer) {
-      clearStored();
       showSuccess(answer, redir);
       return;
     }
-    clearStored();
   }
-  throw new UserFacingError('The server kept refusing fresh answers. Please try again later.');
+  throw new UserFacingError(MESSAGES.keptRefusing);
+}
+
+/**
+ * This tab's turn (see tabs.js): it waits while another tab of this browser
+ * solves, and continues to its own target, without solving, if that tab
+ * got the pass meanwhile.
+ *
+ * @param {string | null} redir the page's `?redir=`
+ */
+function runInTurn(redir) {
+  /** @type {number | null} */
+  let waitingSince = null;
+  const locks = 'locks' in navigator ? navigator.locks : undefined;
+  return oneTabAtATime(locks, async () => {
+    let noted = null;
+    try {
+      noted = localStorage.getItem(SOLVED_KEY);
+    } catch {
+      // Storage disabled: solve here too.
+    }
+    if (solvedWhileWaiting(noted, waitingSince)) {
+      showSolvedElsewhere(redir);
+      return;
+    }
+    await run(redir);
+  }, () => {
+    waitingSince = Date.now();
+    setState('waiting');
+    say(MESSAGES.waitingForOtherTab);
+  });
+}
+
+/**
+ * Another tab got the pass for this browser: go on to this tab's own
+ * target when it is on this site, else say so and stay.
+ *
+ * @param {string | null} redir the page's `?redir=`
+ */
+function showSolvedElsewhere(redir) {
+  notice(MESSAGES.doneInOtherTab);
+  showDone(MESSAGES.doneTitle, continueTarget(redir, location.href), MESSAGES.doneInOtherTabStay);
+}
+
+/**
+ * Starts (again, after an error: inside the page, since a reload while
+ * offline would land on the browser's error page).
+ *
+ * @param {string | null} redir the page's `?redir=`
+ */
+function start(redir) {
+  ui.error.hidden = true;
+  ui.solver.hidden = false;
+  status.error = null;
+  setState('loading');
+  runInTurn(redir).catch(showError);
 }
 
 function main() {
@@ -615,20 +818,19 @@ function main() {
   ui.solver.hidden = false;
   ui.pause.addEventListener('click', onPauseClick);
   ui.copy.addEventListener('click', copyToken);
-  ui.retry.addEventListener('click', () => location.reload());
-
-  loadPublicUrl().then((url) => {
-    ui.cliCommand.textContent = `powgate solve ${url || `${location.origin}/`}`;
+  ui.retry.addEventListener('click', () => start(redir));
+  ui.goBack.addEventListener('click', (event) => {
+    event.preventDefault();
+    history.back();
   });
+  loadIdentity().then(showIdentity);
+
 
   if (typeof Worker !== 'function' || typeof WebAssembly !== 'object') {
-    showError(new UserFacingError(
-      'This browser cannot run the calculation: it needs Web Workers and WebAssembly. '
-      + 'You can use the command line tool instead (see below).',
-    ));
+    showError(new UserFacingError(MESSAGES.noWorkers));
     return;
   }
-  run(redir).catch(showError);
+  start(redir);
 }
 
 main();

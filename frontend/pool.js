@@ -227,7 +227,7 @@ export class WorkerPool {
       const slot = { index: i, worker: null, hashes: 0, live: true };
       this._slots.push(slot);
     }
-    if (!this._paused) this._markActive();
+    if (!this._paused) this._markActive({ warmingUp: true });
     for (const slot of this._slots) {
       if (this._phase !== 'running') break; // a fatal error ended it already
       let worker;
@@ -295,11 +295,18 @@ export class WorkerPool {
     }
   }
 
-  _markActive() {
+  /**
+   * @param {{warmingUp?: boolean}} [o] `warmingUp`: the workers are only
+   *   starting, so the rate window opens at their first report instead of
+   *   now. Loading the solver and allocating its memory take seconds on a
+   *   phone; counted as search time, they made the first estimates several
+   *   times too long.
+   */
+  _markActive({ warmingUp = false } = {}) {
     const t = this._now();
     this._activeSince = t;
     // A fresh rate window: time spent paused must not dilute the rate.
-    this._samples = [{ t, h: this.hashes }];
+    this._samples = warmingUp ? [] : [{ t, h: this.hashes }];
   }
 
   _markInactive() {
@@ -341,6 +348,9 @@ export class WorkerPool {
     const t = this._now();
     const h = this.hashes;
     if (!this._paused) {
+      // Reports that arrive together with the first one belong to the
+      // window's start: their hashes were done before it opened.
+      if (this._samples.length === 1 && this._samples[0].t === t) this._samples.pop();
       this._samples.push({ t, h });
       // Keep the newest sample older than the window as the anchor, so the
       // window always spans about rateWindowMs once that much has passed.

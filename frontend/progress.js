@@ -35,3 +35,57 @@ export function etaSeconds(hashesSoFar, rate, difficulty) {
   if (!(rate > 0) || !(difficulty > 0)) return null;
   return difficulty / rate;
 }
+
+/**
+ * What the page can truthfully say about time, as a sentence: before the
+ * expected time, a round upper bound on the usual time ("Usually under a
+ * minute on this device."), which holds for about 63 % of solves (the
+ * chance of finishing within the mean of a memoryless search); after it,
+ * that this one is taking longer, with the time so far. Never a countdown:
+ * the search has no memory, so no one knows how much is left.
+ *
+ * @param {number} elapsedS seconds spent searching so far (pauses excluded)
+ * @param {number | null} expectedS expected seconds for a whole solve at the
+ *   measured rate (etaSeconds); null while the rate is unknown
+ * @returns {string}
+ */
+export function timeEstimateText(elapsedS, expectedS) {
+  if (expectedS === null || !Number.isFinite(expectedS)) return 'Measuring how fast this device is…';
+  if (elapsedS > expectedS) {
+    return `This one is taking longer than usual (${formatElapsed(elapsedS)} so far). `
+      + 'Each try has the same chance, so it can finish at any moment.';
+  }
+  return `Usually ${usualBound(expectedS)} on this device.`;
+}
+
+/**
+ * A round upper bound for an expected duration: "a few seconds", "under a
+ * minute", "under 3 minutes", "under 2 hours".
+ *
+ * @param {number} seconds
+ * @returns {string}
+ */
+export function usualBound(seconds) {
+  if (seconds < 10) return 'a few seconds';
+  if (seconds < 60) return 'under a minute';
+  if (seconds < 90 * 60) {
+    const minutes = Math.ceil(seconds / 60);
+    return minutes === 1 ? 'under a minute' : `under ${minutes} minutes`;
+  }
+  return `under ${Math.ceil(seconds / 3600)} hours`;
+}
+
+/**
+ * Elapsed time as a clock reads: "8 s", "1 min 05 s", "12 min 30 s",
+ * "1 h 02 min".
+ *
+ * @param {number} seconds
+ * @returns {string}
+ */
+export function formatElapsed(seconds) {
+  const s = Math.max(0, Math.floor(Number.isFinite(seconds) ? seconds : 0));
+  if (s < 60) return `${s} s`;
+  const pad = (/** @type {number} */ n) => String(n).padStart(2, '0');
+  if (s < 3600) return `${Math.floor(s / 60)} min ${pad(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${pad(Math.floor((s % 3600) / 60))} min`;
+}

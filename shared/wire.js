@@ -78,6 +78,8 @@
  * @typedef {object} PageConfig
  * @property {string[]} redirect_domains
  * @property {string | null} public_url
+ * @property {string | null} site_name the operator's name for the site
+ * @property {string | null} contact_url http(s) or mailto link for visitors
  */
 
 // ---------------------------------------------------------------------------

@@ -5,8 +5,10 @@ import { describe, it } from 'node:test';
 
 import {
   apiErrorMessage,
+  argon2Summary,
   axisTicks,
   changedSettings,
+  confirmationNeeded,
   formatBound,
   formatDateTime,
   formatShortDateTime,
@@ -18,6 +20,7 @@ import {
   paging,
   parseWholeNumber,
   presetFor,
+  presetPreviews,
   previewDeviceClasses,
   relativeTime,
   settingFormFields,
@@ -62,6 +65,64 @@ describe('solveTimeEstimate', () => {
     for (const [d, r] of [[900, 0], [900, -1], [900, NaN], [0, 12], [-5, 12], [NaN, 12], [900, undefined], [900, Infinity]]) {
       assert.equal(solveTimeEstimate(d, r), null, `D=${d} rate=${r}`);
     }
+  });
+});
+
+// Issue 19: `extreme` applied in one click, although at the defaults a
+// phone needs about 18 min on average and 54 min for 95 in 100 visitors,
+// past the 30-minute challenge timeout.
+describe('preset previews and confirmation', () => {
+  // The reference rates at the default argon2 parameters.
+  const defaults = [
+    { class: 'desktop', label: 'Desktop', hash_rate: 12, source: 'reference', samples: 0, mean_seconds: 75, p95_seconds: 225, exceeds_timeout: false },
+    { class: 'phone', label: 'Phone', hash_rate: 3.7, source: 'reference', samples: 0, mean_seconds: 243, p95_seconds: 729, exceeds_timeout: false },
+    { class: 'safari_ios', label: 'Safari / iOS', hash_rate: 4.3, source: 'reference', samples: 0, mean_seconds: 209, p95_seconds: 628, exceeds_timeout: false },
+  ];
+  const presets = { low: 200, medium: 900, high: 1900, extreme: 4000 };
+
+  it('previews every preset for every device class, before anything is applied', () => {
+    const rows = presetPreviews({ extreme: 4000, high: 1900, low: 200, medium: 900 }, defaults, 1800);
+    assert.deepEqual(rows.map((r) => [r.name, r.difficulty]), Object.entries(presets), 'cheapest first');
+    const extreme = rows[3].classes.find((c) => c.class === 'phone');
+    assert.equal(Math.round(extreme.mean_seconds / 60), 18);
+    assert.equal(Math.round(extreme.p95_seconds / 60), 54);
+    assert.equal(extreme.exceeds_timeout, true);
+    assert.deepEqual(rows[1].classes.map((c) => c.exceeds_timeout), [false, false, false]);
+    assert.deepEqual(presetPreviews(undefined, defaults, 1800), []);
+  });
+
+  it('asks before extreme at the defaults: the phone p95 is past the 30-minute timeout', () => {
+    const risk = confirmationNeeded(presets.extreme, defaults, 1800);
+    assert.ok(risk);
+    close(risk.p95_seconds, (4000 * LN_20) / 3.7);
+    close(risk.mean_seconds, 4000 / 3.7);
+    assert.equal(risk.timeout_seconds, 1800);
+  });
+
+  it('does not ask when phones fit the timeout', () => {
+    assert.equal(confirmationNeeded(presets.medium, defaults, 1800), null);
+    assert.equal(confirmationNeeded(presets.extreme, defaults, 4 * 3600), null, 'a longer timeout fits');
+    assert.equal(confirmationNeeded(1000, [{ ...defaults[1], hash_rate: 10 }], 1000 * LN_20 / 10), null, 'exactly at the timeout fits');
+  });
+
+  it('goes by phones only, and asks nothing when it knows no phone rate', () => {
+    const slowDesktop = [{ ...defaults[0], hash_rate: 0.1 }, defaults[1]];
+    assert.equal(confirmationNeeded(900, slowDesktop, 1800), null);
+    assert.equal(confirmationNeeded(4000, [defaults[0]], 1800), null);
+    assert.equal(confirmationNeeded(4000, [{ ...defaults[1], hash_rate: 0 }], 1800), null);
+  });
+});
+
+describe('argon2Summary', () => {
+  it('says "1 pass" and "1 lane", not "1 passes"', () => {
+    assert.equal(
+      argon2Summary({ t_cost: 1, m_cost: 1024, parallelism: 1, hash_length: 32 }),
+      'Argon2id: 1 pass, 1 MiB, 1 lane, 32-byte hash.',
+    );
+    assert.equal(
+      argon2Summary({ t_cost: 8, m_cost: 65536, parallelism: 4, hash_length: 32 }),
+      'Argon2id: 8 passes, 64 MiB, 4 lanes, 32-byte hash.',
+    );
   });
 });
 
@@ -203,6 +264,15 @@ describe('dates and times', () => {
     assert.equal(relativeTime(1000 - 300, 1000), '5 min ago');
     assert.equal(relativeTime(1000 + 10, 1000), 'in under a minute');
     assert.equal(relativeTime(1000 - 3 * 86400, 1000), '3 days ago');
+  });
+
+  // Issue 19: the newest token showed as created "in under a minute"
+  // because the server's clock ran a little ahead of the browser's.
+  it('never shows a time that has happened as ahead, whatever the clock skew', () => {
+    assert.equal(relativeTime(1000 + 10, 1000, { past: true }), 'just now');
+    assert.equal(relativeTime(1000 + 600, 1000, { past: true }), 'just now');
+    assert.equal(relativeTime(1000 - 20, 1000, { past: true }), 'just now');
+    assert.equal(relativeTime(1000 - 300, 1000, { past: true }), '5 min ago');
   });
 });
 

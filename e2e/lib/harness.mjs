@@ -149,17 +149,42 @@ export class Powgate {
   /** SIGTERM, then SIGKILL if it has not gone after a few seconds; removes its files. Idempotent. */
   stop() {
     this._stopped ??= (async () => {
-      if (this.running) {
-        this.child.kill('SIGTERM');
-        if ((await exited(this.child, STOP_MS)) === null) {
-          this.child.kill('SIGKILL');
-          await exited(this.child, STOP_MS);
-        }
-      }
-      live.delete(this.child);
+      await this.halt();
       await rm(this.dir, { recursive: true, force: true });
     })();
     return this._stopped;
+  }
+
+  /**
+   * Ends the process but keeps its database (and so its signing secret):
+   * the server is down, as in an outage, until {@link resume}.
+   */
+  async halt() {
+    if (this.running) {
+      this.child.kill('SIGTERM');
+      if ((await exited(this.child, STOP_MS)) === null) {
+        this.child.kill('SIGKILL');
+        await exited(this.child, STOP_MS);
+      }
+    }
+    live.delete(this.child);
+  }
+
+  /**
+   * Starts the server again after {@link halt}, on the same port and
+   * database, with the same settings: challenges it handed out before are
+   * still valid. Throws if the port was taken meanwhile.
+   */
+  async resume() {
+    const child = spawn(POWGATE_BIN, [], this.spawnOptions);
+    live.set(child, this.dir);
+    this.child = child;
+    const keep = (chunk) => {
+      this._log = (this._log + chunk.toString('utf8')).slice(-LOG_KEEP_CHARS);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    await waitHealthy(this, this.healthPath);
   }
 
   /** Status of `GET /verify-token` with `token` in the powgate_token cookie. */
@@ -236,7 +261,7 @@ export async function startPowgate(env = {}) {
   for (let attempt = 0; attempt < 3; attempt++) {
     const dir = await mkdtemp(join(tmpdir(), 'powgate-e2e-'));
     const port = await freePort();
-    const child = spawn(POWGATE_BIN, [], {
+    const spawnOptions = {
       cwd: dir,
       env: childEnv({
         ...FAST_ARGON2,
@@ -256,11 +281,14 @@ export async function startPowgate(env = {}) {
         POW_DATABASE: join(dir, 'powgate.db'),
       }),
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    };
+    const child = spawn(POWGATE_BIN, [], spawnOptions);
     live.set(child, dir);
     const server = new Powgate(child, port, dir);
+    server.spawnOptions = spawnOptions;
+    server.healthPath = env.POW_UPSTREAM ? `${env.POW_PROXY_PREFIX ?? '/.powgate/'}healthz` : '/healthz';
     try {
-      await waitHealthy(server, env.POW_UPSTREAM ? `${env.POW_PROXY_PREFIX ?? '/.powgate/'}healthz` : '/healthz');
+      await waitHealthy(server, server.healthPath);
       return server;
     } catch (err) {
       lastError = err;

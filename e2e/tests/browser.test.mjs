@@ -304,38 +304,53 @@ describe('the challenge page', () => {
     assert.match(token, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/, token);
 
     const { context, page } = await openPage(t, browser, { javaScriptEnabled: false });
-    await page.goto(`${server.url}/`);
+    await page.goto(`${server.url}/?redir=%2Fhealthz`);
     assert.equal(await page.isVisible('#noscript-token'), true, 'the <noscript> form shows');
     assert.equal(await page.isHidden('#solver'), true, 'the solver UI stays hidden');
+    // The server filled in the real address and the return address.
+    assert.match(await page.textContent('noscript, main'), new RegExp(`powgate solve ${server.url}/`));
+    assert.doesNotMatch(await page.content(), /this-site|\{\{/);
+    assert.equal(await page.inputValue('form:has(#noscript-token) input[name=redir]'), '/healthz');
     const submit = page.locator('form:has(#noscript-token) button[type=submit]');
 
-    // A wrong token is refused and sets nothing.
+    // A wrong token is refused, on a styled page, and sets nothing.
     await page.fill('#noscript-token', 'not-a-token');
     const [refused] = await Promise.all([
       page.waitForResponse((r) => r.url() === `${server.url}/api/token`),
       submit.click(),
     ]);
     assert.equal(refused.status(), 401);
+    assert.match(await page.textContent('h1'), /That token did not work/);
     assert.match(await page.textContent('body'), /not a valid token/);
+    assert.equal(await page.locator('link[rel=stylesheet][href="../shared/base.css"]').count(), 1, 'styled like the page');
     assert.equal(await tokenCookie(context, server), undefined);
     // Regression: relative links from api/token once said "./", which is /api/.
     assert.equal(await page.getAttribute('a', 'href').then((h) => new URL(h, page.url()).href),
-      `${server.url}/`, 'the refusal page links back to the challenge page');
+      `${server.url}/?redir=%2Fhealthz`, 'the refusal page links back to the challenge page, return address kept');
 
-    await page.goto(`${server.url}/`);
+    // A good token leads to the return address.
+    await page.goto(`${server.url}/?redir=%2Fhealthz`);
     await page.fill('#noscript-token', token);
     const [landing] = await Promise.all([
       page.waitForResponse(isAfterPaste),
       submit.click(),
     ]);
     assert.equal((await landing.request().redirectedFrom().response()).status(), 303);
-    // Regression: the 303 once said "Location: ./", which is /api/ (a 404).
-    assert.equal(landing.url(), `${server.url}/`, 'back on the challenge page');
-    assert.equal(landing.status(), 200);
+    assert.equal(landing.url(), `${server.url}/healthz`, 'on to the return address');
     const cookie = await tokenCookie(context, server);
     assert.equal(cookie?.value, token);
     assert.equal(cookie.httpOnly, true);
     assert.equal(await server.verifyStatus(cookie.value), 200);
+
+    // Without one, a page says it worked (the challenge page again would not).
+    await page.goto(`${server.url}/`);
+    await page.fill('#noscript-token', token);
+    const [done] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${server.url}/api/token`),
+      submit.click(),
+    ]);
+    assert.equal(done.status(), 200);
+    assert.match(await page.textContent('h1'), /You can continue/);
   });
 
   e2e('finishes a challenge that was in progress before a reload', async (t) => {

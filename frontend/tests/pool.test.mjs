@@ -329,23 +329,57 @@ describe('WorkerPool', () => {
     now = 1000;
     send(0, { type: 'progress', hashes: 5 });
     send(1, { type: 'progress', hashes: 5 });
-    assert.deepEqual(progress.at(-1), { hashes: 10, rate: 10, workers: 2 });
+    now = 2000;
+    send(0, { type: 'progress', hashes: 10 });
+    send(1, { type: 'progress', hashes: 10 });
+    assert.deepEqual(progress.at(-1), { hashes: 20, rate: 10, workers: 2 });
 
     pool.pause();
     now = 60000; // a long pause
     pool.resume();
     now = 61000;
-    send(0, { type: 'progress', hashes: 10 });
-    send(1, { type: 'progress', hashes: 10 });
-    assert.equal(progress.at(-1).hashes, 20);
+    send(0, { type: 'progress', hashes: 15 });
+    send(1, { type: 'progress', hashes: 15 });
+    assert.equal(progress.at(-1).hashes, 30);
     assert.equal(progress.at(-1).rate, 10, 'the pause does not dilute the rate');
-    assert.equal(pool.activeMs, 2000);
+    assert.equal(pool.activeMs, 3000);
 
     // Running totals never go backwards, even if messages arrive out of order.
     send(0, { type: 'progress', hashes: 3 });
-    assert.equal(pool.hashes, 20);
+    assert.equal(pool.hashes, 30);
     pool.stop();
-    assert.equal(pool.activeMs, 2000);
+    assert.equal(pool.activeMs, 3000);
+  });
+
+  it('ignores the warm-up: time before the first report does not lower the rate', () => {
+    let now = 0;
+    const workers = [];
+    const progress = [];
+    const pool = new WorkerPool({
+      createWorker: () => {
+        const w = { postMessage() {}, terminate() {}, onmessage: null };
+        workers.push(w);
+        return w;
+      },
+      count: 2,
+      job: { params: {}, salt: '', difficulty: 100 },
+      now: () => now,
+      onProgress: (p) => progress.push(p),
+    });
+    const send = (i, data) => workers[i].onmessage({ data });
+
+    pool.start();
+    // 20 s to download the solver and allocate its memory, as on a slow
+    // phone, then 2 hashes/s per worker.
+    now = 20_000;
+    send(0, { type: 'progress', hashes: 2 });
+    send(1, { type: 'progress', hashes: 2 });
+    assert.equal(progress.at(-1).rate, 0, 'unknown from a single moment: the page says "estimating"');
+    now = 23_000;
+    send(0, { type: 'progress', hashes: 8 });
+    send(1, { type: 'progress', hashes: 8 });
+    assert.equal(progress.at(-1).rate, 4);
+    pool.stop();
   });
 });
 

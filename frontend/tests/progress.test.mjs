@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { etaSeconds, successProbability } from '../progress.js';
+import {
+  etaSeconds, formatElapsed, successProbability, timeEstimateText, usualBound,
+} from '../progress.js';
 
 describe('successProbability', () => {
   it('is 0 before any hash and 1 at difficulty 1', () => {
@@ -42,5 +44,48 @@ describe('etaSeconds', () => {
   it('is D / rate however many hashes already failed', () => {
     assert.equal(etaSeconds(0, 10, 900), 90);
     assert.equal(etaSeconds(5000, 10, 900), 90);
+  });
+});
+
+describe('timeEstimateText', () => {
+  it('says "measuring" until the rate is known, not a guess from the warm-up', () => {
+    assert.equal(timeEstimateText(3, null), 'Measuring how fast this device is…');
+  });
+
+  it('gives a round upper bound of the usual time while within it, never a countdown', () => {
+    // low (200) at 4 hashes/s: 50 s expected.
+    assert.equal(timeEstimateText(10, 50), 'Usually under a minute on this device.');
+    assert.equal(timeEstimateText(49, 50), 'Usually under a minute on this device.',
+      'the same words the whole time: nothing counts down');
+    assert.equal(timeEstimateText(1, 4), 'Usually a few seconds on this device.');
+    assert.equal(timeEstimateText(1, 150), 'Usually under 3 minutes on this device.');
+  });
+
+  it('says this one is taking longer than usual once past the expected time, with the time so far', () => {
+    // The 177 s solve at an expected 50 s.
+    assert.equal(
+      timeEstimateText(177, 50),
+      'This one is taking longer than usual (2 min 57 s so far). Each try has the same chance, so it can finish at any moment.',
+    );
+  });
+});
+
+describe('usualBound', () => {
+  it('rounds up to whole minutes and hours', () => {
+    assert.equal(usualBound(9.9), 'a few seconds');
+    assert.equal(usualBound(59), 'under a minute');
+    assert.equal(usualBound(61), 'under 2 minutes');
+    assert.equal(usualBound(89 * 60), 'under 89 minutes');
+    assert.equal(usualBound(3 * 3600), 'under 3 hours');
+  });
+});
+
+describe('formatElapsed', () => {
+  it('reads like a clock', () => {
+    assert.equal(formatElapsed(8.7), '8 s');
+    assert.equal(formatElapsed(65), '1 min 05 s');
+    assert.equal(formatElapsed(750), '12 min 30 s');
+    assert.equal(formatElapsed(3720), '1 h 02 min');
+    assert.equal(formatElapsed(Number.NaN), '0 s');
   });
 });

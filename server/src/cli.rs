@@ -67,7 +67,7 @@ pub fn solve(opts: &SolveOptions) -> anyhow::Result<String> {
                 hashes: Some(hashes),
                 elapsed_ms: Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
                 workers: u32::try_from(opts.threads).ok(),
-                // Not a browser: the server's User-Agent rule files it as a desktop.
+                // Not a browser: the server counts it apart from visitors.
                 class: None,
             }),
             redir: None,

@@ -116,6 +116,8 @@ pub struct RawConfig {
     pub listen: String,
     pub database: PathBuf,
     pub public_url: Option<String>,
+    pub site_name: Option<String>,
+    pub contact_url: Option<String>,
     pub secret: Option<String>,
     pub token_purge_hours: u64,
     pub trusted_proxies: StringList,
@@ -180,6 +182,8 @@ impl Default for RawConfig {
             listen: "127.0.0.1:8080".into(),
             database: "powgate.db".into(),
             public_url: None,
+            site_name: None,
+            contact_url: None,
             secret: None,
             token_purge_hours: 48,
             trusted_proxies: StringList::List(vec!["127.0.0.0/8".into(), "::1/128".into()]),
@@ -272,6 +276,12 @@ pub struct Config {
     /// The public base URL when powgate sits behind a proxy or prefix; decides
     /// whether cookies are `Secure`.
     pub(crate) public_url: Option<String>,
+    /// The site's name as visitors know it, shown on the challenge page;
+    /// unset: the page names the host it is on.
+    pub(crate) site_name: Option<String>,
+    /// Where visitors who cannot pass reach the operator (`http`, `https`
+    /// or `mailto` only: the page links to it).
+    pub(crate) contact_url: Option<String>,
     /// Challenge signing key; generated and stored in the database when unset.
     pub(crate) secret: Option<Secret>,
     /// Start-up values of the settings the admin page can change live.
@@ -641,6 +651,8 @@ impl RawConfig {
                 ));
             }
         }
+        let site_name = validate_site_name(self.site_name)?;
+        let contact_url = validate_contact_url(self.contact_url)?;
         let secret = match self.secret {
             Some(s) if s.len() < 32 => {
                 return Err(ConfigError::new(
@@ -711,6 +723,8 @@ impl RawConfig {
                 .then(|| Duration::from_secs(token_cache_secs)),
             database,
             public_url: self.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            site_name,
+            contact_url,
             secret,
             settings,
             token_purge_hours: ranged_u32(
@@ -1316,6 +1330,122 @@ mod tests {
                 assert_eq!(spec.get(&c.settings), spec.min, "{key} from the env");
                 Ok(())
             });
+        }
+    }
+}
+
+/// Longest `site_name`: a heading, not a paragraph.
+const MAX_SITE_NAME_CHARS: usize = 80;
+/// Longest `contact_url`.
+const MAX_CONTACT_URL_CHARS: usize = 2048;
+
+/// `site_name`, trimmed: 1 to [`MAX_SITE_NAME_CHARS`] characters, no
+/// control characters. The page sets it as text, never as markup.
+fn validate_site_name(name: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(name) = name else { return Ok(None) };
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_SITE_NAME_CHARS {
+        return Err(ConfigError::new(
+            "site_name",
+            format!("must be 1 to {MAX_SITE_NAME_CHARS} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            "site_name",
+            "must not contain control characters",
+        ));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+/// `contact_url`: an `http://`, `https://` or `mailto:` URL without spaces
+/// or control characters. Any other scheme (`javascript:` above all) would
+/// put the operator's link to work against visitors.
+fn validate_contact_url(url: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(url) = url else { return Ok(None) };
+    let url = url.trim();
+    let lower = url.to_ascii_lowercase();
+    let scheme_ok = ["http://", "https://", "mailto:"]
+        .iter()
+        .any(|s| lower.starts_with(s) && lower.len() > s.len());
+    if !scheme_ok {
+        return Err(ConfigError::new(
+            "contact_url",
+            format!("{url:?} must be an http://, https:// or mailto: URL"),
+        ));
+    }
+    if url.chars().count() > MAX_CONTACT_URL_CHARS
+        || url.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(ConfigError::new(
+            "contact_url",
+            format!(
+                "must be at most {MAX_CONTACT_URL_CHARS} characters, without spaces or control characters"
+            ),
+        ));
+    }
+    Ok(Some(url.to_owned()))
+}
+
+#[cfg(test)]
+mod contact_tests {
+    use super::*;
+
+    /// A `javascript:` (or `data:`) contact link would run script in the
+    /// visitor's page at a click; only web and mail links are accepted.
+    #[test]
+    fn a_contact_url_other_than_http_https_or_mailto_is_refused() {
+        for url in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "ftp://example.com/",
+            "//example.com/help",
+            "https://",
+            "https://example.com/a b",
+            "mailto:ops@example.com\nBcc:x@example.com",
+        ] {
+            let raw = RawConfig {
+                contact_url: Some(url.into()),
+                ..RawConfig::default()
+            };
+            let e = raw.validate().unwrap_err().to_string();
+            assert!(e.contains("POW_CONTACT_URL"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_contact_url_over_http_https_or_mailto_is_kept() {
+        for url in [
+            "https://example.com/contact",
+            "http://example.com/",
+            "mailto:ops@example.com",
+        ] {
+            let raw = RawConfig {
+                contact_url: Some(format!(" {url} ")),
+                ..RawConfig::default()
+            };
+            assert_eq!(raw.validate().unwrap().contact_url.as_deref(), Some(url));
+        }
+    }
+
+    #[test]
+    fn a_site_name_is_trimmed_and_bounded() {
+        let named = |name: &str| {
+            RawConfig {
+                site_name: Some(name.into()),
+                ..RawConfig::default()
+            }
+            .validate()
+        };
+        assert_eq!(
+            named("  Example Shop ").unwrap().site_name.as_deref(),
+            Some("Example Shop")
+        );
+        for bad in ["", "   ", "a\u{7}b", &"x".repeat(81)] {
+            let e = named(bad).unwrap_err().to_string();
+            assert!(e.contains("POW_SITE_NAME"), "{bad:?}: {e}");
         }
     }
 }

@@ -82,6 +82,18 @@ impl Stats {
     ) -> Vec<ClassEstimate> {
         self.solves.estimates(now, d, params, timeout_secs)
     }
+
+    /// The estimate of one class, [`DeviceClass::Other`] included.
+    pub(crate) fn estimate(
+        &self,
+        now: i64,
+        class: DeviceClass,
+        d: Difficulty,
+        params: Argon2Params,
+        timeout_secs: f64,
+    ) -> ClassEstimate {
+        self.solves.estimate(now, class, d, params, timeout_secs)
+    }
 }
 
 #[cfg(test)]

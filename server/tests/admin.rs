@@ -924,3 +924,65 @@ fn settings_answer_ranges_and_values_come_from_the_table_the_form_is_drawn_from(
     let (status, _) = bearer(&app, "DELETE", "/api/admin/settings", None);
     assert_eq!(status, 200);
 }
+
+/// Issue 19: the operator could find a token only by paging through the
+/// list. A full token pasted into the search finds its row by its hash; it
+/// travels in a POST body, so no access log gets it, and the answer never
+/// contains it. An unknown token is a 404, a malformed one a 400, both JSON.
+#[test]
+fn a_full_token_finds_its_row_and_unknown_or_malformed_ones_do_not() {
+    let app = app();
+    let token = app.obtain_token(IP);
+    let _other = app.obtain_token("198.51.100.30");
+    let (status, body) = bearer(
+        &app,
+        "POST",
+        "/api/admin/tokens/find",
+        Some(serde_json::json!({ "token": format!("  {token}\n") })),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token"]["ips"], serde_json::json!([IP]), "{body}");
+    assert_eq!(body["token"]["status"], "active");
+    assert!(
+        !body.to_string().contains(&token),
+        "the answer never shows the token"
+    );
+    let (_, list) = bearer(&app, "GET", "/api/admin/tokens", None);
+    let listed = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ips"] == serde_json::json!([IP]))
+        .unwrap()
+        .clone();
+    assert_eq!(body["token"]["id"], listed["id"], "the row the list shows");
+
+    let unknown = "0b0c3a8e-7d7b-4c1e-9a55-2f3b6c1d0e9f";
+    let (status, body) = bearer(
+        &app,
+        "POST",
+        "/api/admin/tokens/find",
+        Some(serde_json::json!({ "token": unknown })),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    for bad in [
+        serde_json::json!({ "token": "abc" }),
+        serde_json::json!({ "token": 5 }),
+        serde_json::json!({}),
+    ] {
+        let (status, body) = bearer(&app, "POST", "/api/admin/tokens/find", Some(bad));
+        assert_eq!(status, 400, "{body}");
+        assert!(body["message"].is_string(), "{body}");
+    }
+    let (status, _) = app.admin_call(
+        "wrong-key-0123456789abc",
+        "POST",
+        "/api/admin/tokens/find",
+        Some(serde_json::json!({ "token": token })),
+    );
+    assert_eq!(status, 401, "behind the admin key and its guessing limit");
+}

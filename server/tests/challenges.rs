@@ -4,7 +4,7 @@
 mod common;
 
 use common::{TestApp, answer, solve, ticket};
-use pow::wire::{ChallengeResponse, SolveRequest, Telemetry};
+use pow::wire::{ChallengeResponse, ReportedClass, SolveRequest, Telemetry};
 use pow::{Argon2Params, ChallengeClaims, Difficulty, Purpose};
 use powgate::client_ip::IpKey;
 
@@ -402,7 +402,7 @@ fn honest_telemetry_still_replaces_the_reference() {
                 hashes: Some(200),
                 elapsed_ms: Some(100),
                 workers: Some(1),
-                class: None,
+                class: Some(ReportedClass::Desktop),
             },
         );
     }
@@ -415,11 +415,11 @@ fn honest_telemetry_still_replaces_the_reference() {
 }
 
 /// Issue 13: an Android browser without "Chrome" in its User-Agent is a
-/// phone to the page but "Safari / iOS" to the server's rule, so its solves
-/// landed in the wrong class. The class the page reports wins; a name the
-/// server does not know falls back to the User-Agent rule.
+/// phone to the page but "Safari / iOS" to the server's User-Agent rule, so
+/// its solves landed in the wrong class. The class the page reports wins; a
+/// name the server does not know is no browser class (issue 19).
 #[test]
-fn reported_device_class_wins_and_an_unknown_one_falls_back_to_the_user_agent() {
+fn reported_device_class_wins_and_an_unknown_one_is_other() {
     let app = app();
     let android_webview = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Mobile Safari/537.36";
     let honest = |class: &str| serde_json::json!({ "hashes": 200, "elapsed_ms": 100, "workers": 1, "class": class });
@@ -437,7 +437,46 @@ fn reported_device_class_wins_and_an_unknown_one_falls_back_to_the_user_agent() 
     };
     assert_eq!(samples("phone"), 1, "{stats}");
     assert_eq!(samples("safari_ios"), 0, "{stats}");
-    assert_eq!(samples("desktop"), 1, "{stats}");
+    assert_eq!(samples("desktop"), 0, "{stats}");
+    assert_eq!(stats["other_clients"]["samples"], 1, "{stats}");
+}
+
+/// Issue 19: `powgate solve` (User-Agent `ureq/…`, no class in its
+/// telemetry) counted as a desktop, so one CLI solve moved the desktop
+/// estimate from 166 to 623 H/s, and a bot farm would make the operator
+/// underestimate what visitors wait. Non-browser solves, even ones that
+/// claim a browser class, are counted apart and move no browser estimate,
+/// nor the phone rate adaptive difficulty reads, nor the visitors' times.
+#[test]
+fn cli_solves_do_not_move_the_desktop_or_phone_estimates() {
+    let app = app();
+    let before = device_classes(&app);
+    for n in 0..6 {
+        for (ua, class) in [
+            ("ureq/3.1.2", None),
+            ("curl/8.5.0", Some(ReportedClass::Desktop)),
+            ("python-requests/2.31", Some(ReportedClass::Phone)),
+        ] {
+            solve_reporting_from(
+                &app,
+                &format!("198.51.{n}.30"),
+                ua,
+                Telemetry {
+                    hashes: Some(200),
+                    elapsed_ms: Some(100),
+                    workers: Some(8),
+                    class,
+                },
+            );
+        }
+    }
+    let after = device_classes(&app);
+    assert_eq!(after["device_classes"], before["device_classes"], "{after}");
+    assert_eq!(after["solve_time"]["samples"], 0, "{after}");
+    let other = &after["other_clients"];
+    assert_eq!(other["source"], "measured", "{other}");
+    assert_eq!(other["samples"], 6, "{other}");
+    assert_eq!(other["hash_rate"], 2000.0, "{other}");
 }
 
 #[test]
@@ -451,7 +490,7 @@ fn one_network_cannot_supply_the_measured_rate_alone() {
                 hashes: Some(200),
                 elapsed_ms: Some(100),
                 workers: Some(1),
-                class: None,
+                class: Some(ReportedClass::Desktop),
             },
         );
     }

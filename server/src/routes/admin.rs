@@ -27,8 +27,9 @@ use crate::routes::extract::{ClientIp, JsonBody, PathParams, QueryParams};
 use crate::routes::pages;
 use crate::settings::{Persist, SPECS, SettingSpec, Settings};
 use crate::state::AppState;
-use crate::stats::{ClassEstimate, Counts, SolveTimes, Timeline};
-use crate::token_store::{RevokeScope, RevokedById, TokenState};
+use crate::stats::{ClassEstimate, Counts, DeviceClass, SolveTimes, Timeline};
+use crate::token::PlainToken;
+use crate::token_store::{RevokeScope, RevokedById, TokenRecord, TokenState};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -49,6 +50,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/admin/stats", get(stats))
         .route("/api/admin/difficulty", get(difficulty))
         .route("/api/admin/tokens", get(list_tokens))
+        .route("/api/admin/tokens/find", post(find_token))
         .route("/api/admin/tokens/expire-all", post(expire_all))
         .route("/api/admin/tokens/revoke", post(revoke_many))
         .route("/api/admin/tokens/{id}/revoke", post(revoke))
@@ -325,7 +327,11 @@ struct StatsView {
     solve_time: SolveTimes,
     timeline: Timeline,
     timeline_minutes: Timeline,
+    /// The browser classes: what visitors wait.
     device_classes: Vec<ClassEstimate>,
+    /// `powgate solve` and other non-browser clients, kept out of
+    /// `device_classes` and `solve_time`.
+    other_clients: ClassEstimate,
 }
 
 async fn stats(State(state): State<AppState>, _admin: Admin) -> Result<Json<StatsView>> {
@@ -334,10 +340,18 @@ async fn stats(State(state): State<AppState>, _admin: Admin) -> Result<Json<Stat
     let active_tokens = state.tokens.count_active(now).await?;
     let timeout = u64::from(s.challenge_timeout_minutes) * 60;
     #[allow(clippy::cast_precision_loss)]
+    let timeout_secs = timeout as f64;
     let device_classes =
         state
             .stats
-            .estimates(now, s.difficulty, state.config.argon2, timeout as f64);
+            .estimates(now, s.difficulty, state.config.argon2, timeout_secs);
+    let other_clients = state.stats.estimate(
+        now,
+        DeviceClass::Other,
+        s.difficulty,
+        state.config.argon2,
+        timeout_secs,
+    );
     Ok(Json(StatsView {
         difficulty: s.difficulty.get(),
         challenge_timeout_seconds: timeout,
@@ -347,6 +361,7 @@ async fn stats(State(state): State<AppState>, _admin: Admin) -> Result<Json<Stat
         timeline: state.stats.timeline(now, 3600, 24),
         timeline_minutes: state.stats.timeline(now, 60, 60),
         device_classes,
+        other_clients,
     }))
 }
 
@@ -430,6 +445,29 @@ struct TokenView {
     requests_per_minute: u64,
 }
 
+impl TokenView {
+    /// How the admin sees `r` at `now`: one rule for the list and the search.
+    fn of(state: &AppState, r: TokenRecord, now: i64) -> Self {
+        let budget = state.settings.get().token_requests_total;
+        let usage = state.token_usage.view(&r);
+        let status = match r.state(now, state.config.refresh_window_secs()) {
+            TokenState::Active if usage.exhausts(budget) => "exhausted",
+            s => s.label(),
+        };
+        Self {
+            id: r.id,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            status,
+            refresh_count: r.refresh_count,
+            requests_used: usage.used,
+            requests_total: budget,
+            requests_per_minute: usage.recent_per_minute,
+            ips: r.ips,
+        }
+    }
+}
+
 async fn list_tokens(
     State(state): State<AppState>,
     _admin: Admin,
@@ -445,32 +483,45 @@ async fn list_tokens(
         (p.page - 1).saturating_mul(u64::from(p.per_page)),
     );
     let (rows, total) = state.tokens.list(per_page, offset).await?;
-    let (now, window) = (state.now(), state.config.refresh_window_secs());
-    let budget = state.settings.get().token_requests_total;
+    let now = state.now();
     let tokens: Vec<TokenView> = rows
         .into_iter()
-        .map(|r| {
-            let usage = state.token_usage.view(&r);
-            let status = match r.state(now, window) {
-                TokenState::Active if usage.exhausts(budget) => "exhausted",
-                s => s.label(),
-            };
-            TokenView {
-                id: r.id,
-                created_at: r.created_at,
-                expires_at: r.expires_at,
-                status,
-                refresh_count: r.refresh_count,
-                requests_used: usage.used,
-                requests_total: budget,
-                requests_per_minute: usage.recent_per_minute,
-                ips: r.ips,
-            }
-        })
+        .map(|r| TokenView::of(&state, r, now))
         .collect();
     Ok(Json(
         serde_json::json!({ "tokens": tokens, "page": p.page, "per_page": p.per_page, "total": total }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindToken {
+    token: String,
+}
+
+impl std::fmt::Debug for FindToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FindToken(***)")
+    }
+}
+
+/// `POST /api/admin/tokens/find` `{"token": …}`: the row of a full token a
+/// visitor or a log handed the operator. POST, so the token stays out of
+/// access logs; only its hash is looked up, and it is never logged.
+async fn find_token(
+    State(state): State<AppState>,
+    _admin: Admin,
+    JsonBody(body): JsonBody<FindToken>,
+) -> Result<Json<serde_json::Value>> {
+    let token = PlainToken::parse(body.token.trim())
+        .map_err(|e| ApiError::BadRequest(format!("{e}: paste the whole token")))?;
+    let Some(rec) = state.tokens.lookup(token.hashed()).await? else {
+        return Err(ApiError::NotFound(
+            "no token matches; it may have been purged after expiring".into(),
+        ));
+    };
+    let view = TokenView::of(&state, TokenRecord::clone(&rec), state.now());
+    Ok(Json(serde_json::json!({ "token": view })))
 }
 
 async fn revoke(

@@ -5,6 +5,7 @@ pub(crate) mod challenge;
 pub(crate) mod extract;
 pub(crate) mod health;
 pub(crate) mod metrics;
+pub(crate) mod nojs;
 pub(crate) mod pages;
 pub(crate) mod solve;
 pub(crate) mod verify;

@@ -14,7 +14,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::routes::extract::PathParams;
+use crate::routes::extract::{ClientIp, PathParams};
+use crate::routes::nojs;
 use crate::state::AppState;
 
 mod embedded {
@@ -41,12 +42,51 @@ pub(crate) fn find(path: &str) -> Option<(&'static str, &'static str, &'static [
         .map(|(_, mime, etag, bytes)| (*mime, *etag, *bytes))
 }
 
-async fn index(headers: HeaderMap) -> Response {
-    serve("index.html", &headers)
+async fn index(
+    State(state): State<AppState>,
+    client: ClientIp,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    challenge_page(&state, &client, &uri, &headers)
 }
 
-async fn asset(PathParams(path): PathParams<String>, headers: HeaderMap) -> Response {
+async fn asset(
+    State(state): State<AppState>,
+    client: ClientIp,
+    uri: axum::http::Uri,
+    PathParams(path): PathParams<String>,
+    headers: HeaderMap,
+) -> Response {
+    if path == "index.html" {
+        return challenge_page(&state, &client, &uri, &headers);
+    }
     serve(&path, &headers)
+}
+
+/// The challenge page, its no-JavaScript form filled in for this request
+/// (see [`nojs`]). It differs by `?redir=`, so it has no ETag.
+fn challenge_page(
+    state: &AppState,
+    client: &ClientIp,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Response {
+    let Some((mime, _, bytes)) = find("index.html") else {
+        return ApiError::NotFound("no such page: /index.html".into()).into_response();
+    };
+    let page_url = nojs::page_url(&state.config, headers, uri.path(), client.via_trusted_proxy);
+    let html = nojs::fill_page(
+        &String::from_utf8_lossy(bytes),
+        &page_url,
+        &nojs::redir_param(uri.query()),
+    );
+    let mut resp = html.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    add_security_headers(h);
+    resp
 }
 
 /// Serves an embedded file, honouring `If-None-Match`.
@@ -70,23 +110,33 @@ pub(crate) fn serve(path: &str, headers: &HeaderMap) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
     h.insert(header::ETAG, HeaderValue::from_static(etag));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if mime.starts_with("text/html") || mime.starts_with("text/javascript") {
+        add_security_headers(h);
+    } else {
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+    }
+    resp
+}
+
+/// nosniff, the CSP and the referrer policy of pages and scripts. Workers
+/// follow their own script's policy, not the page's, so scripts carry one
+/// too: a worker may then load only same-origin code and wasm.
+fn add_security_headers(h: &mut HeaderMap) {
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    // Workers follow their own script's policy, not the page's, so scripts
-    // carry one too: a worker may then load only same-origin code and wasm.
-    if mime.starts_with("text/html") || mime.starts_with("text/javascript") {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        );
-        h.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        );
-    }
-    resp
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
 }
 
 #[derive(Debug, Serialize)]
@@ -94,12 +144,18 @@ struct PageConfig {
     /// Hosts besides the page's own that `?redir=` may lead to.
     redirect_domains: Vec<String>,
     public_url: Option<String>,
+    /// The operator's name for the site, shown as the page's heading.
+    site_name: Option<String>,
+    /// Where visitors reach the operator (http, https or mailto).
+    contact_url: Option<String>,
 }
 
 async fn page_config(State(state): State<AppState>) -> Json<PageConfig> {
     Json(PageConfig {
         redirect_domains: state.config.redirect_domains.clone(),
         public_url: state.config.public_url.clone(),
+        site_name: state.config.site_name.clone(),
+        contact_url: state.config.contact_url.clone(),
     })
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use pow::wire::{SolveRequest, SolveResponse, Telemetry};
@@ -33,6 +33,7 @@ use crate::gate::{Decision, judge_token};
 use crate::origin::{self, RequestOrigin};
 use crate::redirect::safe_redirect;
 use crate::routes::extract::{ClientIp, FormBody, JsonBody};
+use crate::routes::nojs;
 use crate::state::AppState;
 use crate::stats::{DeviceClass, SolveReport};
 use crate::token::PlainToken;
@@ -373,8 +374,7 @@ fn record_success(
     } else if telemetry.is_some() {
         tracing::debug!(?telemetry, "implausible solve telemetry dropped");
     }
-    let class =
-        DeviceClass::reported_or_from_user_agent(telemetry.and_then(|t| t.class), user_agent);
+    let class = DeviceClass::of_solve(telemetry.and_then(|t| t.class), user_agent);
     state
         .stats
         .record_solved(now, class, client.key.network(), report);
@@ -441,17 +441,39 @@ async fn paste_token(
             }
             _ => "That is not a valid token. Run powgate solve and paste the line it prints.",
         };
-        return Ok((
+        // Back to the page with the same return address, to paste again.
+        let back = if form.redir.is_empty() {
+            "../".to_owned()
+        } else {
+            let redir: String = percent_encoding::utf8_percent_encode(
+                &form.redir,
+                percent_encoding::NON_ALPHANUMERIC,
+            )
+            .collect();
+            format!("../?redir={redir}")
+        };
+        return Ok(nojs::result_page(
             decision.status_code(),
-            Html(format!(
-                "<!doctype html><title>powgate</title><p>{msg}</p><p><a href=\"../\">Back</a></p>"
-            )),
-        )
-            .into_response());
+            "That token did not work",
+            msg,
+            (&back, "Back to the check"),
+        ));
     }
-    let target = redirect_target(&state, &headers, &form.redir).unwrap_or_else(|| "../".to_owned());
-    let mut resp = Redirect::to(&target).into_response();
-    *resp.status_mut() = StatusCode::SEE_OTHER;
+    // With a return address the server accepts, straight there; else a
+    // page that says it worked (the challenge page again would not).
+    let mut resp = match redirect_target(&state, &headers, &form.redir) {
+        Some(target) => {
+            let mut resp = Redirect::to(&target).into_response();
+            *resp.status_mut() = StatusCode::SEE_OTHER;
+            resp
+        }
+        None => nojs::result_page(
+            StatusCode::OK,
+            "You can continue",
+            "Your token works: this browser will be let through. Go back to the page you wanted, or to the site's home page.",
+            ("/", "Go to the home page"),
+        ),
+    };
     set_cookie(&state, &mut resp, token, state.settings.get().token_hours);
     Ok(resp)
 }

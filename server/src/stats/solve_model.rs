@@ -35,50 +35,50 @@ const MAX_RATE_OVER_DESKTOP: f64 = 100.0;
 /// that claims few hashes over a long wait, to make the page look slow.
 const MIN_RATE_UNDER_PHONE: f64 = 20.0;
 
-/// The kind of device a client is: the class it reports, else its
-/// User-Agent's (see [`DeviceClass::reported_or_from_user_agent`]).
+/// The kind of device a client is, as the solve it reported shows (see
+/// [`DeviceClass::of_solve`]). The three browser classes make the visitors'
+/// estimates; [`DeviceClass::Other`] is kept apart from them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum DeviceClass {
     Desktop,
     Phone,
     SafariIos,
+    /// `powgate solve`, scripts and any other client that is not the
+    /// challenge page in a browser. A CLI on a server hashes many times
+    /// faster than a visitor's browser, so counting it as a desktop made
+    /// the operator underestimate the waits real visitors have.
+    Other,
 }
 
 impl DeviceClass {
-    pub(crate) const ALL: [Self; 3] = [Self::Desktop, Self::Phone, Self::SafariIos];
+    /// The classes whose estimates speak for visitors.
+    pub(crate) const BROWSERS: [Self; 3] = [Self::Desktop, Self::Phone, Self::SafariIos];
 
-    /// The fallback for clients that do not report their class. Every iOS
-    /// browser is WebKit, and desktop Safari shares its limits.
-    pub(crate) fn from_user_agent(ua: &str) -> Self {
-        let ios = ua.contains("iPhone") || ua.contains("iPad") || ua.contains("iPod");
-        let safari = ua.contains("Safari")
-            && ua.contains("AppleWebKit")
-            && !(ua.contains("Chrome")
-                || ua.contains("Chromium")
-                || ua.contains("Edg/")
-                || ua.contains("OPR/"));
-        if ios || safari {
-            Self::SafariIos
-        } else if ua.contains("Mobile") || ua.contains("Android") {
-            Self::Phone
-        } else {
-            Self::Desktop
+    /// The one rule that files a solve: the class the challenge page
+    /// reports in its telemetry, when the client is a browser. The page
+    /// knows more than the header (an iPad in desktop mode claims to be a
+    /// Mac), and a class that is a lie only moves that class's estimate,
+    /// which takes one rate per network anyway. A solve without a browser
+    /// class, or from a client that does not present itself as a browser
+    /// (`ureq/…` from `powgate solve`, `curl/…`, `python-requests/…`), is
+    /// [`DeviceClass::Other`].
+    pub(crate) fn of_solve(reported: Option<ReportedClass>, user_agent: &str) -> Self {
+        // Every browser's User-Agent starts with this token, for history's
+        // sake; HTTP libraries name themselves instead.
+        if !user_agent.starts_with("Mozilla/") {
+            return Self::Other;
         }
-    }
-
-    /// The class a client says it sized its search for, when it names a
-    /// known one; else the class its User-Agent suggests. The page knows
-    /// more than the header (an iPad in desktop mode claims to be a Mac),
-    /// and a class that is a lie only moves that class's estimate, which
-    /// takes one rate per network anyway.
-    pub(crate) fn reported_or_from_user_agent(reported: Option<ReportedClass>, ua: &str) -> Self {
         match reported {
             Some(ReportedClass::Desktop) => Self::Desktop,
             Some(ReportedClass::Phone) => Self::Phone,
             Some(ReportedClass::SafariIos) => Self::SafariIos,
-            Some(ReportedClass::Unknown) | None => Self::from_user_agent(ua),
+            Some(ReportedClass::Unknown) | None => Self::Other,
         }
+    }
+
+    pub(crate) fn is_browser(self) -> bool {
+        self != Self::Other
     }
 
     pub(crate) fn label(self) -> &'static str {
@@ -86,14 +86,16 @@ impl DeviceClass {
             Self::Desktop => "Desktop",
             Self::Phone => "Phone",
             Self::SafariIos => "Safari / iOS",
+            Self::Other => "Command line and other non-browser clients",
         }
     }
 
     /// Whole-device hashes per second at the default parameters (t=8,
-    /// m=64 MiB): a 4-core desktop, a 2019 Android phone, an iPhone 13 Pro.
+    /// m=64 MiB): a 4-core desktop, a 2019 Android phone, an iPhone 13 Pro;
+    /// a command-line client is taken to run on a desktop until measured.
     fn reference_rate_at_defaults(self) -> f64 {
         match self {
-            Self::Desktop => 12.0,
+            Self::Desktop | Self::Other => 12.0,
             Self::Phone => 3.7,
             Self::SafariIos => 4.3,
         }
@@ -271,7 +273,7 @@ impl SolveModel {
         let mut ms: Vec<u64> = self.with(|samples| {
             samples
                 .iter()
-                .filter(|x| x.at > now - 86_400)
+                .filter(|x| x.at > now - 86_400 && x.class.is_browser())
                 .map(|x| x.elapsed_ms)
                 .collect()
         });
@@ -341,8 +343,8 @@ impl SolveModel {
         }
     }
 
-    /// Expected solve times per device class, from the median measured rate
-    /// when there are enough samples, else the reference rate.
+    /// Expected solve times per browser class, from the median measured
+    /// rate when there are enough samples, else the reference rate.
     pub(crate) fn estimates(
         &self,
         now: i64,
@@ -350,27 +352,37 @@ impl SolveModel {
         params: Argon2Params,
         timeout_secs: f64,
     ) -> Vec<ClassEstimate> {
-        DeviceClass::ALL
+        DeviceClass::BROWSERS
             .iter()
-            .map(|class| {
-                let ClassRate {
-                    rate,
-                    source,
-                    samples,
-                } = self.rate(now, *class, params);
-                let (mean, p95) = expected_times(d, rate);
-                ClassEstimate {
-                    class: *class,
-                    label: class.label(),
-                    hash_rate: rate,
-                    source,
-                    samples,
-                    mean_seconds: mean,
-                    p95_seconds: p95,
-                    exceeds_timeout: p95 > timeout_secs,
-                }
-            })
+            .map(|class| self.estimate(now, *class, d, params, timeout_secs))
             .collect()
+    }
+
+    /// Expected solve time of one class.
+    pub(crate) fn estimate(
+        &self,
+        now: i64,
+        class: DeviceClass,
+        d: Difficulty,
+        params: Argon2Params,
+        timeout_secs: f64,
+    ) -> ClassEstimate {
+        let ClassRate {
+            rate,
+            source,
+            samples,
+        } = self.rate(now, class, params);
+        let (mean, p95) = expected_times(d, rate);
+        ClassEstimate {
+            class,
+            label: class.label(),
+            hash_rate: rate,
+            source,
+            samples,
+            mean_seconds: mean,
+            p95_seconds: p95,
+            exceeds_timeout: p95 > timeout_secs,
+        }
     }
 }
 
@@ -379,30 +391,14 @@ mod tests {
     use super::*;
     use crate::client_ip::IpKey;
 
+    /// Issue 13: an Android browser without "Chrome" in its User-Agent is a
+    /// phone to the page, so the class the page reports wins over anything
+    /// the header suggests.
     #[test]
-    fn user_agents_map_to_classes() {
-        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/120.0 Mobile/15E148 Safari/604.1";
-        let android = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36";
-        let mac_safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15";
-        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
-        assert_eq!(DeviceClass::from_user_agent(iphone), DeviceClass::SafariIos);
-        assert_eq!(DeviceClass::from_user_agent(android), DeviceClass::Phone);
-        assert_eq!(
-            DeviceClass::from_user_agent(mac_safari),
-            DeviceClass::SafariIos
-        );
-        assert_eq!(DeviceClass::from_user_agent(chrome), DeviceClass::Desktop);
-    }
-
-    /// Issue 13: the page sizes its workers for its own class, and an
-    /// Android browser without "Chrome" in its User-Agent is a phone to the
-    /// page but "Safari / iOS" to the server's rule. The class the page
-    /// reports wins; a name the server does not know falls back to the rule.
-    #[test]
-    fn reported_class_wins_over_the_user_agent_and_unknown_falls_back() {
+    fn a_browser_is_filed_under_the_class_its_page_reports() {
         let android_webview = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Mobile Safari/537.36";
         let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
-        let class = DeviceClass::reported_or_from_user_agent;
+        let class = DeviceClass::of_solve;
         assert_eq!(
             class(Some(ReportedClass::Phone), android_webview),
             DeviceClass::Phone
@@ -415,11 +411,71 @@ mod tests {
             class(Some(ReportedClass::Desktop), android_webview),
             DeviceClass::Desktop
         );
+    }
+
+    /// Issue 19: `powgate solve` (User-Agent `ureq/…`, no class) counted as
+    /// a desktop, and one CLI solve moved the desktop estimate from 166 to
+    /// 623 H/s. Whatever it claims, a non-browser is `Other`; so is a
+    /// browser whose telemetry names no class the page knows.
+    #[test]
+    fn non_browser_clients_and_classless_solves_are_other() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+        let class = DeviceClass::of_solve;
+        for ua in ["ureq/3.1.2", "curl/8.5.0", "python-requests/2.31", ""] {
+            assert_eq!(class(None, ua), DeviceClass::Other, "{ua}");
+            assert_eq!(
+                class(Some(ReportedClass::Desktop), ua),
+                DeviceClass::Other,
+                "{ua}"
+            );
+            assert_eq!(
+                class(Some(ReportedClass::Phone), ua),
+                DeviceClass::Other,
+                "{ua}"
+            );
+        }
+        assert_eq!(class(None, chrome), DeviceClass::Other);
         assert_eq!(
-            class(Some(ReportedClass::Unknown), android_webview),
-            DeviceClass::from_user_agent(android_webview)
+            class(Some(ReportedClass::Unknown), chrome),
+            DeviceClass::Other
         );
-        assert_eq!(class(None, chrome), DeviceClass::Desktop);
+    }
+
+    /// The same bug seen from the model: samples filed as `Other` stay out
+    /// of every browser estimate, the phone rate adaptive difficulty reads,
+    /// and the visitors' solve times.
+    #[test]
+    fn other_clients_do_not_move_the_browser_estimates() {
+        let s = SolveModel::default();
+        let now = 1_000_000;
+        let d = Difficulty::new(100).unwrap();
+        let fast = SolveReport::vet(
+            Telemetry {
+                hashes: Some(1000),
+                elapsed_ms: Some(10_000),
+                workers: Some(64),
+                class: None,
+            },
+            d,
+            Argon2Params::DEFAULT,
+            10,
+        )
+        .unwrap();
+        let net = |i: usize| IpKey::of(format!("198.51.{i}.7").parse().unwrap()).network();
+        for i in 0..2 * MIN_SAMPLES {
+            s.record(now, DeviceClass::Other, net(i), fast);
+        }
+        for e in s.estimates(now, d, Argon2Params::DEFAULT, 1800.0) {
+            assert_eq!((e.source, e.samples), ("reference", 0), "{e:?}");
+        }
+        assert_eq!(
+            s.rate(now, DeviceClass::Phone, Argon2Params::DEFAULT)
+                .source,
+            "reference"
+        );
+        assert_eq!(s.solve_times(now).samples, 0);
+        let other = s.estimate(now, DeviceClass::Other, d, Argon2Params::DEFAULT, 1800.0);
+        assert_eq!((other.source, other.hash_rate), ("measured", 100.0));
     }
 
     /// What the admin page's estimate promises before any client reported:
