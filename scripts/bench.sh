@@ -43,6 +43,11 @@
 #       p99 over BENCH_TCP_COUNT connections one after another; and the
 #       rate of a BENCH_STREAM_MIB stream echoed through the gate and
 #       directly. Rounds alternate gate / direct; medians are compared.
+#       As in (e), with BENCH_PIN=1 the gate runs alone on CPU 0 and the
+#       echo service and the client share the others, in the direct rounds
+#       too: unpinned on 2 CPUs, the gate's own copies compete with the
+#       client's and the echo's for the same cores, and the ratio measures
+#       the machine's CPU count more than the gate.
 #
 # Installs what it needs when missing (oha with cargo, Debian's argon2 CLI,
 # jq), builds the release binaries, starts its own powgate on a temporary
@@ -745,8 +750,14 @@ fi
 # --- (f) the TCP gate ----------------------------------------------------------------
 if want f; then
     say "(f) starting the echo service on port $echo_port and powgate tcp on port $tcp_port"
-    commands+=("(f upstream) target/release/examples/tcp_bench echo --listen 127.0.0.1:$echo_port")
-    "$tcp_bench" echo --listen "127.0.0.1:$echo_port" &
+    commands+=("(f upstream) ${side_pin[*]:+${side_pin[*]} }target/release/examples/tcp_bench echo --listen 127.0.0.1:$echo_port")
+    gate_pin=()
+    side_pin=()
+    if [[ ${BENCH_PIN:-1} == 1 ]] && (($(nproc) >= 2)) && command -v taskset >/dev/null; then
+        gate_pin=(taskset -c 0)
+        side_pin=(taskset -c "1-$(($(nproc) - 1))")
+    fi
+    "${side_pin[@]}" "$tcp_bench" echo --listen "127.0.0.1:$echo_port" &
     echo_pid=$!
     bg_pids+=("$echo_pid")
     # The token of the other parts, from the same database; its budgets as
@@ -754,9 +765,9 @@ if want f; then
     # every connection is greeted with a challenge it does not answer.
     tcp_env=(POW_TOKEN_REQUESTS_PER_MINUTE=1000000 POW_TOKEN_REQUESTS_TOTAL=1000000000
         POW_RATE_CHALLENGES_PER_MINUTE=0 POW_MAX_OPEN_CHALLENGES_PER_IP=0 POW_MAX_OPEN_CHALLENGES_PER_NETWORK=0)
-    commands+=("(f gate) ${tcp_env[*]} POW_DATABASE=<tmp> target/release/powgate tcp --listen 127.0.0.1:$tcp_port --upstream 127.0.0.1:$echo_port")
+    commands+=("(f gate) ${tcp_env[*]} POW_DATABASE=<tmp> ${gate_pin[*]:+${gate_pin[*]} }target/release/powgate tcp --listen 127.0.0.1:$tcp_port --upstream 127.0.0.1:$echo_port")
     (cd "$tmp" && exec env POW_DATABASE="$tmp/bench.db" RUST_LOG=warn "${tcp_env[@]}" \
-        "$bin" tcp --listen "127.0.0.1:$tcp_port" --upstream "127.0.0.1:$echo_port") 2>>"$tmp/tcp.log" &
+        "${gate_pin[@]}" "$bin" tcp --listen "127.0.0.1:$tcp_port" --upstream "127.0.0.1:$echo_port") 2>>"$tmp/tcp.log" &
     gate_pid=$!
     bg_pids+=("$gate_pid")
     for _ in $(seq 100); do
@@ -770,18 +781,18 @@ if want f; then
         tail -n 20 "$tmp/tcp.log" >&2
         exit 1
     fi
-    commands+=("target/release/examples/tcp_bench latency --addr $gate_addr --token \$TOKEN --count $tcp_count   # and --addr $echo_addr without --token")
-    commands+=("target/release/examples/tcp_bench throughput --addr $gate_addr --token \$TOKEN --mib $stream_mib   # and --addr $echo_addr without --token")
+    commands+=("${side_pin[*]:+${side_pin[*]} }target/release/examples/tcp_bench latency --addr $gate_addr --token \$TOKEN --count $tcp_count   # and --addr $echo_addr without --token")
+    commands+=("${side_pin[*]:+${side_pin[*]} }target/release/examples/tcp_bench throughput --addr $gate_addr --token \$TOKEN --mib $stream_mib   # and --addr $echo_addr without --token")
     say "(f) connect to first echoed byte, $rounds rounds of $tcp_count connections; then a $stream_mib MiB stream, $rounds rounds; gate / direct alternating"
     f_p50_gate=(); f_p99_gate=(); f_p50_direct=(); f_p99_direct=()
     f_rate_gate=(); f_rate_direct=()
     for r in $(seq "$rounds"); do
-        read -r p50 p99 < <("$tcp_bench" latency --addr "$gate_addr" --token "$token" --count "$tcp_count")
+        read -r p50 p99 < <("${side_pin[@]}" "$tcp_bench" latency --addr "$gate_addr" --token "$token" --count "$tcp_count")
         f_p50_gate+=("$p50"); f_p99_gate+=("$p99")
-        read -r p50 p99 < <("$tcp_bench" latency --addr "$echo_addr" --count "$tcp_count")
+        read -r p50 p99 < <("${side_pin[@]}" "$tcp_bench" latency --addr "$echo_addr" --count "$tcp_count")
         f_p50_direct+=("$p50"); f_p99_direct+=("$p99")
-        f_rate_gate+=("$("$tcp_bench" throughput --addr "$gate_addr" --token "$token" --mib "$stream_mib")")
-        f_rate_direct+=("$("$tcp_bench" throughput --addr "$echo_addr" --mib "$stream_mib")")
+        f_rate_gate+=("$("${side_pin[@]}" "$tcp_bench" throughput --addr "$gate_addr" --token "$token" --mib "$stream_mib")")
+        f_rate_direct+=("$("${side_pin[@]}" "$tcp_bench" throughput --addr "$echo_addr" --mib "$stream_mib")")
         say "  round $r: p50 gate ${f_p50_gate[-1]} / direct ${f_p50_direct[-1]} ms, p99 ${f_p99_gate[-1]} / ${f_p99_direct[-1]} ms; stream ${f_rate_gate[-1]} / ${f_rate_direct[-1]} MiB/s"
     done
     kill "$gate_pid" "$echo_pid" 2>/dev/null || true
