@@ -12,6 +12,10 @@
 // machine drifted. The multi-thread native runs are for reference only: they
 // show what the machine itself does with that many concurrent hashes (shared
 // L3 cache and memory bandwidth, no idle core left), browser aside.
+// Inside that bracket, native runs once more on each side with transparent
+// huge pages off (bench_native --small-pages): the page size a browser's
+// wasm memory gets, so the report separates what 4 KiB pages cost from what
+// each engine costs. The target stays against native as it runs.
 //
 // The wasm solver is the one powgate really serves. The bench page and its
 // worker are not part of powgate: a tap in front of powgate (lib/tap.mjs)
@@ -172,11 +176,15 @@ async function cpuModel() {
   }
 }
 
-/** Runs the native example on `threads` threads at once and returns its key=value figures. */
-function runNative(label, threads = 1) {
-  log(`${label}: native, ${threads === 1 ? 'one thread' : `${threads} threads at once`}, ${config.seconds} s`);
+/**
+ * Runs the native example on `threads` threads at once (on 4 KiB pages with
+ * `smallPages`) and returns its key=value figures.
+ */
+function runNative(label, threads = 1, { smallPages = false } = {}) {
+  log(`${label}: native, ${threads === 1 ? 'one thread' : `${threads} threads at once`}${smallPages ? ', huge pages off' : ''}, ${config.seconds} s`);
   return new Promise((done, fail) => {
     const args = ['--seconds', String(config.seconds), '--warmup', String(config.warmup), '--threads', String(threads)];
+    if (smallPages) args.push('--small-pages');
     const child = spawn(config.nativeBin, args, {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -206,6 +214,8 @@ function runNative(label, threads = 1) {
         hashes: figures.native_hashes,
         seconds: figures.native_seconds,
         medianMs: figures.native_median_ms,
+        // What the kernel really gave: -1 when it does not say.
+        hugePagesKib: figures.native_anon_huge_kib ?? -1,
       });
     });
   });
@@ -297,12 +307,14 @@ async function main() {
   const started = new Date();
   const load = [loadavg()[0]];
   const natives = [];
+  const smallPages = [];
   const concurrent = [];
   const wasm = [];
   const skipped = [];
   let variants;
 
   natives.push(await runNative('native (before)'));
+  smallPages.push(await runNative('native on 4 KiB pages (before)', 1, { smallPages: true }));
 
   const server = await startPowgate({
     ARGON2_TIME_COST: String(PARAMS.t_cost),
@@ -338,14 +350,20 @@ async function main() {
   for (const threads of new Set(config.workers.filter((w) => w > 1))) {
     concurrent.push(await runNative(`native (${threads} threads)`, threads));
   }
+  smallPages.push(await runNative('native on 4 KiB pages (after)', 1, { smallPages: true }));
   natives.push(await runNative('native (after)'));
   load.push(loadavg()[0]);
+  if (smallPages.some((n) => n.hugePagesKib > 0)) {
+    log('warning: a --small-pages run still held huge pages; its figures are not on 4 KiB pages');
+  }
 
   const nativeHps = natives.reduce((s, n) => s + n.hps, 0) / natives.length;
   const nativeMedianMs = natives.reduce((s, n) => s + n.medianMs, 0) / natives.length;
   const drift = Math.abs(natives[0].hps - natives[1].hps) / nativeHps;
+  const smallPagesHps = smallPages.reduce((s, n) => s + n.hps, 0) / smallPages.length;
   for (const w of wasm) {
     w.ratio = w.perWorkerHps / nativeHps;
+    w.smallPagesRatio = w.perWorkerHps / smallPagesHps;
     // The same comparison from median hash times, less moved by bursts of load.
     w.medianRatio = nativeMedianMs / w.medianMs;
     // null: no target for this build (the scalar fallback).
@@ -358,6 +376,7 @@ async function main() {
   const rows = [
     ...natives.map((n) => [n.label, '1 thread', n.hashes, fmt(n.seconds, 1), fmt(n.hps), fmt(n.hps), fmt(n.medianMs, 1), '']),
     ['native (mean)', '', '', '', fmt(nativeHps), fmt(nativeHps), fmt(nativeMedianMs, 1), '1.00x'],
+    ...smallPages.map((n) => [n.label, '1 thread', n.hashes, fmt(n.seconds, 1), fmt(n.hps), fmt(n.hps), fmt(n.medianMs, 1), `${fmt(n.hps / nativeHps, 2)}x`]),
     ...concurrent.map((n) => [
       `${n.label}, for reference`, `${n.threads} threads`, n.hashes, fmt(n.seconds, 1), fmt(n.totalHps), fmt(n.hps),
       fmt(n.medianMs, 1), `${fmt(n.hps / nativeHps, 2)}x`,
@@ -391,9 +410,10 @@ async function main() {
     engineTable(wasm, variants, config.workers),
     '',
     `native drift between its two runs: ${fmt(drift * 100, 1)}%`,
+    `native on 4 KiB pages / native: ${fmt(smallPagesHps / nativeHps, 2)}x (huge pages held: ${natives.map((n) => `${n.hugePagesKib} KiB`).join(', ')}; with them off: ${smallPages.map((n) => `${n.hugePagesKib} KiB`).join(', ')})`,
     ...concurrent.map((n) => `native per thread with ${n.threads} threads at once / one thread alone: ${fmt(n.hps / nativeHps, 2)}x (reference, not a target)`),
     ...wasm.map((w) => `${label(w)} per worker / native, ${w.workers} worker${w.workers > 1 ? 's' : ''}: ${fmt(w.ratio, 2)}x`
-      + ` (by median hash time ${fmt(w.medianRatio, 2)}x); `
+      + ` (by median hash time ${fmt(w.medianRatio, 2)}x; / native on 4 KiB pages ${fmt(w.smallPagesRatio, 2)}x); `
       + (w.targetMet === null ? 'no target (scalar fallback)' : `target >= ${TARGET_RATIO}x ${w.targetMet ? 'met' : 'NOT met'}`)),
     ...(targeted.length
       ? [...new Set(targeted.map((w) => w.engine))].map((engine) => {
@@ -427,6 +447,8 @@ async function main() {
       median_ms: nativeMedianMs,
       drift,
       runs: natives,
+      small_pages_hps: smallPagesHps,
+      small_pages_runs: smallPages,
       concurrent: concurrent.map((n) => ({
         threads: n.threads,
         per_thread_hps: n.hps,
@@ -448,6 +470,7 @@ async function main() {
       median_ms: w.medianMs,
       ratio_to_native: w.ratio,
       median_ratio_to_native: w.medianRatio,
+      ratio_to_native_small_pages: w.smallPagesRatio,
       target_met: w.targetMet,
       per_worker: w.perWorker,
       hardware_concurrency: w.hardwareConcurrency,
