@@ -15,7 +15,10 @@
 // Inside that bracket, native runs once more on each side with transparent
 // huge pages off (bench_native --small-pages): the page size a browser's
 // wasm memory gets, so the report separates what 4 KiB pages cost from what
-// each engine costs. The target stays against native as it runs.
+// each engine costs. The target stays against native as it runs. And
+// once more with the crate's own portable argon2id (bench_native
+// --portable, also on 4 KiB pages): the same code the scalar wasm build
+// runs, so scalar wasm / that is what each engine's compiler costs alone.
 //
 // The wasm solver is the one powgate really serves. The bench page and its
 // worker are not part of powgate: a tap in front of powgate (lib/tap.mjs)
@@ -180,11 +183,12 @@ async function cpuModel() {
  * Runs the native example on `threads` threads at once (on 4 KiB pages with
  * `smallPages`) and returns its key=value figures.
  */
-function runNative(label, threads = 1, { smallPages = false } = {}) {
-  log(`${label}: native, ${threads === 1 ? 'one thread' : `${threads} threads at once`}${smallPages ? ', huge pages off' : ''}, ${config.seconds} s`);
+function runNative(label, threads = 1, { smallPages = false, portable = false } = {}) {
+  log(`${label}: native${portable ? ' portable argon2id' : ''}, ${threads === 1 ? 'one thread' : `${threads} threads at once`}${smallPages ? ', huge pages off' : ''}, ${config.seconds} s`);
   return new Promise((done, fail) => {
     const args = ['--seconds', String(config.seconds), '--warmup', String(config.warmup), '--threads', String(threads)];
     if (smallPages) args.push('--small-pages');
+    if (portable) args.push('--portable');
     const child = spawn(config.nativeBin, args, {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -308,6 +312,7 @@ async function main() {
   const load = [loadavg()[0]];
   const natives = [];
   const smallPages = [];
+  const portables = [];
   const concurrent = [];
   const wasm = [];
   const skipped = [];
@@ -315,6 +320,7 @@ async function main() {
 
   natives.push(await runNative('native (before)'));
   smallPages.push(await runNative('native on 4 KiB pages (before)', 1, { smallPages: true }));
+  portables.push(await runNative('native portable argon2id (before)', 1, { smallPages: true, portable: true }));
 
   const server = await startPowgate({
     ARGON2_TIME_COST: String(PARAMS.t_cost),
@@ -350,6 +356,7 @@ async function main() {
   for (const threads of new Set(config.workers.filter((w) => w > 1))) {
     concurrent.push(await runNative(`native (${threads} threads)`, threads));
   }
+  portables.push(await runNative('native portable argon2id (after)', 1, { smallPages: true, portable: true }));
   smallPages.push(await runNative('native on 4 KiB pages (after)', 1, { smallPages: true }));
   natives.push(await runNative('native (after)'));
   load.push(loadavg()[0]);
@@ -361,9 +368,11 @@ async function main() {
   const nativeMedianMs = natives.reduce((s, n) => s + n.medianMs, 0) / natives.length;
   const drift = Math.abs(natives[0].hps - natives[1].hps) / nativeHps;
   const smallPagesHps = smallPages.reduce((s, n) => s + n.hps, 0) / smallPages.length;
+  const portableHps = portables.reduce((s, n) => s + n.hps, 0) / portables.length;
   for (const w of wasm) {
     w.ratio = w.perWorkerHps / nativeHps;
     w.smallPagesRatio = w.perWorkerHps / smallPagesHps;
+    w.portableRatio = w.perWorkerHps / portableHps;
     // The same comparison from median hash times, less moved by bursts of load.
     w.medianRatio = nativeMedianMs / w.medianMs;
     // null: no target for this build (the scalar fallback).
@@ -376,7 +385,7 @@ async function main() {
   const rows = [
     ...natives.map((n) => [n.label, '1 thread', n.hashes, fmt(n.seconds, 1), fmt(n.hps), fmt(n.hps), fmt(n.medianMs, 1), '']),
     ['native (mean)', '', '', '', fmt(nativeHps), fmt(nativeHps), fmt(nativeMedianMs, 1), '1.00x'],
-    ...smallPages.map((n) => [n.label, '1 thread', n.hashes, fmt(n.seconds, 1), fmt(n.hps), fmt(n.hps), fmt(n.medianMs, 1), `${fmt(n.hps / nativeHps, 2)}x`]),
+    ...[...smallPages, ...portables].map((n) => [n.label, '1 thread', n.hashes, fmt(n.seconds, 1), fmt(n.hps), fmt(n.hps), fmt(n.medianMs, 1), `${fmt(n.hps / nativeHps, 2)}x`]),
     ...concurrent.map((n) => [
       `${n.label}, for reference`, `${n.threads} threads`, n.hashes, fmt(n.seconds, 1), fmt(n.totalHps), fmt(n.hps),
       fmt(n.medianMs, 1), `${fmt(n.hps / nativeHps, 2)}x`,
@@ -411,9 +420,11 @@ async function main() {
     '',
     `native drift between its two runs: ${fmt(drift * 100, 1)}%`,
     `native on 4 KiB pages / native: ${fmt(smallPagesHps / nativeHps, 2)}x (huge pages held: ${natives.map((n) => `${n.hugePagesKib} KiB`).join(', ')}; with them off: ${smallPages.map((n) => `${n.hugePagesKib} KiB`).join(', ')})`,
+    `native portable argon2id (the scalar wasm build's code) on 4 KiB pages / native: ${fmt(portableHps / nativeHps, 2)}x`,
     ...concurrent.map((n) => `native per thread with ${n.threads} threads at once / one thread alone: ${fmt(n.hps / nativeHps, 2)}x (reference, not a target)`),
     ...wasm.map((w) => `${label(w)} per worker / native, ${w.workers} worker${w.workers > 1 ? 's' : ''}: ${fmt(w.ratio, 2)}x`
-      + ` (by median hash time ${fmt(w.medianRatio, 2)}x; / native on 4 KiB pages ${fmt(w.smallPagesRatio, 2)}x); `
+      + ` (by median hash time ${fmt(w.medianRatio, 2)}x; / native on 4 KiB pages ${fmt(w.smallPagesRatio, 2)}x;`
+      + ` / native portable argon2id ${fmt(w.portableRatio, 2)}x); `
       + (w.targetMet === null ? 'no target (scalar fallback)' : `target >= ${TARGET_RATIO}x ${w.targetMet ? 'met' : 'NOT met'}`)),
     ...(targeted.length
       ? [...new Set(targeted.map((w) => w.engine))].map((engine) => {
@@ -449,6 +460,8 @@ async function main() {
       runs: natives,
       small_pages_hps: smallPagesHps,
       small_pages_runs: smallPages,
+      portable_hps: portableHps,
+      portable_runs: portables,
       concurrent: concurrent.map((n) => ({
         threads: n.threads,
         per_thread_hps: n.hps,
@@ -471,6 +484,7 @@ async function main() {
       ratio_to_native: w.ratio,
       median_ratio_to_native: w.medianRatio,
       ratio_to_native_small_pages: w.smallPagesRatio,
+      ratio_to_native_portable: w.portableRatio,
       target_met: w.targetMet,
       per_worker: w.perWorker,
       hardware_concurrency: w.hardwareConcurrency,

@@ -30,6 +30,12 @@
 //! reports the huge-page memory it really held (`AnonHugePages` of
 //! /proc/self/smaps_rollup), so neither regime is assumed.
 //!
+//! `--portable` hashes with this crate's own argon2id instead
+//! (`pow::argon2id`, natively its portable compression): the very code the
+//! scalar wasm build runs, on ordinary pages, so the scalar wasm rate
+//! divided by this one is what each engine's compiler costs, with the
+//! algorithm, vector width and page size all equal.
+//!
 //! Besides the human-readable text it prints `key=value` lines, one per
 //! figure, for scripts. `native_single_thread_hps` is the headline, printed
 //! with one thread only; `native_per_thread_hps` is there for any count.
@@ -38,6 +44,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use pow::argon2id::Argon2id;
 use pow::{Argon2Params, Difficulty, HashError, Solver, Step};
 
 /// The salt the wasm benchmark uses too, so both hash the same inputs.
@@ -49,17 +56,19 @@ struct Args {
     warmup: f64,
     threads: u32,
     small_pages: bool,
+    portable: bool,
 }
 
 /// More threads than this is a typing error, not a benchmark (each needs
 /// 64 MiB).
 const MAX_THREADS: u32 = 64;
 
-const USAGE: &str = "usage: bench_native [--seconds N] [--warmup N] [--threads N] [--small-pages]
+const USAGE: &str = "usage: bench_native [--seconds N] [--warmup N] [--threads N] [--small-pages] [--portable]
   --seconds N     measure for N seconds (default 20)
   --warmup N      hash for N seconds first, not counted (default 2; at least one hash)
   --threads N     hash on N threads at once, each with its own memory (default 1)
-  --small-pages   no transparent huge pages (Linux), as a browser's wasm memory";
+  --small-pages   no transparent huge pages (Linux), as a browser's wasm memory
+  --portable      this crate's portable argon2id (the scalar wasm build's code), not the argon2 crate";
 
 /// Parses `--name value` and `--name=value`; std only, to keep `pow` light.
 fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -68,6 +77,7 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
         warmup: 2.0,
         threads: 1,
         small_pages: false,
+        portable: false,
     };
     while let Some(arg) = raw.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -79,6 +89,10 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
         }
         if name == "--small-pages" && inline.is_none() {
             args.small_pages = true;
+            continue;
+        }
+        if name == "--portable" && inline.is_none() {
+            args.portable = true;
             continue;
         }
         if !matches!(name.as_str(), "--seconds" | "--warmup" | "--threads") {
@@ -114,16 +128,60 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(args)
 }
 
-/// Hashes one nonce and returns how long it took.
-fn one_hash(solver: &mut Solver) -> Result<Duration, HashError> {
-    let t = Instant::now();
-    // At 1/10^9 per hash a win does not happen in a benchmark's lifetime;
-    // if it does, the hash was still done and still counts. Stride 1 from 0
-    // cannot run out of nonces either.
-    if let Step::Found { nonce, .. } = solver.step(1)? {
-        eprintln!("(nonce {nonce} happened to win; carrying on)");
+/// What one thread hashes with.
+enum Hashing {
+    /// The native solver: the `argon2` crate, on huge pages where offered.
+    Solver(Solver),
+    /// This crate's argon2id, as the scalar wasm build runs it.
+    Portable {
+        argon: Argon2id,
+        nonce: u64,
+        stride: u64,
+        out: Vec<u8>,
+    },
+}
+
+impl Hashing {
+    fn new(portable: bool, index: u32, stride: u32) -> Result<Self, HashError> {
+        let params = Argon2Params::DEFAULT;
+        if !portable {
+            let solver = Solver::new(params, SALT, Difficulty::MAX, index.into(), stride.into())?;
+            return Ok(Self::Solver(solver));
+        }
+        Ok(Self::Portable {
+            argon: Argon2id::new(params)?,
+            nonce: index.into(),
+            stride: stride.into(),
+            out: vec![0; params.hash_length() as usize],
+        })
     }
-    Ok(t.elapsed())
+
+    /// Hashes one nonce and returns how long it took.
+    fn one(&mut self) -> Result<Duration, HashError> {
+        let t = Instant::now();
+        match self {
+            // At 1/10^9 per hash a win does not happen in a benchmark's
+            // lifetime; if it does, the hash was still done and still
+            // counts. Stride 1 from 0 cannot run out of nonces either.
+            Self::Solver(solver) => {
+                if let Step::Found { nonce, .. } = solver.step(1)? {
+                    eprintln!("(nonce {nonce} happened to win; carrying on)");
+                }
+            }
+            // The password as the protocol forms it: the nonce's 8
+            // big-endian bytes.
+            Self::Portable {
+                argon,
+                nonce,
+                stride,
+                out,
+            } => {
+                argon.hash_into(&nonce.to_be_bytes(), &SALT, out)?;
+                *nonce += *stride;
+            }
+        }
+        Ok(t.elapsed())
+    }
 }
 
 fn median(durations: &mut [Duration]) -> Duration {
@@ -148,23 +206,23 @@ struct Measured {
 /// from one hash boundary to another, so no partial hash is counted or left
 /// out (and at least one hash even if the warm-up overran the interval).
 fn measure(
+    portable: bool,
     index: u32,
     stride: u32,
     measure_from: Instant,
     measure_until: Instant,
 ) -> Result<Measured, HashError> {
-    let params = Argon2Params::DEFAULT;
-    let mut solver = Solver::new(params, SALT, Difficulty::MAX, index.into(), stride.into())?;
+    let mut hashing = Hashing::new(portable, index, stride)?;
     let mut warm_hashes = 0u32;
     while warm_hashes == 0 || Instant::now() < measure_from {
-        one_hash(&mut solver)?;
+        hashing.one()?;
         warm_hashes += 1;
     }
     let huge_kib = anon_huge_pages_kib();
     let mut times = Vec::new();
     let t0 = Instant::now();
     while times.is_empty() || Instant::now() < measure_until {
-        times.push(one_hash(&mut solver)?);
+        times.push(hashing.one()?);
     }
     Ok(Measured {
         huge_kib,
@@ -198,7 +256,12 @@ fn run(args: &Args) -> Result<(), HashError> {
     let params = Argon2Params::DEFAULT;
     let threads = args.threads;
     println!(
-        "native solver, {threads} thread{}: argon2id t={} m={} KiB p={} len={}; warm-up {:.1} s, measuring {:.1} s",
+        "native {}, {threads} thread{}: argon2id t={} m={} KiB p={} len={}; warm-up {:.1} s, measuring {:.1} s",
+        if args.portable {
+            "portable argon2id (pow::argon2id)"
+        } else {
+            "solver (argon2 crate)"
+        },
         if threads == 1 { "" } else { "s at once" },
         params.t_cost(),
         params.m_cost_kib(),
@@ -213,7 +276,10 @@ fn run(args: &Args) -> Result<(), HashError> {
     let measure_until = measure_from + Duration::from_secs_f64(args.seconds);
     let results: Vec<Result<Measured, HashError>> = thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
-            .map(|i| scope.spawn(move || measure(i, threads, measure_from, measure_until)))
+            .map(|i| {
+                let portable = args.portable;
+                scope.spawn(move || measure(portable, i, threads, measure_from, measure_until))
+            })
             .collect();
         handles
             .into_iter()
@@ -309,6 +375,7 @@ mod tests {
         assert_eq!(parse(&[]).unwrap().threads, 1);
         assert!(!parse(&[]).unwrap().small_pages);
         assert!(parse(&["--small-pages"]).unwrap().small_pages);
+        assert!(parse(&["--portable"]).unwrap().portable);
     }
 
     #[test]
