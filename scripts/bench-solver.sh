@@ -2,9 +2,12 @@
 # Solver benchmark: the wasm solver's hashes per second per worker in each
 # browser engine (headless Chromium, Firefox ESR and WebKitGTK under Xvfb;
 # 1 and 2 workers, each solver build) against the native solver's
-# single-thread rate, default argon2id parameters, all in one run. Prints a
-# table, a row per engine and the ratios, and writes
-# bench-results/solver.json.
+# single-thread rate, default argon2id parameters, all in one run. Native
+# also runs on 4 KiB pages (huge pages off, as a browser's memory) and with
+# the solver's own portable argon2id (the scalar wasm build's code), so the
+# report can tell the page size, the vector width and each engine's
+# compiler apart. Prints a table, a row per engine and the ratios, and
+# writes bench-results/solver.json.
 #
 # Installs what it needs when missing (the browsers when run as root on
 # Debian, the wasm32 target, the e2e npm packages), builds the release
