@@ -818,7 +818,13 @@ function main() {
   ui.solver.hidden = false;
   ui.pause.addEventListener('click', onPauseClick);
   ui.copy.addEventListener('click', copyToken);
-  ui.retry.addEventListener('click', () => start(redir));
+  ui.retry.addEventListener('click', () => {
+    start(redir);
+    // Try again goes away with the error; without this, focus would fall
+    // back to <body> and a keyboard or screen reader user would start over
+    // from the top of the page.
+    ui.title.focus();
+  });
   ui.goBack.addEventListener('click', (event) => {
     event.preventDefault();
     history.back();
