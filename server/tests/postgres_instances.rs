@@ -259,6 +259,87 @@ fn a_change_never_announced_reaches_the_cache_once_its_entry_outlives_the_ttl() 
     assert!(took.is_some(), "B kept its cached record past the TTL");
 }
 
+/// The status of an admin request with `credential` (`Bearer <key>` or
+/// the session cookie) from an address of its own each time, so the
+/// refusals of a key not yet taken never add up to the guessing limit.
+fn admin_status(app: &TestApp, credential: &str) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let ip = format!("10.{}.{}.1", n % 250, n / 250 % 250);
+    let req = app
+        .agent()
+        .get(&app.url("/api/admin/stats"))
+        .header("X-Real-IP", &ip);
+    let req = match credential.strip_prefix("session=") {
+        Some(id) => req.header("Cookie", &format!("powgate_admin={id}")),
+        None => req.header("Authorization", &format!("Bearer {credential}")),
+    };
+    req.call().unwrap().status().as_u16()
+}
+
+/// A session opened on `app` with `key`: the cookie's value.
+fn log_in(app: &TestApp, key: &str) -> String {
+    let r = app
+        .agent()
+        .post(&app.url("/api/admin/login"))
+        .send_json(serde_json::json!({ "key": key }))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap();
+    let id = cookie
+        .strip_prefix("powgate_admin=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    format!("session={id}")
+}
+
+/// `powgate admin-key reset` (the function the command runs) while A and
+/// B run on the database, with no `POW_ADMIN_KEY`: both take the new key
+/// within a second and refuse the old one, and the sessions the old key
+/// opened are closed. They used to keep the key they had started with until
+/// restarted, so a leaked key went on working after its reset.
+#[test]
+fn an_admin_key_reset_reaches_every_running_instance_within_a_second() {
+    let Some(db) = TestDatabase::create_blocking() else {
+        return;
+    };
+    let a = instance(&db, |c| c.admin_key = None);
+    let b = instance(&db, |c| c.admin_key = None);
+    let config = common::test_config(PathBuf::from(db.plain_url()))
+        .validate()
+        .unwrap();
+    let reset = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(powgate::admin_auth::reset_stored_key(&config, 0))
+            .unwrap()
+    };
+    let old = reset();
+    for app in [&a, &b] {
+        let took = within(Duration::from_secs(1), || admin_status(app, &old) == 200);
+        assert!(took.is_some(), "an instance kept the key it started with");
+    }
+    let sessions = [log_in(&a, &old), log_in(&b, &old)];
+    let new = reset();
+    for app in [&a, &b] {
+        let took = within(Duration::from_secs(1), || admin_status(app, &new) == 200);
+        assert!(
+            took.is_some(),
+            "an instance still refuses the new key after 1 s"
+        );
+        eprintln!("the reset key was taken in {took:?} (polled every 20 ms)");
+        assert_eq!(admin_status(app, &old), 401, "the old key still works");
+    }
+    for (app, session) in [&a, &b].into_iter().zip(&sessions) {
+        assert_eq!(admin_status(app, session), 401, "the old key's session");
+    }
+}
+
 /// GET /verify-token with a bearer token: status, body, `Retry-After`.
 fn verify_with_retry_after(app: &TestApp, token: &str) -> (u16, serde_json::Value, Option<String>) {
     let mut r = app
