@@ -340,6 +340,51 @@ fn an_admin_key_reset_reaches_every_running_instance_within_a_second() {
     }
 }
 
+/// Another instance stopped in the middle of a transaction that holds a
+/// token's row (frozen, or cut off from the network): a new address for
+/// that token needs the row, so it waits, but at most `lock_timeout` (2 s),
+/// then gets 503 `store_unavailable`, instead of hanging until TCP gives up
+/// on the stalled session, hours later. Once the row is free, it passes.
+#[test]
+fn a_token_row_held_by_a_stalled_instance_costs_a_503_not_a_hang() {
+    let Some(db) = TestDatabase::create_blocking() else {
+        return;
+    };
+    let app = instance(&db, |_| {});
+    let token = app.obtain_token("203.0.113.1");
+    // Its connection is driven by this runtime's threads while the test
+    // waits on powgate.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stalled = rt.block_on(db.client());
+    rt.block_on(stalled.batch_execute("BEGIN; SELECT 1 FROM tokens FOR UPDATE"))
+        .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let asked = Instant::now();
+    let mut r = agent
+        .get(&app.url("/verify-token"))
+        .header("X-Real-IP", "198.51.100.7")
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .expect("an answer, not a hang");
+    let waited = asked.elapsed();
+    let retry = r.headers().get("retry-after").cloned();
+    let body: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(
+        (r.status().as_u16(), body["status"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    assert!(retry.is_some());
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    eprintln!("the new address waited {waited:?} for the held row");
+    rt.block_on(stalled.batch_execute("ROLLBACK")).unwrap();
+    assert_eq!(app.verify(Some(&token), "198.51.100.7").0, 200);
+}
+
 /// GET /verify-token with a bearer token: status, body, `Retry-After`.
 fn verify_with_retry_after(app: &TestApp, token: &str) -> (u16, serde_json::Value, Option<String>) {
     let mut r = app

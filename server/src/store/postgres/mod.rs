@@ -255,8 +255,11 @@ fn classify(e: tokio_postgres::Error) -> StoreError {
                 // 08: connection exceptions; 57: operator intervention
                 // (shutdown, admin terminate); 53: out of resources
                 // (too many connections); 40: serialization failure or
-                // deadlock, which a retry settles.
-                matches!(class, "08" | "57" | "53" | "40") || *code == SqlState::CANNOT_CONNECT_NOW
+                // deadlock, which a retry settles; and a lock another
+                // session held past lock_timeout (see `url`).
+                matches!(class, "08" | "57" | "53" | "40")
+                    || *code == SqlState::CANNOT_CONNECT_NOW
+                    || *code == SqlState::LOCK_NOT_AVAILABLE
             }
         };
     if unavailable {
