@@ -487,8 +487,10 @@ mod tests {
     #[tokio::test]
     async fn a_configured_key_is_never_replaced_by_a_stored_one() {
         let (_dir, store) = empty_store();
-        let mut raw = crate::config::RawConfig::default();
-        raw.admin_key = Some("configured-key-0123456789".into());
+        let raw = crate::config::RawConfig {
+            admin_key: Some("configured-key-0123456789".into()),
+            ..crate::config::RawConfig::default()
+        };
         let auth = AdminAuth::load(&raw.validate().unwrap(), &*store, 0)
             .await
             .unwrap();
