@@ -5,6 +5,9 @@
 #                                   export POWGATE_TEST_POSTGRES and
 #                                   POWGATE_TEST_POSTGRES_CA
 #   scripts/postgres.sh stop        stop it and delete its files
+#   scripts/postgres.sh pg_ctl ARGS  run `pg_ctl ARGS` on it as the server's
+#                                   owner (`restart -m fast`, `stop -m fast`,
+#                                   `start`), keeping its files
 #
 # The cluster listens on 127.0.0.1 on a free port and on a private socket
 # directory, never on the system's own PostgreSQL. TLS is on, with a CA made
@@ -15,7 +18,9 @@
 #
 # Where it is recorded ($POWGATE_TEST_POSTGRES_STATE, default
 # /tmp/powgate-test-postgres.env) lets the next run, from any worktree, reuse
-# the cluster instead of starting another.
+# the cluster instead of starting another. A test that stops or restarts the
+# server starts a cluster of its own with a state file of its own, so the
+# tests sharing the default one never see it go away.
 set -euo pipefail
 
 state=${POWGATE_TEST_POSTGRES_STATE:-/tmp/powgate-test-postgres.env}
@@ -142,8 +147,15 @@ case ${1:-start} in
         echo "export POWGATE_TEST_POSTGRES_CA=$POWGATE_TEST_POSTGRES_CA"
         ;;
     stop) stop ;;
+    pg_ctl)
+        shift
+        [[ -f $state ]] || { say "no cluster is recorded in $state"; exit 1; }
+        # shellcheck disable=SC1090
+        source "$state"
+        as_owner "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGROOT/server.log" -w "$@" >/dev/null
+        ;;
     *)
-        say "usage: $0 [start|stop]"
+        say "usage: $0 [start|stop|pg_ctl ARGS…]"
         exit 2
         ;;
 esac

@@ -3,6 +3,11 @@
 //! - The admin key is `POW_ADMIN_KEY`, or one generated at first start of
 //!   which only the SHA-256 is stored; either way the server keeps only the
 //!   hash and compares hashes in constant time.
+//! - A stored key is replaced by `powgate admin-key reset`. On a store that
+//!   several instances share (PostgreSQL), every running instance hears of
+//!   it at once ([`AdminAuth::reload`]) and takes the new key, closing the
+//!   sessions the old one opened: a key is reset because it leaked, so
+//!   neither it nor what it opened may keep working anywhere.
 //! - Logging in with the key opens a session (cookie `powgate_admin`,
 //!   HttpOnly, SameSite=Strict, Secure over https). Sessions live in memory,
 //!   so a restart logs everyone out.
@@ -126,7 +131,10 @@ pub(crate) enum Credential<'a> {
 }
 
 pub(crate) struct AdminAuth {
-    key_hash: [u8; 32],
+    /// The key's SHA-256; replaced when another process resets a stored key.
+    key_hash: Mutex<[u8; 32]>,
+    /// Whether the key is `POW_ADMIN_KEY`, which a stored one never replaces.
+    configured: bool,
     /// SHA-256 of a session id → expiry (unix seconds).
     sessions: Mutex<HashMap<[u8; 32], i64>>,
     /// Failed key checks: the GCRA theoretical arrival time (unix seconds)
@@ -155,9 +163,17 @@ async fn reset_key(store: &dyn Store, now: i64) -> anyhow::Result<String> {
     Ok(key)
 }
 
+/// A stored key hash, checked for its length.
+fn stored_hash(stored: Vec<u8>) -> anyhow::Result<[u8; 32]> {
+    stored.try_into().map_err(|_| {
+        anyhow::anyhow!("stored admin key hash is corrupt; run `powgate admin-key reset`")
+    })
+}
+
 /// Replaces the admin key in the configured database with a new one and
-/// returns it. Used by `powgate admin-key reset`; a running server picks it
-/// up at its next start.
+/// returns it. Used by `powgate admin-key reset`. Running servers on a
+/// shared store (PostgreSQL) take it at once; one on an SQLite file takes
+/// it at its next start.
 ///
 /// # Errors
 /// When the database cannot be opened or written.
@@ -176,23 +192,64 @@ impl AdminAuth {
         let key_hash = if let Some(key) = &config.admin_key {
             sha256(key.expose().as_bytes())
         } else if let Some(stored) = store.get_secret(KEY_HASH).await? {
-            stored.try_into().map_err(|_| {
-                anyhow::anyhow!("stored admin key hash is corrupt; run `powgate admin-key reset`")
-            })?
+            stored_hash(stored)?
         } else {
-            let key = reset_key(store, now).await?;
-            // The one time the key is shown: the operator needs it to log in.
-            tracing::warn!(
-                "generated admin key: {key}  (shown only now; only its hash is stored. \
-                 Set POW_ADMIN_KEY to choose your own, or run `powgate admin-key reset` and restart for a new one)"
-            );
-            sha256(key.as_bytes())
+            // Stored only if no instance starting at the same moment stored
+            // one first; then that one is the key, and it showed it.
+            let key = generate_secret();
+            let candidate = sha256(key.as_bytes());
+            let stored = stored_hash(
+                store
+                    .get_or_create_secret(KEY_HASH, candidate.to_vec(), now)
+                    .await?,
+            )?;
+            if stored == candidate {
+                // The one time the key is shown: the operator needs it to log in.
+                tracing::warn!(
+                    "generated admin key: {key}  (shown only now; only its hash is stored. \
+                     Set POW_ADMIN_KEY to choose your own, or run `powgate admin-key reset` for a new one)"
+                );
+            }
+            stored
         };
         Ok(Self {
-            key_hash,
+            key_hash: Mutex::new(key_hash),
+            configured: config.admin_key.is_some(),
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Reads the stored key again, after another process may have reset it
+    /// (a [`crate::store::StoreChange::Secrets`], or a resync that may have
+    /// missed one). A new key replaces the old one at once and closes every
+    /// session. Nothing changes when the key is `POW_ADMIN_KEY`.
+    ///
+    /// # Errors
+    /// Store errors, or a corrupt stored hash; the key in use stays.
+    pub(crate) async fn reload(&self, store: &dyn Store) -> anyhow::Result<()> {
+        if self.configured {
+            return Ok(());
+        }
+        let Some(stored) = store.get_secret(KEY_HASH).await? else {
+            return Ok(());
+        };
+        let stored = stored_hash(stored)?;
+        let mut key_hash = self
+            .key_hash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *key_hash == stored {
+            return Ok(());
+        }
+        *key_hash = stored;
+        drop(key_hash);
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        tracing::warn!("the admin key was reset; the old one and its sessions no longer work");
+        Ok(())
     }
 
     /// The one check of an admin credential from client address `ip`; see
@@ -251,7 +308,11 @@ impl AdminAuth {
 
     /// Constant-time check of a presented key.
     fn key_matches(&self, candidate: &str) -> bool {
-        sha256(candidate.as_bytes()).ct_eq(&self.key_hash).into()
+        let key_hash = *self
+            .key_hash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sha256(candidate.as_bytes()).ct_eq(&key_hash).into()
     }
 
     /// Opens a session and returns its id for the cookie.
@@ -302,7 +363,8 @@ mod tests {
 
     fn auth() -> AdminAuth {
         AdminAuth {
-            key_hash: sha256(b"right-key-right-key"),
+            key_hash: Mutex::new(sha256(b"right-key-right-key")),
+            configured: true,
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
@@ -371,6 +433,73 @@ mod tests {
             Counted::of("192.0.2.77".parse().unwrap())[1],
             Counted::Network(NetKey::of("192.0.2.1".parse().unwrap()))
         );
+    }
+
+    /// A store with no key yet, as every instance of a fleet starting at
+    /// once finds it.
+    fn empty_store() -> (tempfile::TempDir, std::sync::Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("db"), 16).unwrap();
+        (dir, std::sync::Arc::new(store))
+    }
+
+    fn without_configured_key() -> std::sync::Arc<Config> {
+        std::sync::Arc::new(crate::config::RawConfig::default().validate().unwrap())
+    }
+
+    /// Each instance used to store the key it generated over the others',
+    /// so the key one of them showed worked on that one alone, and on none
+    /// once they restarted with the last one stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn instances_starting_at_once_without_a_key_all_take_the_one_stored() {
+        let (_dir, store) = empty_store();
+        let config = without_configured_key();
+        let loads: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, config) = (store.clone(), config.clone());
+                tokio::spawn(async move { AdminAuth::load(&config, &*store, 0).await.unwrap() })
+            })
+            .collect();
+        let mut auths = Vec::new();
+        for load in loads {
+            auths.push(load.await.unwrap());
+        }
+        let stored = store.get_secret(KEY_HASH).await.unwrap().unwrap();
+        for auth in auths {
+            assert_eq!(auth.key_hash.lock().unwrap().to_vec(), stored);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_reset_elsewhere_replaces_the_old_one_and_closes_its_sessions() {
+        let (_dir, store) = empty_store();
+        let auth = AdminAuth::load(&without_configured_key(), &*store, 0)
+            .await
+            .unwrap();
+        let session = auth.open_session(0);
+        let key = reset_key(&*store, 0).await.unwrap();
+        assert!(!auth.key_matches(&key), "nothing read yet");
+        auth.reload(&*store).await.unwrap();
+        assert!(auth.key_matches(&key));
+        assert!(!auth.session_valid(&session, 0));
+    }
+
+    #[tokio::test]
+    async fn a_configured_key_is_never_replaced_by_a_stored_one() {
+        let (_dir, store) = empty_store();
+        let raw = crate::config::RawConfig {
+            admin_key: Some("configured-key-0123456789".into()),
+            ..crate::config::RawConfig::default()
+        };
+        let auth = AdminAuth::load(&raw.validate().unwrap(), &*store, 0)
+            .await
+            .unwrap();
+        let session = auth.open_session(0);
+        let stored = reset_key(&*store, 0).await.unwrap();
+        auth.reload(&*store).await.unwrap();
+        assert!(auth.key_matches("configured-key-0123456789"));
+        assert!(!auth.key_matches(&stored));
+        assert!(auth.session_valid(&session, 0));
     }
 
     #[test]

@@ -117,7 +117,8 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AdminKeyAction {
     /// Generate a new admin key, store its hash in the database, and print
-    /// it. Restart powgate afterwards; the old key stops working then.
+    /// it. On SQLite, restart powgate afterwards; the old key stops working
+    /// then. On PostgreSQL, every running instance takes it at once.
     Reset,
 }
 
@@ -213,10 +214,13 @@ fn reset_admin_key(config_path: Option<&std::path::Path>) -> anyhow::Result<()> 
         &config,
         powgate::clock::Clock::now(&SystemClock),
     ))?;
-    eprintln!(
-        "new admin key stored in {}; restart powgate to use it",
-        config.database
-    );
+    let taken = match config.database {
+        powgate::config::Database::Sqlite(_) => "restart powgate to use it",
+        powgate::config::Database::Postgres(_) => {
+            "every running instance uses it now, and no longer the old one"
+        }
+    };
+    eprintln!("new admin key stored in {}; {taken}", config.database);
     println!("{key}");
     Ok(())
 }

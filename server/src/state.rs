@@ -202,6 +202,11 @@ async fn follow_changes(
         {
             tracing::warn!(error = %e, "cannot read the settings another instance changed");
         }
+        if matches!(change, StoreChange::Secrets | StoreChange::Resync)
+            && let Err(e) = state.admin.reload(&*state.store).await
+        {
+            tracing::warn!(error = %e, "cannot read the admin key another process reset");
+        }
     }
 }
 

@@ -363,7 +363,7 @@ impl TokenStore {
                 self.absent.clear();
                 self.forget_all();
             }
-            StoreChange::Settings => {}
+            StoreChange::Settings | StoreChange::Secrets => {}
         }
     }
 }

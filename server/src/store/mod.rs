@@ -64,6 +64,9 @@ pub(crate) enum StoreChange {
     AllTokens,
     /// The live settings changed: read them again.
     Settings,
+    /// A secret changed (`powgate admin-key reset`): read the admin key
+    /// again.
+    Secrets,
     /// Changes may have been missed (a lost connection, a lagging
     /// receiver): drop every cache and read the settings again.
     Resync,
@@ -195,7 +198,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Replaces (or creates) the secret `name`.
+    /// Replaces (or creates) the secret `name`; a shared store announces
+    /// it to the other instances ([`StoreChange::Secrets`]).
     async fn set_secret(&self, name: &str, value: Vec<u8>, now: i64) -> Result<(), StoreError>;
 
     // ---- Live settings ([`crate::settings::LiveSettings`]) ----

@@ -257,3 +257,82 @@ impl Drop for Relay {
         }
     }
 }
+
+/// A PostgreSQL cluster of the test's own, for a test that stops or
+/// restarts the server: on the shared cluster that would break every other
+/// test running at the time. `scripts/postgres.sh` starts it (a few
+/// seconds: initdb, TLS keys) with a state file of its own, and stops it and
+/// deletes its files when this is dropped.
+pub struct PrivateCluster {
+    pub cluster: Cluster,
+    /// Holds the state file that names the cluster to the script.
+    dir: tempfile::TempDir,
+}
+
+impl PrivateCluster {
+    /// A new cluster, or `None` after a loud skip where the shared one is
+    /// missing too (PostgreSQL is not set up here; a panic in CI).
+    pub fn start() -> Option<Self> {
+        cluster()?;
+        let dir = tempfile::tempdir().unwrap();
+        let out = Self::script(dir.path()).arg("start").output().unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/postgres.sh start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let exports = String::from_utf8(out.stdout).unwrap();
+        let exported = |var: &str| {
+            exports
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {var}=")))
+                .unwrap_or_else(|| panic!("{var} not in {exports}"))
+                .to_owned()
+        };
+        let cluster = Cluster {
+            url: exported(URL_VAR),
+            ca: exported(CA_VAR),
+        };
+        Some(Self { cluster, dir })
+    }
+
+    fn script(dir: &std::path::Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/postgres.sh"
+        ));
+        cmd.env("POWGATE_TEST_POSTGRES_STATE", dir.join("cluster.env"));
+        cmd
+    }
+
+    /// Runs `pg_ctl args` on the cluster as the server's owner, waiting
+    /// for it to finish (`restart -m fast`, `stop -m fast`, `start`).
+    pub fn pg_ctl(&self, args: &[&str]) {
+        let out = Self::script(self.dir.path())
+            .arg("pg_ctl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A new database on it, owned by the test's role, and its URL without
+    /// TLS.
+    pub fn database(&self, name: &str) -> String {
+        TestDatabase::block_on(self.cluster.execute(&format!("CREATE DATABASE {name}")));
+        self.cluster.url_of(name, "sslmode=disable")
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let stopped = Self::script(self.dir.path()).arg("stop").status();
+        if !matches!(stopped, Ok(s) if s.success()) {
+            eprintln!("could not stop the private PostgreSQL cluster: {stopped:?}");
+        }
+    }
+}

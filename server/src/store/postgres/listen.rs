@@ -50,6 +50,8 @@ pub(super) enum Change {
     AllTokens,
     /// The live settings changed.
     Settings,
+    /// A secret changed (the admin key was reset).
+    Secrets,
 }
 
 /// A notification's payload.
@@ -177,6 +179,7 @@ impl Listener {
             }
             Change::AllTokens => drop(changes.send(StoreChange::AllTokens)),
             Change::Settings => drop(changes.send(StoreChange::Settings)),
+            Change::Secrets => drop(changes.send(StoreChange::Secrets)),
         }
     }
 }
@@ -307,7 +310,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_change_goes_through_a_payload_and_back() {
-        for change in [Change::AllTokens, Change::Settings] {
+        for change in [Change::AllTokens, Change::Settings, Change::Secrets] {
             let back: Payload = serde_json::from_str(&payload(7, &change)).unwrap();
             assert_eq!((back.from, back.change), (7, change));
         }

@@ -36,16 +36,23 @@ pub(crate) enum MigrateError {
 /// # Errors
 /// PostgreSQL errors, or a schema newer than this binary knows.
 pub(crate) async fn migrate(client: &mut Client) -> Result<usize, MigrateError> {
+    // Waits however long another instance's migrations take: the
+    // session's own lock_timeout (a request's bound, see `url`) would fail
+    // this start instead.
+    client.batch_execute("SET lock_timeout = 0").await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     let applied = apply_missing(client).await;
-    // Unlocked even after a failure: the connection may go back to a pool.
+    // Unlocked and reset even after a failure: the connection goes on to
+    // serve requests from the pool.
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
+    let reset = client.batch_execute("RESET lock_timeout").await;
     let applied = applied?;
     unlocked?;
+    reset?;
     Ok(applied)
 }
 

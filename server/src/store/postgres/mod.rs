@@ -24,7 +24,7 @@
 //!   may not exist yet, so there is no row to lock);
 //! - every write that other instances may hold in their caches
 //!   (revocations, expire-all, purges, refreshes, tokens expired by the
-//!   cap, settings) sends a `NOTIFY` in its own transaction, so it is
+//!   cap, settings, a reset admin key) sends a `NOTIFY` in its own transaction, so it is
 //!   announced exactly when it is visible; [`listen`] turns them into the
 //!   seam's [`StoreChange`]s.
 //!
@@ -255,8 +255,11 @@ fn classify(e: tokio_postgres::Error) -> StoreError {
                 // 08: connection exceptions; 57: operator intervention
                 // (shutdown, admin terminate); 53: out of resources
                 // (too many connections); 40: serialization failure or
-                // deadlock, which a retry settles.
-                matches!(class, "08" | "57" | "53" | "40") || *code == SqlState::CANNOT_CONNECT_NOW
+                // deadlock, which a retry settles; and a lock another
+                // session held past lock_timeout (see `url`).
+                matches!(class, "08" | "57" | "53" | "40")
+                    || *code == SqlState::CANNOT_CONNECT_NOW
+                    || *code == SqlState::LOCK_NOT_AVAILABLE
             }
         };
     if unavailable {
@@ -772,15 +775,17 @@ impl Store for PostgresStore {
     }
 
     async fn set_secret(&self, name: &str, value: Vec<u8>, now: i64) -> Result<(), StoreError> {
-        let c = self.conn().await?;
-        c.execute(
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.classified()?;
+        tx.execute(
             "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
             &[&name, &value, &now],
         )
         .await
         .classified()?;
-        Ok(())
+        self.notify(&tx, &listen::Change::Secrets).await?;
+        tx.commit().await.classified()
     }
 
     async fn load_settings(&self) -> Result<Vec<(String, i64)>, StoreError> {

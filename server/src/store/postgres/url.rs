@@ -71,6 +71,20 @@ pub struct PostgresUrl {
 /// for it still gets its 503 quickly.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The session settings every connection starts with, before any
+/// `options` of the URL's own (a later `-c` wins, so the operator's own
+/// values override these):
+/// - `lock_timeout`: how long a statement waits for a lock another session
+///   holds (a token's row, an address's advisory lock) before its request
+///   gets a 503, like the wait for a pooled connection;
+/// - `idle_in_transaction_session_timeout`: how long a transaction may sit
+///   idle before the server ends it and frees its locks. powgate's own take
+///   milliseconds; one idle for seconds belongs to an instance that stopped
+///   mid-transaction (frozen, cut off), and without this every other
+///   instance would queue behind its locks until TCP gave up on it, hours
+///   later.
+const SESSION_OPTIONS: &str = "-c lock_timeout=2s -c idle_in_transaction_session_timeout=10s";
+
 impl PostgresUrl {
     /// Whether `database` names a PostgreSQL server rather than an SQLite
     /// file.
@@ -125,6 +139,11 @@ impl PostgresUrl {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
+        let options = match config.get_options() {
+            Some(own) => format!("{SESSION_OPTIONS} {own}"),
+            None => SESSION_OPTIONS.to_owned(),
+        };
+        config.options(&options);
         // Seen in pg_stat_activity, so an operator can tell powgate's
         // connections apart.
         if config.get_application_name().is_none() {
@@ -311,6 +330,19 @@ mod tests {
         assert_eq!(
             url.config().get_connect_timeout(),
             Some(&Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn every_session_bounds_its_lock_waits_and_idle_transactions_unless_the_url_says_otherwise() {
+        let url = PostgresUrl::parse("postgres://pg@db/powgate").unwrap();
+        assert_eq!(url.config().get_options(), Some(SESSION_OPTIONS));
+        let url =
+            PostgresUrl::parse("postgres://pg@db/powgate?options=-c%20lock_timeout%3D5s").unwrap();
+        assert_eq!(
+            url.config().get_options(),
+            Some(&*format!("{SESSION_OPTIONS} -c lock_timeout=5s")),
+            "the URL's own setting comes last, so it wins"
         );
     }
 
