@@ -216,7 +216,7 @@ pub(crate) fn preferences(header: &str) -> Vec<LanguageIdentifier> {
                 None => 1.0,
                 Some(q) => q.trim().parse::<f32>().ok()?,
             };
-            if !(q > 0.0 && q <= 1.0) {
+            if q.is_nan() || q <= 0.0 || q > 1.0 {
                 return None;
             }
             Some((q, tag.parse::<LanguageIdentifier>().ok()?))
