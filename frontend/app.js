@@ -5,6 +5,9 @@
 // Every URL is relative because the page may be mounted under a prefix
 // such as /.powgate/.
 //
+// Every word shown comes from the catalog of the visitor's language, which
+// the server puts into the page (see i18n.js and messages.js).
+//
 // Browser tests can watch document.body.dataset.state
 // ('loading' → 'solving' → 'solved' | 'error'), document.body.dataset.workers
 // and window.powgateStatus.
@@ -16,14 +19,14 @@
 import { redirectPlan, solveRequest } from './answer.js';
 import { describeCaps } from './caps.js';
 import { isChallenge, isReusable, secondsLeft } from './challenge.js';
-import { MESSAGES, visitorError } from './messages.js';
+import { parseCatalog, translator } from './i18n.js';
+import { visitorErrorKey, workersWhyText } from './messages.js';
 import { solveTicket, WorkerPool } from './pool.js';
 import {
   etaSeconds, formatElapsed, successProbability, timeEstimateText,
 } from './progress.js';
 import { queuedAhead, queuedText } from './queue.js';
 import { isPendingAnswer, retryDelayMs, solveOutcome } from './resend.js';
-import { formatHashRate, formatInt } from './shared/format.js';
 import { requestJson, retryAfterSeconds } from './shared/http.js';
 import { chooseSolver } from './solver-choice.js';
 import { continueTarget, oneTabAtATime, solvedWhileWaiting } from './tabs.js';
@@ -62,6 +65,15 @@ function $(id) {
   return /** @type {E} */ (el);
 }
 
+/**
+ * The page's words in the language the server chose: the tag in <html
+ * lang>, the catalog (merged over English) in #messages.
+ */
+const { t, number } = translator(
+  document.documentElement.lang || 'en',
+  parseCatalog(document.getElementById('messages')?.textContent),
+);
+
 const ui = {
   title: $('title'),
   lead: $('lead'),
@@ -95,7 +107,6 @@ const ui = {
   retry: $('retry'),
   paste: /** @type {HTMLDetailsElement} */ ($('paste')),
   pasteRedir: /** @type {HTMLInputElement} */ ($('paste-redir')),
-  cliCommand: $('cli-command'),
 };
 
 /**
@@ -200,7 +211,7 @@ async function request(path, body) {
     try {
       return await requestJson(path, { body });
     } catch {
-      if (attempt >= MAX_NETWORK_ATTEMPTS) throw new UserFacingError(MESSAGES.unreachable);
+      if (attempt >= MAX_NETWORK_ATTEMPTS) throw new UserFacingError(t('unreachable'));
       await sleep(1000 * 2 ** (attempt - 1));
     }
   }
@@ -220,7 +231,7 @@ async function post(path, body) {
     if (queuedAhead(r.status, r.data) !== null) return r;
     if ((r.status !== 429 && r.status !== 503) || busy >= MAX_BUSY_RETRIES) return r;
     const wait = retryAfter(r.res);
-    say(MESSAGES.busy(wait));
+    say(t('busy', { seconds: wait }));
     await sleep(wait * 1000);
   }
 }
@@ -259,10 +270,10 @@ async function loadIdentity() {
  */
 function showIdentity({ siteName, contactUrl }) {
   const site = siteName ?? location.hostname;
-  ui.lead.textContent = MESSAGES.lead(site);
+  ui.lead.textContent = t('lead', { site });
   if (contactUrl) {
     ui.contactLink.href = contactUrl;
-    ui.contactLink.textContent = MESSAGES.contact(site);
+    ui.contactLink.textContent = t('contact', { site });
     ui.contact.hidden = false;
   }
 }
@@ -345,10 +356,10 @@ async function obtainChallenge() {
   const stored = loadStored();
   if (stored) return { challenge: stored, resumed: true };
 
-  say(MESSAGES.fetchingChallenge);
+  say(t('fetchingChallenge'));
   const r = await post('api/challenge', {});
-  if (r.status !== 200) throw new UserFacingError(visitorError(r.status, r.data));
-  if (!isChallenge(r.data)) throw new UserFacingError(MESSAGES.badChallenge);
+  if (r.status !== 200) throw new UserFacingError(t(visitorErrorKey(r.status, r.data)));
+  if (!isChallenge(r.data)) throw new UserFacingError(t('badChallenge'));
   const c = { ...r.data, received_at: nowSeconds() };
   store(c);
   return { challenge: c, resumed: false };
@@ -376,19 +387,31 @@ function setProgress(p) {
   // CSSOM writes are allowed by the CSP, unlike style attributes in markup.
   ui.fill.style.transform = `scaleX(${Math.min(1, Math.max(0, p))})`;
   ui.progress.setAttribute('aria-valuenow', String(pct));
-  ui.progress.setAttribute('aria-valuetext', `${pct}%`);
+  ui.progress.setAttribute('aria-valuetext', number(pct / 100, { style: 'percent' }));
 }
 
 function render() {
   if (status.state !== 'solving') return;
   setProgress(successProbability(status.hashes, status.difficulty ?? 0));
-  ui.hashes.textContent = formatInt(status.hashes);
-  ui.rate.textContent = formatHashRate(status.rate);
+  ui.hashes.textContent = number(status.hashes);
+  ui.rate.textContent = hashRateText(status.rate);
   const elapsedS = (currentPool ? currentPool.activeMs : 0) / 1000;
-  ui.elapsed.textContent = formatElapsed(elapsedS);
+  ui.elapsed.textContent = formatElapsed(t, elapsedS);
   ui.estimate.textContent = status.paused
     ? ''
-    : timeEstimateText(elapsedS, etaSeconds(status.hashes, status.rate, status.difficulty ?? 0));
+    : timeEstimateText(t, elapsedS, etaSeconds(status.hashes, status.rate, status.difficulty ?? 0));
+}
+
+/**
+ * Hashes a second, to two or three significant figures ("0.75", "12.0",
+ * "1,400" in English); "–" while unknown.
+ *
+ * @param {number} rate
+ */
+function hashRateText(rate) {
+  if (!(Number.isFinite(rate) && rate > 0)) return '–';
+  const digits = rate < 10 ? 2 : rate < 100 ? 1 : 0;
+  return t('hashRate', { rate: number(rate, { minimumFractionDigits: digits, maximumFractionDigits: digits }) });
 }
 
 /**
@@ -435,7 +458,7 @@ function startTicket(c) {
  */
 function solve(c) {
   const caps = describeCaps(navigatorFacts(c.argon2.m_cost));
-  ui.workersWhy.textContent = MESSAGES.workersWhy(caps.explanation);
+  ui.workersWhy.textContent = workersWhyText(t, caps);
   status.hashes = 0;
   status.rate = 0;
   status.dropped = 0;
@@ -459,7 +482,7 @@ function solve(c) {
         status.dropped = pool.dropped;
         setWorkers(remaining);
         console.warn(`powgate: a worker stopped: ${clip(reason, 120)}`);
-        notice(MESSAGES.workerStopped(remaining));
+        notice(t('workerStopped', { count: remaining }));
       },
       onFound: ({ nonce, hashes, workers }) => {
         status.hashes = hashes;
@@ -471,7 +494,7 @@ function solve(c) {
         // The last worker's drop comes with the fatal error, not onWorkerDropped.
         status.dropped = pool.dropped;
         setWorkers(0);
-        reject(new WorkersFailedError(MESSAGES.workersFailed(err.message)));
+        reject(new WorkersFailedError(t('workersFailed', { why: clip(err.message, 120) })));
       },
     });
     currentPool = pool;
@@ -485,12 +508,12 @@ function solve(c) {
 
 function onPauseClick() {
   status.paused = !status.paused;
-  ui.pause.textContent = status.paused ? 'Resume' : 'Pause';
+  ui.pause.textContent = status.paused ? t('resume') : t('pause');
   if (currentPool) {
     if (status.paused) currentPool.pause();
     else currentPool.resume();
   }
-  say(status.paused ? MESSAGES.paused : MESSAGES.calculating);
+  say(status.paused ? t('paused') : t('calculating'));
   render();
 }
 
@@ -512,10 +535,10 @@ function waitForRetry(ms) {
 }
 
 /** @type {Record<import('./resend.js').RenewReason, string>} */
-const RENEW_TEXT = {
-  expired: MESSAGES.renewExpired,
-  spent: MESSAGES.renewSpent,
-  address: MESSAGES.renewAddress,
+const RENEW_KEY = {
+  expired: 'renewExpired',
+  spent: 'renewSpent',
+  address: 'renewAddress',
 };
 
 /**
@@ -537,7 +560,7 @@ async function sendAnswer(c, found, ticket, redir) {
   for (let failed = 0; ;) {
     if (secondsLeft(c, nowSeconds()) <= 0) {
       clearPending();
-      notice(MESSAGES.renewExpired);
+      notice(t('renewExpired'));
       return null;
     }
     /** @type {JsonAnswer} */
@@ -547,7 +570,7 @@ async function sendAnswer(c, found, ticket, redir) {
     } catch {
       failed += 1;
       const wait = retryDelayMs(failed);
-      say(MESSAGES.answerWaitingForNetwork(Math.round(wait / 1000)));
+      say(t('answerWaitingForNetwork', { seconds: Math.round(wait / 1000) }));
       await waitForRetry(wait);
       continue;
     }
@@ -559,22 +582,22 @@ async function sendAnswer(c, found, ticket, redir) {
         clearPending();
         return /** @type {import('./shared/wire.js').SolveResponse} */ (r.data);
       case 'queued':
-        say(queuedText(outcome.ahead));
+        say(queuedText(t, outcome.ahead));
         await sleep(retryAfter(r.res) * 1000);
         break;
       case 'busy': {
         const wait = retryAfter(r.res);
-        say(MESSAGES.busy(wait));
+        say(t('busy', { seconds: wait }));
         await waitForRetry(wait * 1000);
         break;
       }
       case 'renew':
         clearPending();
-        notice(RENEW_TEXT[outcome.reason]);
+        notice(t(RENEW_KEY[outcome.reason]));
         return null;
       default:
         clearPending();
-        throw new UserFacingError(visitorError(r.status, r.data));
+        throw new UserFacingError(t(visitorErrorKey(r.status, r.data)));
     }
   }
 }
@@ -592,9 +615,9 @@ async function submit(c, found, ticketPromise, redir) {
   ui.pause.disabled = true;
   const ticket = await ticketPromise;
   if (ticket instanceof Error) {
-    throw new WorkersFailedError(MESSAGES.workersFailed(ticket.message));
+    throw new WorkersFailedError(t('workersFailed', { why: clip(ticket.message, 120) }));
   }
-  say(MESSAGES.answerSending);
+  say(t('answerSending'));
   return sendAnswer(c, found, ticket, redir);
 }
 
@@ -606,7 +629,7 @@ async function copyToken() {
   const text = ui.token.value;
   try {
     await navigator.clipboard.writeText(text);
-    ui.copyStatus.textContent = MESSAGES.copied;
+    ui.copyStatus.textContent = t('copied');
     return;
   } catch {
     // No clipboard API (plain http, older browser) or permission refused.
@@ -619,7 +642,7 @@ async function copyToken() {
   } catch {
     copied = false;
   }
-  ui.copyStatus.textContent = copied ? MESSAGES.copied : MESSAGES.copySelected;
+  ui.copyStatus.textContent = copied ? t('copied') : t('copySelected');
 }
 
 /**
@@ -641,7 +664,7 @@ function showDone(title, target, stayText) {
   ui.success.hidden = false;
   status.redirect = target;
   if (target) {
-    ui.continueText.textContent = MESSAGES.takingYouBack;
+    ui.continueText.textContent = t('takingYouBack');
     ui.continueLink.href = target;
     ui.continueLink.hidden = false;
     ui.continueLink.focus();
@@ -663,20 +686,21 @@ function showSuccess(answer, redir) {
   } catch {
     // Storage disabled: waiting tabs solve for themselves.
   }
-  ui.hashes.textContent = formatInt(status.hashes);
+  ui.hashes.textContent = number(status.hashes);
   ui.estimate.textContent = '';
   ui.token.value = answer.token;
   ui.tokenBox.hidden = false;
   if (Number.isFinite(answer.expires_at)) {
-    ui.tokenExpiry.textContent = MESSAGES.passValidUntil(new Date(answer.expires_at * 1000).toLocaleString());
+    const when = new Date(answer.expires_at * 1000).toLocaleString(document.documentElement.lang || undefined);
+    ui.tokenExpiry.textContent = t('passValidUntil', { when });
   }
   // Only where the server says: it checked `redir` with its one rule.
   const { target, refused } = redirectPlan(answer, redir);
-  if (refused) notice(MESSAGES.redirectRefused(clip(redir)));
+  if (refused) notice(t('redirectRefused', { address: clip(redir) }));
   showDone(
-    answer.refreshed ? MESSAGES.doneRefreshedTitle : MESSAGES.doneTitle,
+    answer.refreshed ? t('doneRefreshedTitle') : t('doneTitle'),
     target ? new URL(target, location.href).href : null,
-    MESSAGES.goBackYourself,
+    t('goBackYourself'),
   );
 }
 
@@ -689,13 +713,13 @@ function showError(err) {
     clearStored();
     clearPending();
   }
-  const message = err instanceof UserFacingError ? err.message : MESSAGES.pageBug;
+  const message = err instanceof UserFacingError ? err.message : t('pageBug');
   if (!(err instanceof UserFacingError)) console.error(err);
   status.error = message;
   setState('error');
   ui.pause.disabled = true;
   ui.estimate.textContent = '';
-  say(MESSAGES.stopped);
+  say(t('stopped'));
   ui.errorMessage.textContent = message;
   ui.error.hidden = false;
   ui.paste.open = true;
@@ -720,7 +744,7 @@ async function run(redir) {
     status.difficulty = pending.challenge.difficulty;
     status.purpose = pending.challenge.purpose;
     status.hashes = pending.found.hashes;
-    say(MESSAGES.answerResumed);
+    say(t('answerResumed'));
     const answer = await sendAnswer(pending.challenge, pending.found, pending.ticket, redir);
     clearStored();
     if (answer) {
@@ -737,10 +761,10 @@ async function run(redir) {
 
     setState('solving');
     ui.pause.disabled = false;
-    if (status.paused) say(MESSAGES.paused);
-    else if (c.purpose === 'refresh') say(MESSAGES.calculatingRefresh);
-    else if (resumed) say(MESSAGES.calculatingResumed);
-    else say(MESSAGES.calculating);
+    if (status.paused) say(t('paused'));
+    else if (c.purpose === 'refresh') say(t('calculatingRefresh'));
+    else if (resumed) say(t('calculatingResumed'));
+    else say(t('calculating'));
     render();
 
     const ticket = startTicket(c);
@@ -752,7 +776,7 @@ async function run(redir) {
       return;
     }
   }
-  throw new UserFacingError(MESSAGES.keptRefusing);
+  throw new UserFacingError(t('keptRefusing'));
 }
 
 /**
@@ -781,7 +805,7 @@ function runInTurn(redir) {
   }, () => {
     waitingSince = Date.now();
     setState('waiting');
-    say(MESSAGES.waitingForOtherTab);
+    say(t('waitingForOtherTab'));
   });
 }
 
@@ -792,8 +816,8 @@ function runInTurn(redir) {
  * @param {string | null} redir the page's `?redir=`
  */
 function showSolvedElsewhere(redir) {
-  notice(MESSAGES.doneInOtherTab);
-  showDone(MESSAGES.doneTitle, continueTarget(redir, location.href), MESSAGES.doneInOtherTabStay);
+  notice(t('doneInOtherTab'));
+  showDone(t('doneTitle'), continueTarget(redir, location.href), t('doneInOtherTabStay'));
 }
 
 /**
@@ -833,7 +857,7 @@ function main() {
 
 
   if (typeof Worker !== 'function' || typeof WebAssembly !== 'object') {
-    showError(new UserFacingError(MESSAGES.noWorkers));
+    showError(new UserFacingError(t('noWorkers')));
     return;
   }
   start(redir);

@@ -113,7 +113,7 @@ export function memoryBudgetKiB({ mobile, deviceMemory }) {
  *         floor(budget / memoryKiB)), and never less than 1.
  *
  * @param {Environment} env
- * @returns {{workers: number, limit: string, explanation: string, cores: number,
+ * @returns {{workers: number, limit: string, limitValue: number, explanation: string, cores: number,
  *            webkit: boolean, mobile: boolean, deviceClass: import('./shared/wire.js').DeviceClass,
  *            budgetKiB: number, memoryKiB: number}}
  */
@@ -150,7 +150,7 @@ export function describeCaps(env = {}) {
     ? `1 worker: ${reason}, but one is always tried.`
     : `${workers} worker${workers === 1 ? '' : 's'}: ${reason}.`;
   return {
-    workers, limit, explanation, cores, webkit, mobile,
+    workers, limit, limitValue: value, explanation, cores, webkit, mobile,
     deviceClass: deviceClass({ webkit, mobile }), budgetKiB, memoryKiB,
   };
 }

@@ -36,6 +36,8 @@ export function etaSeconds(hashesSoFar, rate, difficulty) {
   return difficulty / rate;
 }
 
+/** @typedef {import('./i18n.js').Translator['t']} T */
+
 /**
  * What the page can truthfully say about time, as a sentence: before the
  * expected time, a round upper bound on the usual time ("Usually under a
@@ -44,48 +46,36 @@ export function etaSeconds(hashesSoFar, rate, difficulty) {
  * that this one is taking longer, with the time so far. Never a countdown:
  * the search has no memory, so no one knows how much is left.
  *
+ * @param {T} t the page's words (i18n.js)
  * @param {number} elapsedS seconds spent searching so far (pauses excluded)
  * @param {number | null} expectedS expected seconds for a whole solve at the
  *   measured rate (etaSeconds); null while the rate is unknown
  * @returns {string}
  */
-export function timeEstimateText(elapsedS, expectedS) {
-  if (expectedS === null || !Number.isFinite(expectedS)) return 'Measuring how fast this device is…';
-  if (elapsedS > expectedS) {
-    return `This one is taking longer than usual (${formatElapsed(elapsedS)} so far). `
-      + 'Each try has the same chance, so it can finish at any moment.';
+export function timeEstimateText(t, elapsedS, expectedS) {
+  if (expectedS === null || !Number.isFinite(expectedS)) return t('measuring');
+  if (elapsedS > expectedS) return t('takingLonger', { elapsed: formatElapsed(t, elapsedS) });
+  if (expectedS < 10) return t('usuallySeconds');
+  if (expectedS < 60) return t('usuallyUnderAMinute');
+  if (expectedS < 90 * 60) {
+    const minutes = Math.ceil(expectedS / 60);
+    return minutes === 1 ? t('usuallyUnderAMinute') : t('usuallyUnderMinutes', { count: minutes });
   }
-  return `Usually ${usualBound(expectedS)} on this device.`;
-}
-
-/**
- * A round upper bound for an expected duration: "a few seconds", "under a
- * minute", "under 3 minutes", "under 2 hours".
- *
- * @param {number} seconds
- * @returns {string}
- */
-export function usualBound(seconds) {
-  if (seconds < 10) return 'a few seconds';
-  if (seconds < 60) return 'under a minute';
-  if (seconds < 90 * 60) {
-    const minutes = Math.ceil(seconds / 60);
-    return minutes === 1 ? 'under a minute' : `under ${minutes} minutes`;
-  }
-  return `under ${Math.ceil(seconds / 3600)} hours`;
+  return t('usuallyUnderHours', { count: Math.ceil(expectedS / 3600) });
 }
 
 /**
  * Elapsed time as a clock reads: "8 s", "1 min 05 s", "12 min 30 s",
- * "1 h 02 min".
+ * "1 h 02 min" (in English).
  *
+ * @param {T} t the page's words (i18n.js)
  * @param {number} seconds
  * @returns {string}
  */
-export function formatElapsed(seconds) {
+export function formatElapsed(t, seconds) {
   const s = Math.max(0, Math.floor(Number.isFinite(seconds) ? seconds : 0));
-  if (s < 60) return `${s} s`;
+  if (s < 60) return t('elapsedSeconds', { seconds: s });
   const pad = (/** @type {number} */ n) => String(n).padStart(2, '0');
-  if (s < 3600) return `${Math.floor(s / 60)} min ${pad(s % 60)} s`;
-  return `${Math.floor(s / 3600)} h ${pad(Math.floor((s % 3600) / 60))} min`;
+  if (s < 3600) return t('elapsedMinutes', { minutes: Math.floor(s / 60), seconds: pad(s % 60) });
+  return t('elapsedHours', { hours: Math.floor(s / 3600), minutes: pad(Math.floor((s % 3600) / 60)) });
 }

@@ -23,10 +23,11 @@ export function queuedAhead(status, data) {
 
 /**
  * What the visitor reads while the answer waits for its turn.
+ * @param {import('./i18n.js').Translator['t']} t the page's words (i18n.js)
  * @param {number} ahead
  * @returns {string}
  */
-export function queuedText(ahead) {
-  if (ahead === 0) return 'Verifying your answer: you are next.';
-  return `Verifying your answer: ${ahead} ahead of you.`;
+export function queuedText(t, ahead) {
+  if (ahead === 0) return t('queuedNext');
+  return t('queuedAhead', { count: ahead });
 }

@@ -13,7 +13,8 @@ import {
   waitForState,
   withServerLog,
 } from '../lib/harness.mjs';
-import { ERROR_TEXT } from '../../frontend/messages.js';
+import { ERROR_KEY } from '../../frontend/messages.js';
+import { english } from '../lib/locales.mjs';
 
 const DIFFICULTY = '150';
 const SITE_NAME = 'Example <Shop>';
@@ -77,7 +78,7 @@ describe('the challenge page speaks to visitors', () => {
     page.on('load', () => { loads += 1; });
     await page.goto(`${server.url}/`);
     await waitForState(page, ['error']);
-    assert.equal(await page.textContent('#error-message'), ERROR_TEXT.wrong_answer);
+    assert.equal(await page.textContent('#error-message'), english.t(ERROR_KEY.wrong_answer));
     assert.equal(await page.evaluate(() => document.activeElement?.id), 'error-title');
 
     refuse = false;

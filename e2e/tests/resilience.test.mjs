@@ -16,7 +16,7 @@ import {
   withServerLog,
   WAIT_MS,
 } from '../lib/harness.mjs';
-import { MESSAGES } from '../../frontend/messages.js';
+import { english } from '../lib/locales.mjs';
 
 /** A fraction of a second per solve with FAST_ARGON2. */
 const DIFFICULTY = '150';
@@ -114,7 +114,7 @@ describe('solved work is never lost', () => {
 
     assert.equal(posts.challenge.length, 2, 'a second challenge, for the new address');
     assert.equal(posts.solve.length, 2);
-    assert.equal(await page.textContent('#notice'), MESSAGES.renewAddress);
+    assert.equal(await page.textContent('#notice'), english.t('renewAddress'));
   });
 
   e2e('solves once for three tabs opened at once, and every tab continues to its target', async (t) => {
@@ -140,7 +140,7 @@ describe('solved work is never lost', () => {
       await sleep(50);
     }
     const waitingText = await Promise.all(pages.map((p) => p.textContent('#status')));
-    assert.equal(waitingText.filter((s) => s === MESSAGES.waitingForOtherTab).length, 2);
+    assert.equal(waitingText.filter((s) => s === english.t('waitingForOtherTab')).length, 2);
     releaseAnswer();
 
     await Promise.all(pages.map((p) => p.waitForURL(target, { timeout: WAIT_MS })));

@@ -4,8 +4,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import {
-  etaSeconds, formatElapsed, successProbability, timeEstimateText, usualBound,
+  etaSeconds, formatElapsed, successProbability, timeEstimateText,
 } from '../progress.js';
+import { en, catalog } from './catalogs.mjs';
+import { translator } from '../i18n.js';
 
 describe('successProbability', () => {
   it('is 0 before any hash and 1 at difficulty 1', () => {
@@ -49,43 +51,54 @@ describe('etaSeconds', () => {
 
 describe('timeEstimateText', () => {
   it('says "measuring" until the rate is known, not a guess from the warm-up', () => {
-    assert.equal(timeEstimateText(3, null), 'Measuring how fast this device is…');
+    assert.equal(timeEstimateText(en.t, 3, null), 'Measuring how fast this device is…');
   });
 
   it('gives a round upper bound of the usual time while within it, never a countdown', () => {
     // low (200) at 4 hashes/s: 50 s expected.
-    assert.equal(timeEstimateText(10, 50), 'Usually under a minute on this device.');
-    assert.equal(timeEstimateText(49, 50), 'Usually under a minute on this device.',
+    assert.equal(timeEstimateText(en.t, 10, 50), 'Usually under a minute on this device.');
+    assert.equal(timeEstimateText(en.t, 49, 50), 'Usually under a minute on this device.',
       'the same words the whole time: nothing counts down');
-    assert.equal(timeEstimateText(1, 4), 'Usually a few seconds on this device.');
-    assert.equal(timeEstimateText(1, 150), 'Usually under 3 minutes on this device.');
+    assert.equal(timeEstimateText(en.t, 1, 4), 'Usually a few seconds on this device.');
+    assert.equal(timeEstimateText(en.t, 1, 150), 'Usually under 3 minutes on this device.');
   });
 
   it('says this one is taking longer than usual once past the expected time, with the time so far', () => {
     // The 177 s solve at an expected 50 s.
     assert.equal(
-      timeEstimateText(177, 50),
+      timeEstimateText(en.t, 177, 50),
       'This one is taking longer than usual (2 min 57 s so far). Each try has the same chance, so it can finish at any moment.',
     );
   });
 });
 
-describe('usualBound', () => {
-  it('rounds up to whole minutes and hours', () => {
-    assert.equal(usualBound(9.9), 'a few seconds');
-    assert.equal(usualBound(59), 'under a minute');
-    assert.equal(usualBound(61), 'under 2 minutes');
-    assert.equal(usualBound(89 * 60), 'under 89 minutes');
-    assert.equal(usualBound(3 * 3600), 'under 3 hours');
+describe('the usual time in whole minutes and hours', () => {
+  it('rounds up, with the plural form the count takes', () => {
+    assert.equal(timeEstimateText(en.t, 1, 9.9), 'Usually a few seconds on this device.');
+    assert.equal(timeEstimateText(en.t, 1, 59), 'Usually under a minute on this device.');
+    assert.equal(timeEstimateText(en.t, 1, 61), 'Usually under 2 minutes on this device.');
+    assert.equal(timeEstimateText(en.t, 1, 89 * 60), 'Usually under 89 minutes on this device.');
+    assert.equal(timeEstimateText(en.t, 1, 2 * 3600), 'Usually under 2 hours on this device.');
+  });
+
+  it('takes the Polish forms for 1.5 (a fraction), 2 and 22 hours', () => {
+    const pl = translator('pl', catalog('pl'));
+    const forms = catalog('pl').usuallyUnderHours;
+    assert.equal(timeEstimateText(pl.t, 1, 2 * 3600), forms.few.replace('{count}', '2'));
+    assert.equal(timeEstimateText(pl.t, 1, 22 * 3600), forms.few.replace('{count}', '22'));
+    assert.notEqual(forms.few, forms.other);
+    assert.equal(pl.t('usuallyUnderHours', { count: 1.5 }), forms.other.replace('{count}', '1,5'));
   });
 });
 
 describe('formatElapsed', () => {
   it('reads like a clock', () => {
-    assert.equal(formatElapsed(8.7), '8 s');
-    assert.equal(formatElapsed(65), '1 min 05 s');
-    assert.equal(formatElapsed(750), '12 min 30 s');
-    assert.equal(formatElapsed(3720), '1 h 02 min');
-    assert.equal(formatElapsed(Number.NaN), '0 s');
+    assert.equal(formatElapsed(en.t, 8.7), '8 s');
+    assert.equal(formatElapsed(en.t, 65), '1 min 05 s');
+    assert.equal(formatElapsed(en.t, 750), '12 min 30 s');
+    assert.equal(formatElapsed(en.t, 3720), '1 h 02 min');
+    assert.equal(formatElapsed(en.t, Number.NaN), '0 s');
+    assert.equal(formatElapsed(translator('ja', catalog('ja')).t, 65), catalog('ja').elapsedMinutes
+      .replace('{minutes}', '1').replace('{seconds}', '05'));
   });
 });

@@ -46,6 +46,7 @@ pub(crate) mod forwarded;
 pub(crate) mod gate;
 pub(crate) mod limits;
 pub(crate) mod linger;
+pub(crate) mod locale;
 pub(crate) mod metrics;
 pub(crate) mod open_challenges;
 pub(crate) mod origin;

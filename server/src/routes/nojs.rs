@@ -1,21 +1,34 @@
-//! The no-JavaScript path: the challenge page with its `<noscript>` form
-//! filled in for this request (the command to run, with this site's real
-//! address, and the `?redir=` to come back to), and the result pages of
-//! that form (`POST /api/token`), styled like the page.
+//! The challenge page as the server fills it in for each request: its text
+//! in the visitor's language (see [`crate::locale`]), with that language's
+//! catalog for the page's script, and the `<noscript>` form that works
+//! without JavaScript (the command to run, with this site's real address,
+//! and the `?redir=` to come back to); and the result pages of that form
+//! (`POST /api/token`), styled like the page and in the same language.
 //!
 //! Everything put into HTML here goes through [`escape_html`]: the address
-//! and `redir` come from the request, so they are attacker-written.
+//! and `redir` come from the request, so they are attacker-written; the
+//! catalogs' texts are escaped too, so they hold no markup.
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::config::Config;
+use crate::locale::Locale;
 
-/// Stands in `frontend/index.html` for the page's address, as the command
-/// line shows it (`powgate solve <address>`).
-pub(crate) const PAGE_URL_SLOT: &str = "{{page_url}}";
-/// Stands in `frontend/index.html` for the `?redir=` of the request.
-pub(crate) const REDIR_SLOT: &str = "{{redir}}";
+/// What a `{{slot}}` of `frontend/index.html` is filled with for one
+/// request.
+#[derive(Debug)]
+pub(crate) struct PageSlots<'a> {
+    pub locale: &'static Locale,
+    /// The page's address, as the command line shows it (`powgate solve
+    /// <address>`): `{{page_url}}`, and `{command}` inside a text.
+    pub page_url: &'a str,
+    /// The request's `?redir=`: `{{redir}}`.
+    pub redir: &'a str,
+    /// The request's `?lang=`, kept by the no-JS form so that its result
+    /// page speaks the same language: `{{lang_param}}`.
+    pub lang_param: &'a str,
+}
 
 /// The text as HTML text or a quoted attribute value.
 pub(crate) fn escape_html(text: &str) -> String {
@@ -88,25 +101,63 @@ pub(crate) fn page_url(
     format!("{}://{host}{dir}", if https { "https" } else { "http" })
 }
 
-/// The challenge page with its slots filled in, escaped.
-pub(crate) fn fill_page(template: &str, page_url: &str, redir: &str) -> String {
-    template
-        .replace(PAGE_URL_SLOT, &escape_html(page_url))
-        .replace(REDIR_SLOT, &escape_html(redir))
+/// The challenge page with its slots filled in, escaped:
+/// - `{{t:key}}`: the text of `key` in the visitor's language, where
+///   `{command}`, `{program}` and `{cargo}` become the command line and
+///   program names in `<code>`;
+/// - `{{lang}}`, `{{dir}}`: the language's tag and direction;
+/// - `{{messages}}`: its catalog as JSON, for a `<script
+///   type="application/json">`;
+/// - `{{page_url}}`, `{{redir}}`, `{{lang_param}}`: see [`PageSlots`].
+///
+/// An unknown slot is left as it is, for the tests to see.
+pub(crate) fn fill_page(template: &str, slots: &PageSlots<'_>) -> String {
+    let command = format!("<code>powgate solve {}</code>", escape_html(slots.page_url));
+    let mut out = String::with_capacity(template.len() + slots.locale.page_json().len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let slot = &rest[start + 2..start + len];
+        match slot {
+            "page_url" => out.push_str(&escape_html(slots.page_url)),
+            "redir" => out.push_str(&escape_html(slots.redir)),
+            "lang_param" => out.push_str(&escape_html(slots.lang_param)),
+            "lang" => out.push_str(&escape_html(slots.locale.tag())),
+            "dir" => out.push_str(slots.locale.dir()),
+            "messages" => out.push_str(slots.locale.page_json()),
+            _ => match slot.strip_prefix("t:") {
+                Some(key) => out.push_str(
+                    &escape_html(slots.locale.text(key))
+                        .replace("{command}", &command)
+                        .replace("{program}", "<code>powgate</code>")
+                        .replace("{cargo}", "<code>cargo</code>"),
+                ),
+                None => out.push_str(&rest[start..start + len + 2]),
+            },
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A result page of the token form: a heading, one sentence, and where to
-/// go next, styled by the page's own stylesheets. Served at
+/// go next (`title`, `message` and the link's label are catalog keys, said
+/// in `locale`), styled by the page's own stylesheets. Served at
 /// `…/api/token`, so `../` is the page's directory.
 pub(crate) fn result_page(
     status: StatusCode,
+    locale: &Locale,
     title: &str,
     message: &str,
     next: (&str, &str),
 ) -> Response {
     let (href, label) = next;
     let body = format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+        "<!doctype html>\n<html lang=\"{lang}\" dir=\"{dir}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"robots\" content=\"noindex\">\n<title>{title}</title>\n\
          <link rel=\"icon\" href=\"data:,\">\n\
@@ -115,10 +166,12 @@ pub(crate) fn result_page(
          <body data-state=\"{state}\">\n<main>\n<h1>{title}</h1>\n\
          <section class=\"card{class}\">\n<p>{message}</p>\n\
          <p><a class=\"button-link\" href=\"{href}\">{label}</a></p>\n</section>\n</main>\n</body>\n</html>\n",
-        title = escape_html(title),
-        message = escape_html(message),
+        lang = escape_html(locale.tag()),
+        dir = locale.dir(),
+        title = escape_html(locale.text(title)),
+        message = escape_html(locale.text(message)),
         href = escape_html(href),
-        label = escape_html(label),
+        label = escape_html(locale.text(label)),
         state = if status.is_success() {
             "solved"
         } else {
@@ -135,25 +188,82 @@ pub(crate) fn result_page(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
+    resp.headers_mut().insert(
+        header::VARY,
+        header::HeaderValue::from_static("Accept-Language"),
+    );
     resp
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::locale;
+
+    fn slots<'a>(locale: &'static Locale, redir: &'a str) -> PageSlots<'a> {
+        PageSlots {
+            locale,
+            page_url: "https://example.com/",
+            redir,
+            lang_param: "",
+        }
+    }
 
     /// `?redir="><script>…` must stay text inside the hidden input.
     #[test]
     fn a_redir_with_markup_is_escaped_in_the_noscript_form() {
         let page = fill_page(
             r#"<code>powgate solve {{page_url}}</code><input name="redir" value="{{redir}}">"#,
-            "https://example.com/",
-            r#""><script>alert(1)</script>"#,
+            &slots(locale::english(), r#""><script>alert(1)</script>"#),
         );
         assert_eq!(
             page,
             "<code>powgate solve https://example.com/</code><input name=\"redir\" value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\">"
         );
+    }
+
+    fn challenge_page(locale: &'static Locale) -> String {
+        let (_, _, bytes) = crate::routes::pages::find("index.html").unwrap();
+        fill_page(&String::from_utf8_lossy(bytes), &slots(locale, "/docs"))
+    }
+
+    #[test]
+    fn the_challenge_page_is_filled_in_every_language_leaving_no_slot_or_key() {
+        for locale in locale::all() {
+            let page = challenge_page(locale);
+            let tag = locale.tag();
+            assert!(!page.contains("{{"), "{tag}: a slot is left");
+            assert!(
+                page.contains(&format!("<html lang=\"{tag}\" dir=\"ltr\">")),
+                "{tag}"
+            );
+            assert!(page.contains(&format!(
+                "<h1 id=\"title\" tabindex=\"-1\">{}</h1>",
+                escape_html(locale.text("title"))
+            )));
+            assert!(
+                page.contains("<code>powgate solve https://example.com/</code>"),
+                "{tag}"
+            );
+            // Every {{t:key}} named a key: a missing one would show itself.
+            let (_, _, bytes) = crate::routes::pages::find("index.html").unwrap();
+            let template = String::from_utf8_lossy(bytes);
+            for key in template
+                .split("{{t:")
+                .skip(1)
+                .filter_map(|s| s.split_once("}}"))
+            {
+                assert_ne!(
+                    locale::english().text(key.0),
+                    key.0,
+                    "no English text for {}",
+                    key.0
+                );
+            }
+        }
+        let de = challenge_page(locale::all().iter().find(|l| l.tag() == "de").unwrap());
+        assert!(de.contains("<title>Ihr Browser wird geprüft</title>"));
+        assert!(!de.contains("Checking your browser"));
     }
 
     #[test]

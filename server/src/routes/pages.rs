@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::error::ApiError;
+use crate::locale;
 use crate::routes::extract::{ClientIp, PathParams};
 use crate::routes::nojs;
 use crate::state::AppState;
@@ -32,6 +33,14 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/", get(index))
         .route("/api/config", get(page_config))
         .route("/{*path}", get(asset))
+}
+
+/// The embedded files below `dir` (such as `locales/`), by their path
+/// below it.
+pub(crate) fn embedded_under(dir: &str) -> impl Iterator<Item = (&'static str, &'static [u8])> {
+    embedded::ASSETS
+        .iter()
+        .filter_map(move |(p, _, _, bytes)| Some((p.strip_prefix(dir)?, *bytes)))
 }
 
 /// An embedded file by its path below the served root.
@@ -64,8 +73,9 @@ async fn asset(
     serve(&path, &headers)
 }
 
-/// The challenge page, its no-JavaScript form filled in for this request
-/// (see [`nojs`]). It differs by `?redir=`, so it has no ETag.
+/// The challenge page in the visitor's language, its no-JavaScript form
+/// filled in for this request (see [`nojs`]). It differs by `?redir=`, so
+/// it has no ETag, and by `Accept-Language`, which `Vary` tells caches.
 fn challenge_page(
     state: &AppState,
     client: &ClientIp,
@@ -76,15 +86,27 @@ fn challenge_page(
         return ApiError::NotFound("no such page: /index.html".into()).into_response();
     };
     let page_url = nojs::page_url(&state.config, headers, uri.path(), client.via_trusted_proxy);
+    let lang_param = locale::lang_param(uri.query()).unwrap_or_default();
+    let locale = locale::negotiate(
+        Some(&lang_param),
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let html = nojs::fill_page(
         &String::from_utf8_lossy(bytes),
-        &page_url,
-        &nojs::redir_param(uri.query()),
+        &nojs::PageSlots {
+            locale,
+            page_url: &page_url,
+            redir: &nojs::redir_param(uri.query()),
+            lang_param: &lang_param,
+        },
     );
     let mut resp = html.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Language"));
     add_security_headers(h);
     resp
 }
@@ -178,6 +200,9 @@ mod tests {
             "answer.js",
             "challenge.js",
             "style.css",
+            "i18n.js",
+            "locales/en.json",
+            "locales/zh-CN.json",
             "shared/base.css",
             "shared/http.js",
             "shared/format.js",

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::cookies;
 use crate::error::{ApiError, Result};
 use crate::gate::{Decision, judge_token};
+use crate::locale;
 use crate::origin::{self, RequestOrigin};
 use crate::redirect::safe_redirect;
 use crate::routes::extract::{ClientIp, FormBody, JsonBody};
@@ -400,6 +401,9 @@ struct PastedToken {
     token: String,
     #[serde(default)]
     redir: String,
+    /// The page's `?lang=`, if it had one: the result page speaks it too.
+    #[serde(default)]
+    lang: String,
 }
 
 /// Accepts a token obtained with `powgate solve` and sets the cookie, so
@@ -428,35 +432,44 @@ async fn paste_token(
     }
     let token = form.token.trim();
     let decision = judge_token(&state, Some(token), &client).await?;
+    let locale = locale::negotiate(
+        Some(&form.lang),
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
     if decision != Decision::Valid {
         let msg = match decision {
-            Decision::Expired { .. } => "That token has expired. Run powgate solve again.",
-            Decision::IpLimit => "That token is already used from too many addresses.",
-            Decision::Revoked => "That token was revoked.",
-            Decision::Exhausted => {
-                "That token has used its request budget. Run powgate solve --refresh with it."
-            }
-            Decision::RateLimited { .. } => {
-                "That token is sending requests too fast. Wait a minute and paste it again."
-            }
-            _ => "That is not a valid token. Run powgate solve and paste the line it prints.",
+            Decision::Expired { .. } => "tokenExpired",
+            Decision::IpLimit => "tokenTooManyAddresses",
+            Decision::Revoked => "tokenRevoked",
+            Decision::Exhausted => "tokenExhausted",
+            Decision::RateLimited { .. } => "tokenTooFast",
+            _ => "tokenInvalid",
         };
-        // Back to the page with the same return address, to paste again.
-        let back = if form.redir.is_empty() {
+        // Back to the page with the same return address and language, to
+        // paste again.
+        let query: Vec<String> = [("redir", &form.redir), ("lang", &form.lang)]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| {
+                let v: String =
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                        .collect();
+                format!("{k}={v}")
+            })
+            .collect();
+        let back = if query.is_empty() {
             "../".to_owned()
         } else {
-            let redir: String = percent_encoding::utf8_percent_encode(
-                &form.redir,
-                percent_encoding::NON_ALPHANUMERIC,
-            )
-            .collect();
-            format!("../?redir={redir}")
+            format!("../?{}", query.join("&"))
         };
         return Ok(nojs::result_page(
             decision.status_code(),
-            "That token did not work",
+            locale,
+            "tokenFailedTitle",
             msg,
-            (&back, "Back to the check"),
+            (&back, "backToCheck"),
         ));
     }
     // With a return address the server accepts, straight there; else a
@@ -469,9 +482,10 @@ async fn paste_token(
         }
         None => nojs::result_page(
             StatusCode::OK,
-            "You can continue",
-            "Your token works: this browser will be let through. Go back to the page you wanted, or to the site's home page.",
-            ("/", "Go to the home page"),
+            locale,
+            "doneTitle",
+            "tokenWorks",
+            ("/", "homePage"),
         ),
     };
     set_cookie(&state, &mut resp, token, state.settings.get().token_hours);
