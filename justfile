@@ -29,7 +29,7 @@ typecheck:
 bench-solver:
     scripts/bench-solver.sh
 
-# Load benchmarks: /verify-token throughput against a bare axum process, p99 (alone and under a flood), peak memory, argon2 vs the C CLI, proxy mode vs nginx (e), the TCP gate vs a direct connection (f); BENCH_PARTS=a runs one part
+# Load benchmarks: /verify-token throughput against a bare axum process, p99 (alone and under a flood), peak memory, argon2 vs the C CLI, proxy mode vs nginx (e), the TCP gate vs a direct connection (f), the PostgreSQL store vs SQLite with 1 000 000 tokens stored (g); BENCH_PARTS=a runs one part
 bench:
     scripts/bench.sh
 

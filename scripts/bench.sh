@@ -48,6 +48,22 @@
 #       too: unpinned on 2 CPUs, the gate's own copies compete with the
 #       client's and the echo's for the same cores, and the ratio measures
 #       the machine's CPU count more than the gate.
+#   (g) the PostgreSQL store against SQLite (issue 17), on a PostgreSQL
+#       cluster of its own (scripts/postgres.sh, durable like the SQLite
+#       file: fsync and synchronous_commit on) and an SQLite file, each
+#       seeded with BENCH_G_TOKENS live tokens (1 000 000) in one
+#       transaction; one powgate per store, each with its database pinned
+#       to CPU 0 (PostgreSQL too, so both stores get the same CPU) and wrk
+#       on the others. Rounds alternate SQLite / PostgreSQL: /verify-token
+#       with one cached token, then with tokens drawn uniformly at random
+#       from all of them (most not cached; wrk with
+#       scripts/bench-verify-tokens.lua), medians compared; the process
+#       start to the first 200 on /healthz with them all stored; the RSS
+#       after the random runs; token issue (POST /api/solve) and a known
+#       token from a new address, p50/p99 over BENCH_G_SAMPLES each; and
+#       with a second powgate on the same PostgreSQL, the time from a
+#       revocation on one to the other's first refusal, over
+#       BENCH_G_REVOCATIONS (scripts/bench-store-probe.py).
 #
 # Installs what it needs when missing (oha with cargo, Debian's argon2 CLI,
 # jq), builds the release binaries, starts its own powgate on a temporary
@@ -56,7 +72,7 @@
 # prints a table with every figure, its target, and the command behind it.
 #
 # Settings (environment):
-#   BENCH_PARTS=abcd            which parts to run, e.g. BENCH_PARTS=a for (a)
+#   BENCH_PARTS=abcdefg         which parts to run, e.g. BENCH_PARTS=a for (a)
 #                               only; (c) is measured during (b), so it needs b
 #   BENCH_PORT=18089            loopback port for the server under test
 #   BENCH_BARE_PORT=18090       loopback port for the bare baseline of (a)
@@ -85,11 +101,18 @@
 #   BENCH_ECHO_PORT=18094       loopback port of (f)'s echo service
 #   BENCH_TCP_COUNT=500         connections per latency run in (f)
 #   BENCH_STREAM_MIB=1024       size of (f)'s echoed stream
+#   BENCH_G_SQLITE_PORT=18095   loopback port of (g)'s powgate on SQLite
+#   BENCH_G_POSTGRES_PORT=18096 loopback port of (g)'s powgate on PostgreSQL
+#   BENCH_G_SECOND_PORT=18097   loopback port of (g)'s second powgate on the
+#                               same PostgreSQL (revocation propagation)
+#   BENCH_G_TOKENS=1000000      live tokens seeded into each store in (g)
+#   BENCH_G_SAMPLES=300         issues and new addresses per store and round
+#   BENCH_G_REVOCATIONS=100     revocations timed in (g)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-parts="${BENCH_PARTS:-abcdef}"
+parts="${BENCH_PARTS:-abcdefg}"
 port="${BENCH_PORT:-18089}"
 bare_port="${BENCH_BARE_PORT:-18090}"
 secs="${BENCH_SECONDS:-10}"
@@ -111,12 +134,18 @@ tcp_port="${BENCH_TCP_PORT:-18093}"
 echo_port="${BENCH_ECHO_PORT:-18094}"
 tcp_count="${BENCH_TCP_COUNT:-500}"
 stream_mib="${BENCH_STREAM_MIB:-1024}"
+g_sqlite_port="${BENCH_G_SQLITE_PORT:-18095}"
+g_postgres_port="${BENCH_G_POSTGRES_PORT:-18096}"
+g_second_port="${BENCH_G_SECOND_PORT:-18097}"
+g_tokens="${BENCH_G_TOKENS:-1000000}"
+g_samples="${BENCH_G_SAMPLES:-300}"
+g_revocations="${BENCH_G_REVOCATIONS:-100}"
 base="http://127.0.0.1:$port"
 bare_base="http://127.0.0.1:$bare_port"
 out="$root/bench-results"
 
-if [[ ! $parts =~ ^[abcdef]+$ ]]; then
-    echo "BENCH_PARTS=$parts: use letters among a, b, c, d, e, f" >&2
+if [[ ! $parts =~ ^[abcdefg]+$ ]]; then
+    echo "BENCH_PARTS=$parts: use letters among a, b, c, d, e, f, g" >&2
     exit 1
 fi
 if [[ $parts == *c* && $parts != *b* ]]; then
@@ -152,6 +181,9 @@ want d && ! command -v objdump >/dev/null && apt_need+=(binutils)
 # nginx lives in /usr/sbin, which is not on a normal user's PATH.
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 want e && ! [[ -x $nginx_bin ]] && apt_need+=(nginx)
+want g && ! command -v wrk >/dev/null && apt_need+=(wrk)
+want g && ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null && apt_need+=(postgresql)
+want g && ! command -v openssl >/dev/null && apt_need+=(openssl)
 if ((${#apt_need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         say "installing ${apt_need[*]}"
@@ -165,7 +197,13 @@ fi
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 say "building powgate and the benchmark examples (release)"
-cargo build --release --locked -p powgate --bin powgate --example bare --example flood --example verify_cost --example tcp_bench
+# Only the examples the chosen parts run: (g) alone needs none.
+examples=()
+(want a || want e) && examples+=(--example bare)
+want b && examples+=(--example flood)
+want d && examples+=(--example verify_cost)
+want f && examples+=(--example tcp_bench)
+cargo build --release --locked -p powgate --bin powgate "${examples[@]}"
 bin="$root/target/release/powgate"
 bare="$root/target/release/examples/bare"
 flood="$root/target/release/examples/flood"
@@ -181,7 +219,8 @@ if want a && (exec 3<>"/dev/tcp/127.0.0.1/$bare_port") 2>/dev/null; then
     exit 1
 fi
 for p in $(want e && echo "$upstream_port:BENCH_UPSTREAM_PORT $nginx_port:BENCH_NGINX_PORT") \
-    $(want f && echo "$tcp_port:BENCH_TCP_PORT $echo_port:BENCH_ECHO_PORT"); do
+    $(want f && echo "$tcp_port:BENCH_TCP_PORT $echo_port:BENCH_ECHO_PORT") \
+    $(want g && echo "$g_sqlite_port:BENCH_G_SQLITE_PORT $g_postgres_port:BENCH_G_POSTGRES_PORT $g_second_port:BENCH_G_SECOND_PORT"); do
     if (exec 3<>"/dev/tcp/127.0.0.1/${p%%:*}") 2>/dev/null; then
         echo "port ${p%%:*} is in use; set ${p#*:}" >&2
         exit 1
@@ -192,11 +231,16 @@ done
 tmp=$(mktemp -d)
 server_pid=""
 bg_pids=()
+# (g)'s PostgreSQL cluster, once started: where scripts/postgres.sh records it.
+g_pg_state=""
 cleanup() {
     for p in "${bg_pids[@]}" $server_pid; do
         kill "$p" 2>/dev/null || true
     done
     wait 2>/dev/null || true
+    if [[ -n $g_pg_state ]]; then
+        POWGATE_TEST_POSTGRES_STATE=$g_pg_state scripts/postgres.sh stop || true
+    fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -815,6 +859,288 @@ if want f; then
                        gate_rounds: $rate_gate_rounds, direct_rounds: $rate_direct_rounds}}}')")
     rows+=("| (f) TCP gate: connect to first echoed byte with a token, added over a direct connection, median of $rounds rounds of $tcp_count: p50 / p99 | **$f_added_p50 / $f_added_p99 ms** (gate $f_p50_g / $f_p99_g, direct $f_p50_d / $f_p99_d ms) | | |")
     rows+=("| (f) a $stream_mib MiB stream echoed through the gate / directly, median of $rounds rounds (rounds: ${f_rate_gate[*]} vs ${f_rate_direct[*]}) | $f_rate_g / $f_rate_d MiB/s = **${ratio_f}x** | >= 0.9x | $(verdict "$ratio_f >= 0.9") |")
+fi
+
+# --- (g) the PostgreSQL store against SQLite ---------------------------------------------
+if want g; then
+    [[ -n $server_pid ]] && stop_server
+    probe="$root/scripts/bench-store-probe.py"
+    lua="$root/scripts/bench-verify-tokens.lua"
+    g_pin=()
+    g_load_pin=()
+    g_threads=$(nproc)
+    if [[ ${BENCH_PIN:-1} == 1 ]] && (($(nproc) >= 2)) && command -v taskset >/dev/null; then
+        # Each powgate and the PostgreSQL cluster on CPU 0, wrk on the
+        # others: SQLite works inside powgate's process, so PostgreSQL's
+        # processes get the same CPU, or the figure would credit it with a
+        # CPU of its own that it takes from the load generator here.
+        g_pin=(taskset -c 0)
+        g_load_pin=(taskset -c "1-$(($(nproc) - 1))")
+        g_threads=$(($(nproc) - 1))
+    fi
+
+    say "(g) starting a PostgreSQL cluster of its own (scripts/postgres.sh)${g_pin[*]:+, on CPU 0}"
+    g_pg_state="$tmp/postgres.env"
+    eval "$(POWGATE_TEST_POSTGRES_STATE=$g_pg_state "${g_pin[@]}" scripts/postgres.sh)"
+    # shellcheck disable=SC1090
+    source "$g_pg_state"
+    g_pg_port=${POWGATE_TEST_POSTGRES##*:}
+    g_pg_port=${g_pg_port%%/*}
+    # As the superuser, over the cluster's private socket (trusted there).
+    pg_admin() { "$PGBIN/psql" -h "$PGROOT" -p "$g_pg_port" -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
+    # The test cluster trades durability for speed; the SQLite store
+    # fsyncs every commit (synchronous = FULL), so PostgreSQL does too here.
+    pg_admin -d postgres -c "ALTER SYSTEM SET fsync = on" -c "ALTER SYSTEM SET synchronous_commit = on" \
+        -c "ALTER SYSTEM SET full_page_writes = on" -c "SELECT pg_reload_conf()" >/dev/null
+    pg_admin -d postgres -c "CREATE DATABASE powgate_bench OWNER powgate"
+    for _ in $(seq 50); do
+        [[ $(pg_admin -d powgate_bench -c "SHOW fsync") == on ]] && break
+        sleep 0.1
+    done
+    [[ $(pg_admin -d powgate_bench -c "SHOW synchronous_commit") == on ]] || {
+        echo "(g) the PostgreSQL cluster did not switch durability on" >&2
+        exit 1
+    }
+    g_pg_url="${POWGATE_TEST_POSTGRES%/*}/powgate_bench?sslmode=verify-full&sslrootcert=$POWGATE_TEST_POSTGRES_CA"
+    g_sqlite_db="$tmp/g.db"
+    g_admin_key=$(openssl rand -hex 16)
+    # Tiny argon2 parameters and difficulty 1, pinned (no adaptive step), so
+    # that an issue costs its store work and next to nothing else; no ticket,
+    # no per-address challenge or solution rate (the issues come from
+    # distinct /24s anyway). The request budgets stay on at their largest
+    # values, as in (a), so their counting and flushes are in the figures.
+    g_env=(ARGON2_TIME_COST=1 ARGON2_MEMORY_KB=64 POW_DIFFICULTY_LEVEL=1 POW_DIFFICULTY_PINNED=1
+        POW_TICKET_BITS=0 POW_RATE_CHALLENGES_PER_MINUTE=0 POW_RATE_SOLUTIONS_PER_MINUTE=0
+        POW_MAX_OPEN_CHALLENGES_PER_IP=0 POW_MAX_OPEN_CHALLENGES_PER_NETWORK=0
+        POW_TOKEN_REQUESTS_PER_MINUTE=1000000 POW_TOKEN_REQUESTS_TOTAL=1000000000
+        POW_VERIFY_PERMITS="$permits")
+    declare -A g_port=([sqlite]=$g_sqlite_port [postgres]=$g_postgres_port [second]=$g_second_port)
+    declare -A g_db=([sqlite]=$g_sqlite_db [postgres]=$g_pg_url [second]=$g_pg_url)
+    declare -A g_pid=()
+    g_url() { echo "http://127.0.0.1:${g_port[$1]}"; }
+    commands+=("(g servers) ${g_pin[*]:+${g_pin[*]} }POW_LISTEN=127.0.0.1:<port> POW_DATABASE=<tmp>/g.db|postgres://powgate:***@127.0.0.1:$g_pg_port/powgate_bench?sslmode=verify-full&sslrootcert=<ca> POW_ADMIN_KEY=<random> ${g_env[*]} target/release/powgate serve")
+    # Starts powgate `$1` (sqlite, postgres or second) and sets g_startup_ms
+    # to the time from its start to its first 200 on /healthz.
+    g_start() {
+        local name=$1 t0
+        t0="${EPOCHREALTIME/./}000"
+        (cd "$tmp" && exec "${g_pin[@]}" env POW_LISTEN="127.0.0.1:${g_port[$name]}" POW_DATABASE="${g_db[$name]}" \
+            POW_ADMIN_KEY="$g_admin_key" RUST_LOG=warn "${g_env[@]}" "$bin" serve) 2>>"$tmp/g-$name.log" &
+        g_pid[$name]=$!
+        bg_pids+=("$!")
+        if ! g_startup_ms=$(python3 "$probe" wait-healthz "$(g_url "$name")" "$t0" "${g_pid[$name]}" | jq .startup_ms); then
+            echo "(g) powgate on $name did not start; its log:" >&2
+            tail -n 20 "$tmp/g-$name.log" >&2
+            exit 1
+        fi
+    }
+    g_stop() {
+        kill -TERM "${g_pid[$1]}"
+        wait "${g_pid[$1]}" || true
+    }
+
+    say "(g) creating both stores (first start migrates them), then seeding $g_tokens tokens into each, in parallel"
+    g_start sqlite
+    g_start postgres
+    g_stop sqlite
+    g_stop postgres
+    # Token i: the UUIDv4 $g_prefix and i in 12 hex digits (see the probe).
+    g_hex=$(openssl rand -hex 9)
+    g_prefix="${g_hex:0:8}-${g_hex:8:4}-4${g_hex:12:3}-8${g_hex:15:3}-"
+    g_now=$(date +%s)
+    g_expires=$((g_now + 7 * 86400))
+    g_seed_sql="WITH t AS (
+            INSERT INTO tokens (token_hash, created_at, expires_at, issuer_ip, difficulty)
+            SELECT sha256(uuid_send(('$g_prefix' || lpad(to_hex(i), 12, '0'))::uuid)), $g_now, $g_expires,
+                   '10.' || (i >> 16) || '.' || ((i >> 8) & 255) || '.' || (i & 255), 1
+            FROM generate_series(0, $g_tokens - 1) AS i
+            RETURNING id, issuer_ip, created_at)
+        INSERT INTO token_ips (token_id, ip, first_seen) SELECT id, issuer_ip, created_at FROM t"
+    commands+=("(g seed SQLite) python3 scripts/bench-store-probe.py seed-sqlite <tmp>/g.db <prefix> $g_tokens <now> <now + 7 days>")
+    commands+=("(g seed PostgreSQL) psql -d powgate_bench -c \"$(tr -s ' \n' ' ' <<<"$g_seed_sql")\"; VACUUM ANALYZE tokens, token_ips")
+    (
+        t0=$EPOCHREALTIME
+        python3 "$probe" seed-sqlite "$g_sqlite_db" "$g_prefix" "$g_tokens" "$g_now" "$g_expires" >/dev/null
+        python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$t0" "$EPOCHREALTIME" >"$tmp/g-seed-sqlite"
+    ) &
+    g_seeder=$!
+    t0=$EPOCHREALTIME
+    pg_admin -d powgate_bench -c "$g_seed_sql"
+    pg_admin -d powgate_bench -c "VACUUM ANALYZE tokens, token_ips"
+    g_seed_pg_s=$(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$t0" "$EPOCHREALTIME")
+    wait "$g_seeder" || { echo "(g) seeding the SQLite store failed" >&2; exit 1; }
+    g_seed_sqlite_s=$(cat "$tmp/g-seed-sqlite")
+    g_size_sqlite_mib=$(calc "$(stat -c %s "$g_sqlite_db") / 1048576")
+    g_size_pg_mib=$(calc "$(pg_admin -d powgate_bench -c "SELECT pg_database_size('powgate_bench')") / 1048576")
+    say "  seeded in $g_seed_sqlite_s s (SQLite, $g_size_sqlite_mib MiB) and $g_seed_pg_s s (PostgreSQL, $g_size_pg_mib MiB)"
+
+    say "(g) start-up with $g_tokens tokens stored: $rounds rounds alternating SQLite / PostgreSQL"
+    g_startup_sqlite=()
+    g_startup_pg=()
+    for r in $(seq "$rounds"); do
+        g_start sqlite
+        g_startup_sqlite+=("$g_startup_ms")
+        g_start postgres
+        g_startup_pg+=("$g_startup_ms")
+        if ((r < rounds)); then
+            g_stop sqlite
+            g_stop postgres
+        fi
+        say "  round $r: SQLite ${g_startup_sqlite[-1]} ms, PostgreSQL ${g_startup_pg[-1]} ms"
+    done
+
+    # Guards: seeded tokens pass from their own address on both stores
+    # (which also proves the seeding hashed them as the store does), and
+    # one past the last is unknown.
+    g_verify() {
+        curl -s -o /dev/null -w '%{http_code} %header{x-powgate-status}' \
+            -H "Authorization: Bearer $g_prefix$(printf %012x "$2")" \
+            -H "X-Real-IP: 10.$(($2 >> 16)).$((($2 >> 8) & 255)).$(($2 & 255))" "$(g_url "$1")/verify-token"
+    }
+    for name in sqlite postgres; do
+        for i in 0 $((g_tokens / 3)) $((g_tokens - 1)); do
+            answer=$(g_verify "$name" "$i")
+            [[ $answer == "200 valid" ]] || {
+                echo "(g) seeded token $i answers \"$answer\" on $name, not \"200 valid\"" >&2
+                exit 1
+            }
+        done
+        answer=$(g_verify "$name" "$g_tokens")
+        [[ $answer == *" unknown" ]] || {
+            echo "(g) an unseeded token answers \"$answer\" on $name, not unknown" >&2
+            exit 1
+        }
+    done
+
+    # One wrk run: $1 = result name, $2 = store, then the script's
+    # arguments after the prefix and count (an index for the cached run).
+    g_wrk() {
+        local name=$1 store=$2
+        shift 2
+        commands+=("$(quote "${g_load_pin[@]}" wrk -t "$g_threads" -c "$conns" -d "${secs}s" -s scripts/bench-verify-tokens.lua "$(g_url "$store")" -- '<prefix>' "$g_tokens" "$@") > bench-results/bench-$name.json")
+        "${g_load_pin[@]}" wrk -t "$g_threads" -c "$conns" -d "${secs}s" -s "$lua" "$(g_url "$store")" \
+            -- "$g_prefix" "$g_tokens" "$@" | grep '^{' | tail -n 1 >"$out/bench-$name.json"
+    }
+    # Answers of 2xx per second of a finished wrk run, and its failures.
+    g_ok_rps() { jq '(.requests - .non2xx - .read_errors - .write_errors - .timeouts) / (.duration_us / 1e6) | round' "$out/bench-$1.json"; }
+    g_failed() { jq '.non2xx + .connect_errors + .read_errors + .write_errors + .timeouts' "$out/bench-$1.json"; }
+
+    say "(g) /verify-token: $rounds rounds of ${secs} s per store and kind, $conns connections; one cached token, then tokens drawn at random from $g_tokens"
+    for name in sqlite postgres; do
+        "${g_load_pin[@]}" wrk -t "$g_threads" -c "$conns" -d 2s -s "$lua" "$(g_url "$name")" -- "$g_prefix" "$g_tokens" 0 >/dev/null
+    done
+    declare -A g_cached=([sqlite]="" [postgres]="") g_random=([sqlite]="" [postgres]="")
+    g_failures=0
+    for r in $(seq "$rounds"); do
+        # The order alternates, so neither store always runs after the
+        # other's random run (whose request counts it flushes a few seconds
+        # later, on the same CPU).
+        order=(sqlite postgres)
+        ((r % 2 == 0)) && order=(postgres sqlite)
+        for name in "${order[@]}"; do
+            # A token of its own each round, so its request budget never
+            # comes near its end.
+            g_wrk "g-$name-cached-$r" "$name" "$((r - 1))"
+            g_wrk "g-$name-random-$r" "$name"
+            g_cached[$name]+=" $(g_ok_rps "g-$name-cached-$r")"
+            g_random[$name]+=" $(g_ok_rps "g-$name-random-$r")"
+            g_failures=$((g_failures + $(g_failed "g-$name-cached-$r") + $(g_failed "g-$name-random-$r")))
+            sleep 6
+        done
+        say "  round $r: SQLite cached ${g_cached[sqlite]##* } / random ${g_random[sqlite]##* }, PostgreSQL cached ${g_cached[postgres]##* } / random ${g_random[postgres]##* } req/s"
+    done
+    g_rss_sqlite_mib=$(calc "$(awk '/^VmRSS:/ {print $2}' "/proc/${g_pid[sqlite]}/status") / 1024")
+    g_rss_pg_mib=$(calc "$(awk '/^VmRSS:/ {print $2}' "/proc/${g_pid[postgres]}/status") / 1024")
+    g_hwm_sqlite_mib=$(calc "$(awk '/^VmHWM:/ {print $2}' "/proc/${g_pid[sqlite]}/status") / 1024")
+    g_hwm_pg_mib=$(calc "$(awk '/^VmHWM:/ {print $2}' "/proc/${g_pid[postgres]}/status") / 1024")
+    read -ra g_cached_sqlite <<<"${g_cached[sqlite]}"
+    read -ra g_cached_pg <<<"${g_cached[postgres]}"
+    read -ra g_random_sqlite <<<"${g_random[sqlite]}"
+    read -ra g_random_pg <<<"${g_random[postgres]}"
+    g_cached_sqlite_m=$(median_int "${g_cached_sqlite[@]}")
+    g_cached_pg_m=$(median_int "${g_cached_pg[@]}")
+    g_random_sqlite_m=$(median_int "${g_random_sqlite[@]}")
+    g_random_pg_m=$(median_int "${g_random_pg[@]}")
+    ratio_g_cached=$(calc "$g_cached_pg_m / $g_cached_sqlite_m")
+    ratio_g_sqlite=$(calc "$g_random_sqlite_m / $g_cached_sqlite_m")
+    ratio_g_pg=$(calc "$g_random_pg_m / $g_cached_pg_m")
+
+    say "(g) token issue and a known token from a new address: $rounds rounds of $g_samples each per store, alternating"
+    commands+=("python3 scripts/bench-store-probe.py issue <url> $g_samples > bench-results/bench-g-<store>-issue-<round>.json")
+    commands+=("python3 scripts/bench-store-probe.py new-address <url> <prefix> <first> $g_samples > bench-results/bench-g-<store>-new-address-<round>.json")
+    for r in $(seq "$rounds"); do
+        order=(sqlite postgres)
+        ((r % 2 == 0)) && order=(postgres sqlite)
+        for name in "${order[@]}"; do
+            python3 "$probe" issue "$(g_url "$name")" "$g_samples" >"$out/bench-g-$name-issue-$r.json"
+            python3 "$probe" new-address "$(g_url "$name")" "$g_prefix" $((g_tokens / 2 + (r - 1) * g_samples)) "$g_samples" \
+                >"$out/bench-g-$name-new-address-$r.json"
+        done
+        say "  round $r: issue p50 SQLite $(jq .p50_ms "$out/bench-g-sqlite-issue-$r.json") / PostgreSQL $(jq .p50_ms "$out/bench-g-postgres-issue-$r.json") ms, new address p50 $(jq .p50_ms "$out/bench-g-sqlite-new-address-$r.json") / $(jq .p50_ms "$out/bench-g-postgres-new-address-$r.json") ms"
+    done
+    # The median over the rounds of one percentile: $1 = store, $2 = probe, $3 = field.
+    g_pct() { median $(for r in $(seq "$rounds"); do jq ".$3" "$out/bench-g-$1-$2-$r.json"; done); }
+    g_issue_sqlite="$(g_pct sqlite issue p50_ms) / $(g_pct sqlite issue p99_ms)"
+    g_issue_pg="$(g_pct postgres issue p50_ms) / $(g_pct postgres issue p99_ms)"
+    g_new_sqlite="$(g_pct sqlite new-address p50_ms) / $(g_pct sqlite new-address p99_ms)"
+    g_new_pg="$(g_pct postgres new-address p50_ms) / $(g_pct postgres new-address p99_ms)"
+
+    say "(g) revocation propagation: a second powgate on the same PostgreSQL; $g_revocations revocations on the first, each timed until the second refuses"
+    g_start second
+    commands+=("python3 scripts/bench-store-probe.py revocation $(g_url postgres) $(g_url second) <admin key> <prefix> $((g_tokens / 4)) $g_revocations > bench-results/bench-g-revocation.json")
+    python3 "$probe" revocation "$(g_url postgres)" "$(g_url second)" "$g_admin_key" "$g_prefix" \
+        $((g_tokens / 4)) "$g_revocations" >"$out/bench-g-revocation.json"
+    g_rev="$out/bench-g-revocation.json"
+    g_rev_p50=$(jq .p50_ms "$g_rev")
+    g_rev_p99=$(jq .p99_ms "$g_rev")
+    g_rev_max=$(jq .max_ms "$g_rev")
+    for name in sqlite postgres second; do g_stop "$name"; done
+
+    summary+=("$(jq -n \
+        --argjson tokens "$g_tokens" --argjson rounds "$rounds" --argjson secs "$secs" --argjson conns "$conns" \
+        --argjson cached_sqlite "$g_cached_sqlite_m" --argjson cached_pg "$g_cached_pg_m" \
+        --argjson random_sqlite "$g_random_sqlite_m" --argjson random_pg "$g_random_pg_m" \
+        --argjson ratio_cached "$ratio_g_cached" --argjson ratio_sqlite "$ratio_g_sqlite" --argjson ratio_pg "$ratio_g_pg" \
+        --argjson cached_sqlite_rounds "[$(IFS=,; echo "${g_cached_sqlite[*]}")]" \
+        --argjson cached_pg_rounds "[$(IFS=,; echo "${g_cached_pg[*]}")]" \
+        --argjson random_sqlite_rounds "[$(IFS=,; echo "${g_random_sqlite[*]}")]" \
+        --argjson random_pg_rounds "[$(IFS=,; echo "${g_random_pg[*]}")]" \
+        --argjson failures "$g_failures" \
+        --argjson startup_sqlite "$(median "${g_startup_sqlite[@]}")" --argjson startup_pg "$(median "${g_startup_pg[@]}")" \
+        --argjson rss_sqlite "$g_rss_sqlite_mib" --argjson rss_pg "$g_rss_pg_mib" \
+        --argjson hwm_sqlite "$g_hwm_sqlite_mib" --argjson hwm_pg "$g_hwm_pg_mib" \
+        --argjson seed_sqlite "$g_seed_sqlite_s" --argjson seed_pg "$g_seed_pg_s" \
+        --argjson size_sqlite "$g_size_sqlite_mib" --argjson size_pg "$g_size_pg_mib" \
+        --argjson samples "$g_samples" \
+        --argjson issue_sqlite "{\"p50_ms\": $(g_pct sqlite issue p50_ms), \"p99_ms\": $(g_pct sqlite issue p99_ms)}" \
+        --argjson issue_pg "{\"p50_ms\": $(g_pct postgres issue p50_ms), \"p99_ms\": $(g_pct postgres issue p99_ms)}" \
+        --argjson new_sqlite "{\"p50_ms\": $(g_pct sqlite new-address p50_ms), \"p99_ms\": $(g_pct sqlite new-address p99_ms)}" \
+        --argjson new_pg "{\"p50_ms\": $(g_pct postgres new-address p50_ms), \"p99_ms\": $(g_pct postgres new-address p99_ms)}" \
+        --slurpfile revocation "$g_rev" \
+        '{g: {tokens: $tokens, rounds: $rounds, seconds: $secs, connections: $conns,
+              cached_rps: {sqlite: $cached_sqlite, postgres: $cached_pg, postgres_over_sqlite: $ratio_cached, target: ">= 0.95"},
+              random_rps: {sqlite: $random_sqlite, postgres: $random_pg},
+              random_over_cached: {sqlite: $ratio_sqlite, postgres: $ratio_pg, target_sqlite: ">= 0.3"},
+              rounds_rps: {cached_sqlite: $cached_sqlite_rounds, cached_postgres: $cached_pg_rounds,
+                           random_sqlite: $random_sqlite_rounds, random_postgres: $random_pg_rounds},
+              failed_requests: $failures,
+              startup_ms: {sqlite: $startup_sqlite, postgres: $startup_pg},
+              rss_mib_after_random: {sqlite: $rss_sqlite, postgres: $rss_pg, target: 300},
+              peak_rss_mib: {sqlite: $hwm_sqlite, postgres: $hwm_pg},
+              seeding_s: {sqlite: $seed_sqlite, postgres: $seed_pg}, store_mib: {sqlite: $size_sqlite, postgres: $size_pg},
+              samples: $samples, issue: {sqlite: $issue_sqlite, postgres: $issue_pg},
+              new_address: {sqlite: $new_sqlite, postgres: $new_pg},
+              revocation_propagation: $revocation[0]}}')")
+    rows+=("| (g) /verify-token, one cached token, PostgreSQL / SQLite store, median of $rounds rounds (rounds: ${g_cached_pg[*]} vs ${g_cached_sqlite[*]}) | $g_cached_pg_m / $g_cached_sqlite_m req/s = **${ratio_g_cached}x** | >= 0.95x | $(verdict "$ratio_g_cached >= 0.95") |")
+    rows+=("| (g) $g_tokens tokens stored, drawn uniformly at random / one cached token, SQLite (random rounds: ${g_random_sqlite[*]}) | $g_random_sqlite_m / $g_cached_sqlite_m req/s = **${ratio_g_sqlite}x** | >= 0.3x | $(verdict "$ratio_g_sqlite >= 0.3") |")
+    rows+=("| (g) same, PostgreSQL (random rounds: ${g_random_pg[*]}) | $g_random_pg_m / $g_cached_pg_m req/s = **${ratio_g_pg}x** | | |")
+    rows+=("| (g) requests not answered 2xx in those runs | $g_failures | 0 | $(verdict "$g_failures == 0") |")
+    rows+=("| (g) token issue, POST /api/solve (argon2 t=1, m=64 KiB), p50 / p99, median of $rounds rounds of $g_samples: SQLite; PostgreSQL | $g_issue_sqlite ms; $g_issue_pg ms | | |")
+    rows+=("| (g) a known token from a new address, /verify-token p50 / p99, same rounds: SQLite; PostgreSQL | $g_new_sqlite ms; $g_new_pg ms | | |")
+    rows+=("| (g) revocation on one instance until the other refuses, $g_revocations revocations: p50 / p99 / max | $g_rev_p50 / **$g_rev_p99** / $g_rev_max ms | | |")
+    rows+=("| (g) start-up to the first 200 on /healthz with $g_tokens tokens, median of $rounds: SQLite / PostgreSQL (rounds: ${g_startup_sqlite[*]} / ${g_startup_pg[*]}) | $(median "${g_startup_sqlite[@]}") / $(median "${g_startup_pg[@]}") ms | | |")
+    rows+=("| (g) powgate's RSS after the random runs: SQLite / PostgreSQL (peak: $g_hwm_sqlite_mib / $g_hwm_pg_mib MiB) | **$g_rss_sqlite_mib / $g_rss_pg_mib MiB** | <= 300 MiB | $(verdict "max($g_rss_sqlite_mib, $g_rss_pg_mib) <= 300") |")
+    rows+=("| (g) seeding $g_tokens tokens in one transaction: SQLite / PostgreSQL (store size $g_size_sqlite_mib / $g_size_pg_mib MiB) | $g_seed_sqlite_s / $g_seed_pg_s s | | |")
 fi
 
 # --- summary ---------------------------------------------------------------------------
