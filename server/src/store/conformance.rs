@@ -32,6 +32,7 @@ macro_rules! conformance_tests {
             a_refresh_extends_the_token_and_restarts_its_budget,
             a_revoked_or_unknown_token_cannot_be_refreshed,
             the_address_limit_is_exact,
+            a_token_found_by_hash_lists_its_addresses_oldest_first,
             concurrent_new_addresses_never_exceed_the_limit,
             the_per_address_token_cap_expires_the_oldest,
             concurrent_issues_from_one_address_never_exceed_the_cap,
@@ -242,6 +243,29 @@ pub(crate) async fn the_address_limit_is_exact(store: Arc<dyn Store>) {
         ["192.0.2.1", "192.0.2.2"],
         "oldest first, and nothing past the limit"
     );
+}
+
+/// The lookup `/verify-token` makes reads the addresses with the token
+/// (one statement on SQLite): in first-seen order, ties by address, and
+/// the same list as the lookup by id.
+pub(crate) async fn a_token_found_by_hash_lists_its_addresses_oldest_first(store: Arc<dyn Store>) {
+    let rec = issue(&*store, "192.0.2.9", NOW).await;
+    for (ip, seen) in [
+        ("192.0.2.7", NOW + 20),
+        ("192.0.2.8", NOW + 10),
+        ("192.0.2.5", NOW + 10),
+    ] {
+        store
+            .add_token_address(rec.id, ip.into(), seen, 10)
+            .await
+            .unwrap();
+    }
+    let found = store.find_token(rec.hash).await.unwrap().unwrap();
+    assert_eq!(
+        found.ips,
+        ["192.0.2.9", "192.0.2.5", "192.0.2.8", "192.0.2.7"]
+    );
+    assert_eq!(found, find(&*store, rec.id).await);
 }
 
 pub(crate) async fn concurrent_new_addresses_never_exceed_the_limit(store: Arc<dyn Store>) {

@@ -5,17 +5,21 @@
 //! family holds the SQL.
 
 pub(crate) mod challenges;
+mod readers;
 pub(crate) mod secrets;
 pub(crate) mod settings;
 pub(crate) mod tokens;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use rusqlite_migration::{M, Migrations};
+
+use self::readers::Readers;
 
 use super::{
     AddIp, Extended, Issued, RequestCount, RevokeScope, RevokedById, Store, StoreError, TokenRecord,
@@ -157,10 +161,12 @@ fn make_private(_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The SQLite file behind a pool of connections.
+/// The SQLite file behind a pool of connections, and the reader threads
+/// that look tokens up ([`readers`]).
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
     pool: Pool,
+    readers: Arc<Readers>,
 }
 
 impl SqliteStore {
@@ -172,13 +178,21 @@ impl SqliteStore {
     pub(crate) fn open(path: &Path, max_connections: u32) -> anyhow::Result<Self> {
         make_private(path)?;
         prepare_file(path)?;
+        let readers = Readers::start(path, |p| {
+            let mut c = Connection::open(p)?;
+            init_connection(&mut c)?;
+            Ok(c)
+        })?;
         let manager = SqliteConnectionManager::file(path).with_init(init_connection);
         let pool = r2d2::Pool::builder()
             .max_size(max_connections)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            readers: Arc::new(readers),
+        })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.
@@ -251,8 +265,11 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// On the reader threads: the one store call `/verify-token` waits on.
     async fn find_token(&self, hash: HashedToken) -> Result<Option<TokenRecord>, StoreError> {
-        self.call(move |c| tokens::find_by_hash(c, &hash)).await
+        self.readers
+            .call(move |c| tokens::find_by_hash(c, &hash))
+            .await
     }
 
     async fn find_token_by_id(&self, id: i64) -> Result<Option<TokenRecord>, StoreError> {
@@ -384,6 +401,78 @@ mod tests {
     }
 
     crate::store::conformance::conformance_tests!(fresh_store);
+
+    /// A store whose pool has a single connection, for the tests that
+    /// hold it.
+    fn store_with_one_pooled_connection() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), 1).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_lookup_never_waits_for_a_pooled_connection() {
+        let (_dir, store) = store_with_one_pooled_connection();
+        let hash = crate::token::PlainToken::generate().hashed();
+        store
+            .issue_token(hash, 1_000, 2_000, "192.0.2.1".into(), 1, 0)
+            .await
+            .unwrap();
+        // The pool's only connection, held as a long write would hold it.
+        let held = store.pool.get().unwrap();
+        let found = tokio::time::timeout(Duration::from_secs(2), store.find_token(hash))
+            .await
+            .expect("the lookup waited for the pool")
+            .unwrap();
+        assert_eq!(found.map(|r| r.hash), Some(hash));
+        drop(held);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_lookup_fails_alone_and_the_readers_go_on() {
+        let (_dir, store) = store_with_one_pooled_connection();
+        let panicked = store
+            .readers
+            .call(|_| -> rusqlite::Result<()> { panic!("a bug in a lookup") })
+            .await;
+        assert!(
+            matches!(panicked, Err(StoreError::Fault(_))),
+            "{panicked:?}"
+        );
+        let one: i64 = store
+            .readers
+            .call(|c| c.query_row("SELECT 1", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+    }
+
+    #[tokio::test]
+    async fn readers_cannot_write() {
+        let (_dir, store) = store_with_one_pooled_connection();
+        let written = store
+            .readers
+            .call(|c| c.execute("DELETE FROM tokens", []))
+            .await;
+        assert!(matches!(written, Err(StoreError::Fault(_))), "{written:?}");
+    }
+
+    #[tokio::test]
+    async fn the_reader_threads_stop_with_the_store() {
+        let (_dir, store) = store_with_one_pooled_connection();
+        let running = store.readers.running();
+        assert!(running() >= 1);
+        drop(store);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} still running",
+                running()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 
     #[test]
     fn migrations_are_valid() {

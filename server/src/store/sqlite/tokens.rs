@@ -124,19 +124,41 @@ fn enforce_cap(
     returned_hashes(&mut stmt, params![now, issuer_ip, newest, others])
 }
 
+/// The token with this hash and its addresses, in one statement: this is
+/// the lookup `/verify-token` waits on for a token not in memory, and a
+/// second statement for the addresses cost a tenth of its time. The
+/// addresses are put in [`ips_of`]'s order here rather than by SQLite,
+/// whose sorter cost more than the lookup's own pages.
+///
 /// # Errors
 /// SQLite errors.
 pub(crate) fn find_by_hash(
     c: &Connection,
     hash: &HashedToken,
 ) -> rusqlite::Result<Option<TokenRecord>> {
-    let rec = c
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM tokens WHERE token_hash = ?1"
-        ))?
-        .query_row([&hash.0[..]], from_row)
-        .optional()?;
-    rec.map(|mut r| load_ips(c, &mut r).map(|()| r)).transpose()
+    let mut stmt = c.prepare_cached(
+        "SELECT t.id, t.token_hash, t.created_at, t.expires_at, t.revoked_at,
+                t.refresh_count, t.requests_used, i.first_seen, i.ip
+         FROM tokens t LEFT JOIN token_ips i ON i.token_id = t.id
+         WHERE t.token_hash = ?1",
+    )?;
+    let mut rows = stmt.query([&hash.0[..]])?;
+    let Some(first) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut rec = from_row(first)?;
+    // (first_seen, ip), so that sorting the pairs is ips_of's ORDER BY.
+    let address = |r: &Row<'_>| -> rusqlite::Result<Option<(i64, String)>> {
+        let ip: Option<String> = r.get(8)?;
+        ip.map(|ip| Ok((r.get(7)?, ip))).transpose()
+    };
+    let mut ips: Vec<(i64, String)> = address(first)?.into_iter().collect();
+    while let Some(r) = rows.next()? {
+        ips.extend(address(r)?);
+    }
+    ips.sort_unstable();
+    rec.ips = ips.into_iter().map(|(_, ip)| ip).collect();
+    Ok(Some(rec))
 }
 
 /// # Errors
