@@ -1,8 +1,9 @@
 //! The SQLite backend, the embedded default: one r2d2 pool, connection
-//! pragmas, embedded migrations, and [`SqliteStore::call`], the single way
-//! to reach the file, which keeps every blocking rusqlite call off the async
-//! runtime. The only module that names rusqlite; one submodule per table
-//! family holds the SQL.
+//! pragmas, embedded migrations, and the two ways to reach the file, both
+//! of which keep every blocking rusqlite call off the async runtime:
+//! [`SqliteStore::call`] for everything, and the [`readers`] for the token
+//! lookup `/verify-token` waits on. The only module that names rusqlite;
+//! one submodule per table family holds the SQL.
 
 pub(crate) mod challenges;
 mod readers;
