@@ -360,6 +360,8 @@ pub(crate) struct ConnLimits {
     caps: ConnCaps,
     is_trusted: Box<dyn Fn(IpAddr) -> bool + Send + Sync>,
     open: Mutex<OpenConns>,
+    /// Shows `open.total` in /metrics; set under the lock, so it is exact.
+    open_gauge: prometheus::IntGauge,
 }
 
 #[derive(Default)]
@@ -433,6 +435,10 @@ fn take<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, cap: usize
     true
 }
 
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Subtracts one from `map[key]`, forgetting keys that reach 0 so the maps
 /// hold only peers with open connections.
 fn give_back<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
@@ -448,11 +454,13 @@ impl ConnLimits {
     pub(crate) fn new(
         caps: ConnCaps,
         is_trusted: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
+        open_gauge: prometheus::IntGauge,
     ) -> Arc<Self> {
         Arc::new(Self {
             caps,
             is_trusted: Box::new(is_trusted),
             open: Mutex::new(OpenConns::default()),
+            open_gauge,
         })
     }
 
@@ -474,6 +482,7 @@ impl ConnLimits {
         }
         if trusted {
             open.total += 1;
+            self.open_gauge.set(gauge_value(open.total));
             return Ok(ConnGuard {
                 limits: self.clone(),
                 untrusted: None,
@@ -496,6 +505,7 @@ impl ConnLimits {
         }
         open.total += 1;
         open.untrusted += 1;
+        self.open_gauge.set(gauge_value(open.total));
         Ok(ConnGuard {
             limits: self.clone(),
             untrusted: Some((peer, net)),
@@ -512,6 +522,7 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         let mut open = self.limits.lock();
         open.total = open.total.saturating_sub(1);
+        self.limits.open_gauge.set(gauge_value(open.total));
         if let Some((peer, net)) = &self.untrusted {
             open.untrusted = open.untrusted.saturating_sub(1);
             give_back(&mut open.per_peer, peer);
@@ -538,6 +549,10 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn gauge() -> prometheus::IntGauge {
+        prometheus::IntGauge::new("open", "open").unwrap()
+    }
+
     fn caps(total: usize, reserved_for_trusted: usize) -> ConnCaps {
         ConnCaps {
             total,
@@ -550,17 +565,20 @@ mod tests {
     #[test]
     fn trusted_proxies_are_held_only_to_the_total() {
         let proxy = ip("127.0.0.1");
-        let l = ConnLimits::new(caps(5, 0), move |ip| ip == proxy);
+        let open = gauge();
+        let l = ConnLimits::new(caps(5, 0), move |ip| ip == proxy, open.clone());
         let held: Vec<_> = (0..5).map(|_| l.admit(proxy).unwrap()).collect();
         assert_eq!(l.admit(proxy).unwrap_err(), ConnRefused::Total);
+        assert_eq!(open.get(), 5);
         drop(held);
         assert_eq!(l.open(), 0);
+        assert_eq!(open.get(), 0);
     }
 
     #[test]
     fn untrusted_peers_cannot_take_the_slots_reserved_for_trusted_proxies() {
         let proxy = ip("127.0.0.1");
-        let l = ConnLimits::new(caps(6, 2), move |ip| ip == proxy);
+        let l = ConnLimits::new(caps(6, 2), move |ip| ip == proxy, gauge());
         // Four networks' worth of direct clients fill the four shared slots...
         let direct: Vec<_> = ["192.0.2.1", "198.51.100.1", "203.0.113.1", "10.0.0.1"]
             .into_iter()
@@ -581,7 +599,7 @@ mod tests {
 
     #[test]
     fn the_per_peer_cap_counts_an_ipv6_slash_64_as_one_peer() {
-        let l = ConnLimits::new(caps(100, 0), |_| false);
+        let l = ConnLimits::new(caps(100, 0), |_| false, gauge());
         let _a = l.admit(ip("2001:db8:0:1::1")).unwrap();
         let _b = l.admit(ip("2001:db8:0:1::2")).unwrap();
         assert_eq!(
@@ -598,7 +616,7 @@ mod tests {
 
     #[test]
     fn one_network_cannot_take_every_slot_however_many_addresses_it_has() {
-        let l = ConnLimits::new(caps(100, 0), |_| false);
+        let l = ConnLimits::new(caps(100, 0), |_| false, gauge());
         // Per network 4, per peer 2: two addresses of a /24 fill it.
         let v4: Vec<_> = (1..=4)
             .map(|i| l.admit(ip(&format!("192.0.2.{}", (i + 1) / 2))).unwrap())

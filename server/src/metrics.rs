@@ -64,6 +64,8 @@ pub struct Metrics {
     pub(crate) pressure_baseline_per_minute: IntGauge,
     /// Addresses and networks with a score (`powgate_networks_scored`).
     pub(crate) networks_scored: IntGauge,
+    /// HTTP connections holding a slot now (see [`crate::limits::ConnLimits`]).
+    pub(crate) http_open: IntGauge,
     /// The TCP gates ([`crate::tcp`]): connections accepted, and open now.
     pub(crate) tcp_connections: IntCounter,
     pub(crate) tcp_open: IntGauge,
@@ -145,6 +147,11 @@ impl Metrics {
             &["verdict"],
         );
         Self {
+            http_open: gauge(
+                &r,
+                "powgate_open_connections",
+                "HTTP connections open now, each holding one of POW_MAX_CONNECTIONS' slots (upgraded tunnels included).",
+            ),
             tcp_connections: int_counter(
                 &r,
                 "powgate_tcp_connections_total",

@@ -49,7 +49,11 @@ pub async fn serve(
     }
     let limits = state.config.limits;
     let trusted = state.client_ip.clone();
-    let conns = ConnLimits::new(limits.connections, move |ip| trusted.is_trusted(ip));
+    let conns = ConnLimits::new(
+        limits.connections,
+        move |ip| trusted.is_trusted(ip),
+        state.metrics.http_open.clone(),
+    );
     let router = match state.config.proxy {
         Some(_) => crate::proxy::router(state.clone()),
         None => app(state.clone()),

@@ -179,9 +179,11 @@ pub(crate) async fn run(
     let trusted = state.client_ip.clone();
     // One set of caps for all gates, apart from the HTTP listener's: a
     // flood of raw connections cannot take the slots of the web side.
-    let conns = ConnLimits::new(state.config.limits.connections, move |ip| {
-        trusted.is_trusted(ip)
-    });
+    let conns = ConnLimits::new(
+        state.config.limits.connections,
+        move |ip| trusted.is_trusted(ip),
+        state.metrics.tcp_open.clone(),
+    );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut gates = JoinSet::new();
     for (gate, listener) in state.config.tcp.iter().zip(listeners) {
@@ -246,9 +248,7 @@ async fn accept_loop(
         let (state, gate) = (state.clone(), gate.clone());
         open.spawn(async move {
             let _guard = guard;
-            state.metrics.tcp_open.inc();
             serve_connection(&state, &gate, stream, peer).await;
-            state.metrics.tcp_open.dec();
         });
     }
     drop(listener);
