@@ -96,16 +96,18 @@ def seed_sqlite(db, prefix, count, now, expires):
     def rows():
         for i in range(count):
             digest = hashlib.sha256(bytes.fromhex(f"{raw}{i:012x}")).digest()
-            yield (first + i, digest, now, expires, address_of(i))
+            address = address_of(i)
+            # The row's addresses, as the store writes them: [[key, first seen]].
+            ips = json.dumps([[address, now]], separators=(",", ":"))
+            yield (first + i, digest, now, expires, address, ips)
 
     c.executemany(
-        "INSERT INTO tokens (id, token_hash, created_at, expires_at, issuer_ip, difficulty)"
-        " VALUES (?, ?, ?, ?, ?, 1)",
+        "INSERT INTO tokens (id, token_hash, created_at, expires_at, issuer_ip, difficulty, ips)"
+        " VALUES (?, ?, ?, ?, ?, 1, ?)",
         rows(),
     )
     c.execute(
-        "INSERT INTO token_ips (token_id, ip, first_seen)"
-        " SELECT id, issuer_ip, created_at FROM tokens WHERE id >= ?",
+        "INSERT INTO token_requests (token_id) SELECT id FROM tokens WHERE id >= ? ORDER BY id",
         (first,),
     )
     c.execute("COMMIT")

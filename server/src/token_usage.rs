@@ -563,7 +563,7 @@ mod tests {
         let id = rec.id;
         db.call_blocking(move |c| {
             c.query_row(
-                "SELECT requests_used FROM tokens WHERE id = ?1",
+                "SELECT requests_used FROM token_requests WHERE token_id = ?1",
                 [id],
                 |r| r.get(0),
             )

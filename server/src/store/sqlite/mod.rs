@@ -57,6 +57,9 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../../../migrations/0003_token_requests.sql"
         )),
+        M::up(include_str!(
+            "../../../../migrations/0004_tokens_by_hash.sql"
+        )),
     ])
 }
 
@@ -95,7 +98,20 @@ fn prepare_file(path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
-    migrations()
+    let migrations = migrations();
+    let pending = migrations.pending_migrations(&c).map_err(|e| {
+        anyhow::anyhow!("cannot read the schema version of {}: {e}", path.display())
+    })?;
+    // An existing file's upgrade rewrites tables (version 4 rewrote the
+    // tokens: about 10 s for a million), so say why the start waits.
+    let fresh = matches!(
+        migrations.current_version(&c),
+        Ok(rusqlite_migration::SchemaVersion::NoneSet)
+    );
+    if pending > 0 && !fresh {
+        tracing::info!(database = %path.display(), pending, "upgrading the database schema; a large store takes a while");
+    }
+    migrations
         .to_latest(&mut c)
         .map_err(|e| anyhow::anyhow!("cannot migrate database {}: {e}", path.display()))
 }
@@ -478,5 +494,97 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(migrations().validate().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_purged_token_takes_its_request_counts_with_it() {
+        let (_dir, store) = store_with_one_pooled_connection();
+        let hash = crate::token::PlainToken::generate().hashed();
+        let id = store
+            .issue_token(hash, 1_000, 2_000, "192.0.2.1".into(), 1, 0)
+            .await
+            .unwrap()
+            .id;
+        let counts = || {
+            store.call_blocking(move |c| {
+                c.query_row(
+                    "SELECT count(*) FROM token_requests WHERE token_id = ?1",
+                    [id],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+        };
+        assert_eq!(counts().unwrap(), 1);
+        let purged = store.purge_tokens(10_000, 60).await.unwrap();
+        assert_eq!(purged, [hash]);
+        assert_eq!(counts().unwrap(), 0);
+    }
+
+    /// Version 4 moved the tokens into a table keyed by their hash, with
+    /// their addresses in the row: a file written before it keeps every
+    /// token, every address in its order, and its ids.
+    #[tokio::test]
+    async fn tokens_stored_before_the_hash_keyed_table_survive_its_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let (a, b) = (
+            crate::token::PlainToken::generate().hashed(),
+            crate::token::PlainToken::generate().hashed(),
+        );
+        {
+            let mut c = Connection::open(&path).unwrap();
+            init_connection(&mut c).unwrap();
+            migrations().to_version(&mut c, 3).unwrap();
+            c.execute_batch(
+                "INSERT INTO tokens (id, token_hash, created_at, expires_at, revoked_at, issuer_ip,
+                                     refresh_count, difficulty, requests_used)
+                 VALUES (7, x'00', 100, 200, NULL, '192.0.2.1', 2, 900, 41),
+                        (9, x'01', 110, 210, 150, '2001:db8::', 0, 200, 0);
+                 INSERT INTO token_ips (token_id, ip, first_seen)
+                 VALUES (7, '192.0.2.1', 100), (7, '198.51.100.9', 130), (7, '198.51.100.2', 130),
+                        (9, '2001:db8::', 110);",
+            )
+            .unwrap();
+            let mut set_hash = c
+                .prepare("UPDATE tokens SET token_hash = ?2 WHERE id = ?1")
+                .unwrap();
+            set_hash.execute(rusqlite::params![7, &a.0[..]]).unwrap();
+            set_hash.execute(rusqlite::params![9, &b.0[..]]).unwrap();
+        }
+        let store = SqliteStore::open(&path, 2).unwrap();
+        let first = store.find_token(a).await.unwrap().unwrap();
+        assert_eq!(
+            first,
+            TokenRecord {
+                id: 7,
+                hash: a,
+                created_at: 100,
+                expires_at: 200,
+                revoked_at: None,
+                refresh_count: 2,
+                requests_used: 41,
+                ips: vec![
+                    "192.0.2.1".into(),
+                    "198.51.100.2".into(),
+                    "198.51.100.9".into()
+                ],
+            }
+        );
+        let second = store.find_token_by_id(9).await.unwrap().unwrap();
+        assert_eq!((second.hash, second.revoked_at), (b, Some(150)));
+        assert_eq!(second.ips, ["2001:db8::"]);
+        // The next token takes the next id, as before.
+        let issued = store
+            .issue_token(
+                crate::token::PlainToken::generate().hashed(),
+                300,
+                400,
+                "192.0.2.3".into(),
+                1,
+                0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(issued.id, 10);
     }
 }

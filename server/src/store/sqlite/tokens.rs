@@ -1,4 +1,10 @@
-//! Token rows and the addresses each token has been used from.
+//! Token rows, with the addresses each token has been used from.
+//!
+//! A row is keyed by the token's hash, and holds its addresses as a JSON
+//! array of `[address key, first seen]`, oldest first ([`Addresses`]); its
+//! refresh and request counts are in `token_requests`, by id, which the
+//! request-count flush rewrites. A lookup is two B-tree descents; see
+//! `migrations/0004_tokens_by_hash.sql`.
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -7,8 +13,50 @@ use crate::store::model::{
 };
 use crate::token::HashedToken;
 
-const COLUMNS: &str =
-    "id, token_hash, created_at, expires_at, revoked_at, refresh_count, requests_used";
+/// A [`TokenRecord`]'s columns, and the tables they come from.
+const COLUMNS: &str = "t.id, t.token_hash, t.created_at, t.expires_at, t.revoked_at,
+     r.refresh_count, r.requests_used, t.ips";
+const FROM: &str = "tokens t JOIN token_requests r ON r.token_id = t.id";
+
+/// A token's addresses with when each was first seen, ordered by (first
+/// seen, address): the `ips` column.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Addresses(Vec<(String, i64)>);
+
+impl Addresses {
+    fn parse(json: &str) -> rusqlite::Result<Self> {
+        serde_json::from_str(json).map(Self).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                7,
+                rusqlite::types::Type::Text,
+                format!("a token's addresses are not [[address, first seen], …]: {e}").into(),
+            )
+        })
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::to_string(&self.0).unwrap_or_else(|_| "[]".into())
+    }
+
+    fn contains(&self, ip: &str) -> bool {
+        self.0.iter().any(|(i, _)| i == ip)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn add(&mut self, ip: &str, first_seen: i64) {
+        self.0.push((ip.to_owned(), first_seen));
+        self.0
+            .sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    }
+
+    /// The address keys, oldest first.
+    fn into_keys(self) -> Vec<String> {
+        self.0.into_iter().map(|(ip, _)| ip).collect()
+    }
+}
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
     let hash: Vec<u8> = r.get(1)?;
@@ -27,20 +75,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
         revoked_at: r.get(4)?,
         refresh_count: r.get(5)?,
         requests_used: r.get(6)?,
-        ips: Vec::new(),
+        ips: Addresses::parse(r.get_ref(7)?.as_str()?)?.into_keys(),
     })
-}
-
-/// A token's address keys, oldest first.
-fn ips_of(c: &Connection, token_id: i64) -> rusqlite::Result<Vec<String>> {
-    c.prepare_cached("SELECT ip FROM token_ips WHERE token_id = ?1 ORDER BY first_seen, ip")?
-        .query_map([token_id], |r| r.get(0))?
-        .collect()
-}
-
-fn load_ips(c: &Connection, rec: &mut TokenRecord) -> rusqlite::Result<()> {
-    rec.ips = ips_of(c, rec.id)?;
-    Ok(())
 }
 
 /// The token hashes a `… RETURNING token_hash` statement gives back;
@@ -73,22 +109,26 @@ pub(crate) fn insert(
     max_tokens_per_ip: u32,
 ) -> rusqlite::Result<Issued> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(
-        "INSERT INTO tokens (token_hash, created_at, expires_at, issuer_ip, difficulty)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+    let mut ips = Addresses::default();
+    ips.add(issuer_ip, now);
+    // The next id as a rowid table would pick it; the transaction holds
+    // the write lock, so no other insert can take it meanwhile.
+    let id: i64 = tx.query_row(
+        "INSERT INTO tokens (token_hash, id, created_at, expires_at, issuer_ip, difficulty, ips)
+         VALUES (?1, (SELECT coalesce(max(id), 0) + 1 FROM tokens), ?2, ?3, ?4, ?5, ?6)
+         RETURNING id",
         params![
             &hash.0[..],
             now,
             expires_at,
             issuer_ip,
-            i64::try_from(difficulty).unwrap_or(i64::MAX)
+            i64::try_from(difficulty).unwrap_or(i64::MAX),
+            ips.to_json()
         ],
+        |r| r.get(0),
     )?;
-    let id = tx.last_insert_rowid();
-    tx.execute(
-        "INSERT INTO token_ips (token_id, ip, first_seen) VALUES (?1, ?2, ?3)",
-        params![id, issuer_ip, now],
-    )?;
+    tx.prepare_cached("INSERT INTO token_requests (token_id) VALUES (?1)")?
+        .execute([id])?;
     let evicted = enforce_cap(&tx, issuer_ip, id, now, max_tokens_per_ip)?;
     tx.commit()?;
     Ok(Issued { id, evicted })
@@ -124,11 +164,8 @@ fn enforce_cap(
     returned_hashes(&mut stmt, params![now, issuer_ip, newest, others])
 }
 
-/// The token with this hash and its addresses, in one statement: this is
-/// the lookup `/verify-token` waits on for a token not in memory, and a
-/// second statement for the addresses cost a tenth of its time. The
-/// addresses are put in [`ips_of`]'s order here rather than by SQLite,
-/// whose sorter cost more than the lookup's own pages.
+/// The token with this hash and its addresses: the lookup `/verify-token`
+/// waits on for a token not in memory, one descent of the table's B-tree.
 ///
 /// # Errors
 /// SQLite errors.
@@ -136,39 +173,19 @@ pub(crate) fn find_by_hash(
     c: &Connection,
     hash: &HashedToken,
 ) -> rusqlite::Result<Option<TokenRecord>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT t.id, t.token_hash, t.created_at, t.expires_at, t.revoked_at,
-                t.refresh_count, t.requests_used, i.first_seen, i.ip
-         FROM tokens t LEFT JOIN token_ips i ON i.token_id = t.id
-         WHERE t.token_hash = ?1",
-    )?;
-    let mut rows = stmt.query([&hash.0[..]])?;
-    let Some(first) = rows.next()? else {
-        return Ok(None);
-    };
-    let mut rec = from_row(first)?;
-    // (first_seen, ip), so that sorting the pairs is ips_of's ORDER BY.
-    let address = |r: &Row<'_>| -> rusqlite::Result<Option<(i64, String)>> {
-        let ip: Option<String> = r.get(8)?;
-        ip.map(|ip| Ok((r.get(7)?, ip))).transpose()
-    };
-    let mut ips: Vec<(i64, String)> = address(first)?.into_iter().collect();
-    while let Some(r) = rows.next()? {
-        ips.extend(address(r)?);
-    }
-    ips.sort_unstable();
-    rec.ips = ips.into_iter().map(|(_, ip)| ip).collect();
-    Ok(Some(rec))
+    c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE t.token_hash = ?1"
+    ))?
+    .query_row([&hash.0[..]], from_row)
+    .optional()
 }
 
 /// # Errors
 /// SQLite errors.
 pub(crate) fn find_by_id(c: &Connection, id: i64) -> rusqlite::Result<Option<TokenRecord>> {
-    let rec = c
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1"))?
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE t.id = ?1"))?
         .query_row([id], from_row)
-        .optional()?;
-    rec.map(|mut r| load_ips(c, &mut r).map(|()| r)).transpose()
+        .optional()
 }
 
 /// Records a new address for a token unless that would exceed `max`. The
@@ -198,19 +215,20 @@ fn record_ip(
     now: i64,
     max: u32,
 ) -> rusqlite::Result<AddIp> {
-    let mut ips = ips_of(tx, token_id)?;
-    if ips.iter().any(|i| i == ip) {
-        return Ok(AddIp::Known(ips));
+    let json: String = tx
+        .prepare_cached("SELECT ips FROM tokens WHERE id = ?1")?
+        .query_row([token_id], |r| r.get(0))?;
+    let mut ips = Addresses::parse(&json)?;
+    if ips.contains(ip) {
+        return Ok(AddIp::Known(ips.into_keys()));
     }
     if ips.len() >= max as usize {
         return Ok(AddIp::LimitReached);
     }
-    tx.execute(
-        "INSERT INTO token_ips (token_id, ip, first_seen) VALUES (?1, ?2, ?3)",
-        params![token_id, ip, now],
-    )?;
-    ips.push(ip.to_owned());
-    Ok(AddIp::Added(ips))
+    ips.add(ip, now);
+    tx.prepare_cached("UPDATE tokens SET ips = ?2 WHERE id = ?1")?
+        .execute(params![token_id, ips.to_json()])?;
+    Ok(AddIp::Added(ips.into_keys()))
 }
 
 /// Extends a token after a refresh solve, starts its request budget again,
@@ -233,8 +251,7 @@ pub(crate) fn extend(
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let issuer_ip: Option<String> = tx
         .query_row(
-            "UPDATE tokens SET expires_at = ?2, refresh_count = refresh_count + 1, requests_used = 0
-             WHERE id = ?1 AND revoked_at IS NULL
+            "UPDATE tokens SET expires_at = ?2 WHERE id = ?1 AND revoked_at IS NULL
              RETURNING issuer_ip",
             params![token_id, expires_at],
             |r| r.get(0),
@@ -243,6 +260,11 @@ pub(crate) fn extend(
     let Some(issuer_ip) = issuer_ip else {
         return Ok(None);
     };
+    tx.execute(
+        "UPDATE token_requests SET refresh_count = refresh_count + 1, requests_used = 0
+         WHERE token_id = ?1",
+        [token_id],
+    )?;
     let evicted = enforce_cap(&tx, &issuer_ip, token_id, now, max_tokens_per_ip)?;
     record_ip(&tx, token_id, ip, now, max_ips)?;
     let record = find_by_id(&tx, token_id)?;
@@ -265,8 +287,8 @@ pub(crate) fn write_requests(c: &mut Connection, counts: &[RequestCount]) -> rus
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(
-            "UPDATE tokens SET requests_used = max(requests_used, ?2)
-             WHERE id = ?1 AND refresh_count = ?3",
+            "UPDATE token_requests SET requests_used = max(requests_used, ?2)
+             WHERE token_id = ?1 AND refresh_count = ?3",
         )?;
         for n in counts {
             stmt.execute(params![
@@ -279,8 +301,9 @@ pub(crate) fn write_requests(c: &mut Connection, counts: &[RequestCount]) -> rus
     tx.commit()
 }
 
-/// Deletes tokens whose refresh window has closed. Returns their hashes so
-/// caches can drop them.
+/// Deletes tokens whose refresh window has closed (their counts go with
+/// them, by the foreign key's cascade). Returns their hashes so caches can
+/// drop them.
 ///
 /// # Errors
 /// SQLite errors.
@@ -317,17 +340,14 @@ pub(crate) fn list(
 ) -> rusqlite::Result<(Vec<TokenRecord>, i64)> {
     let total = c.query_row("SELECT count(*) FROM tokens", [], |r| r.get(0))?;
     let mut stmt = c.prepare(&format!(
-        "SELECT {COLUMNS} FROM tokens ORDER BY created_at DESC, id DESC LIMIT ?1 OFFSET ?2"
+        "SELECT {COLUMNS} FROM {FROM} ORDER BY t.created_at DESC, t.id DESC LIMIT ?1 OFFSET ?2"
     ))?;
-    let mut recs: Vec<TokenRecord> = stmt
+    let recs = stmt
         .query_map(
             params![limit, i64::try_from(offset).unwrap_or(i64::MAX)],
             from_row,
         )?
         .collect::<rusqlite::Result<_>>()?;
-    for r in &mut recs {
-        load_ips(c, r)?;
-    }
     Ok((recs, total))
 }
 
@@ -390,21 +410,21 @@ pub(crate) fn revoke_scope(
         RevokeScope::Network(_) => {
             // Addresses are stored as text, so the network test runs here.
             let ids: Vec<i64> = {
-                let mut stmt = tx.prepare(
-                    "SELECT DISTINCT i.token_id, i.ip FROM token_ips i
-                     JOIN tokens t ON t.id = i.token_id WHERE t.revoked_at IS NULL",
-                )?;
-                let rows =
-                    stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+                let mut stmt = tx.prepare("SELECT id, ips FROM tokens WHERE revoked_at IS NULL")?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        Addresses::parse(r.get_ref(1)?.as_str()?)?,
+                    ))
+                })?;
                 let mut ids = Vec::new();
                 for row in rows {
-                    let (id, ip) = row?;
-                    if scope.takes_address(&ip) {
+                    let (id, ips) = row?;
+                    if ips.0.iter().any(|(ip, _)| scope.takes_address(ip)) {
                         ids.push(id);
                     }
                 }
                 ids.sort_unstable();
-                ids.dedup();
                 ids
             };
             let mut stmt = tx.prepare_cached(
