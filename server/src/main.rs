@@ -11,6 +11,13 @@ use powgate::state::AppState;
 use powgate::{cli, server};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: a token /verify-token has not
+/// cached allocates its record, addresses and cache entries on the way,
+/// and with a million tokens drawn at random that path answered 30% more
+/// requests per second with it (bench part (g)), the cached path the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// powgate: a proof-of-work gatekeeper for web services.
 ///
 /// Browsers without a valid token solve one argon2id challenge and receive a
