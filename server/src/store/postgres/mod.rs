@@ -210,6 +210,9 @@ impl PostgresStore {
 
 /// A pool with the timeouts that make an unreachable server a quick 503.
 async fn open_pool(url: &PostgresUrl, max_connections: usize) -> anyhow::Result<Pool> {
+    if let Some(warning) = url.tls_warning() {
+        tracing::warn!(database = %url, "{warning}");
+    }
     let manager = deadpool_postgres::Manager::from_config(
         url.config().clone(),
         url.connector()?,

@@ -85,6 +85,26 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 ///   later.
 const SESSION_OPTIONS: &str = "-c lock_timeout=2s -c idle_in_transaction_session_timeout=10s";
 
+/// How long data sent to the server may go unacknowledged before the
+/// kernel gives up on the connection (`TCP_USER_TIMEOUT`), unless the URL
+/// sets `tcp_user_timeout`. Without it, a statement sent to a server that
+/// vanished from the network (a crashed host, a dropped route: no reset
+/// ever comes) waits for TCP's retransmissions, about 15 minutes, and so
+/// does the request behind it; with it, the statement fails, the request
+/// gets its 503 and the pool opens a new connection.
+const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TCP keepalives, unless the URL sets its own `keepalives_*`: a probe
+/// after 10 s of silence, then every 5 s, 3 unanswered ones ending the
+/// connection. For a connection that sends nothing, above all the one that
+/// listens for the other instances' changes: without the probes, a vanished
+/// server would leave it waiting, and this instance's caches unaware of
+/// every change, for the two hours of the system's default, where now it
+/// learns of it within about 25 s and resyncs (see `listen`).
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVES_RETRIES: u32 = 3;
+
 impl PostgresUrl {
     /// Whether `database` names a PostgreSQL server rather than an SQLite
     /// file.
@@ -139,6 +159,19 @@ impl PostgresUrl {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEFAULT_TCP_USER_TIMEOUT);
+        }
+        let sets = |key: &str| passed_on.iter().any(|p| p.split('=').next() == Some(key));
+        if !sets("keepalives_idle") {
+            config.keepalives_idle(KEEPALIVES_IDLE);
+        }
+        if !sets("keepalives_interval") {
+            config.keepalives_interval(KEEPALIVES_INTERVAL);
+        }
+        if !sets("keepalives_retries") {
+            config.keepalives_retries(KEEPALIVES_RETRIES);
+        }
         let options = match config.get_options() {
             Some(own) => format!("{SESSION_OPTIONS} {own}"),
             None => SESSION_OPTIONS.to_owned(),
@@ -153,6 +186,31 @@ impl PostgresUrl {
             config,
             ssl_mode,
             ca_file,
+        })
+    }
+
+    /// What to warn an operator of at start-up about the URL's TLS, if
+    /// anything: `sslmode` `disable` or `prefer` (libpq's default, and so
+    /// powgate's) to a server that is not on this machine. With `prefer`,
+    /// anyone on the path can answer that TLS is not offered, and read the
+    /// password and every token hash; `require` at least encrypts, and
+    /// `verify-full` also checks whose server it is.
+    pub(crate) fn tls_warning(&self) -> Option<String> {
+        use tokio_postgres::config::Host;
+        if !matches!(self.ssl_mode, SslMode::Disable | SslMode::Prefer) {
+            return None;
+        }
+        let remote = self.config.get_hosts().iter().any(|h| match h {
+            Host::Unix(_) => false,
+            Host::Tcp(name) => !is_loopback_host(name),
+        });
+        remote.then(|| {
+            format!(
+                "the database connection is sslmode={}: its TLS is not required, so anyone on \
+                 the network path can read the password and the token hashes; add \
+                 sslmode=verify-full (and sslrootcert, for a private CA) to the URL",
+                self.ssl_mode.name()
+            )
         })
     }
 
@@ -222,6 +280,17 @@ impl fmt::Debug for PostgresUrl {
             .field(&format_args!("{self}"))
             .finish()
     }
+}
+
+/// `localhost`, or a loopback address: a connection that never leaves the
+/// machine.
+fn is_loopback_host(name: &str) -> bool {
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `sslrootcert`, or the system's roots.
@@ -344,6 +413,48 @@ mod tests {
             Some(&*format!("{SESSION_OPTIONS} -c lock_timeout=5s")),
             "the URL's own setting comes last, so it wins"
         );
+    }
+
+    #[test]
+    fn dead_connections_are_given_up_on_unless_the_url_says_otherwise() {
+        let url = PostgresUrl::parse("postgres://pg@db/powgate").unwrap();
+        let c = url.config();
+        assert_eq!(c.get_tcp_user_timeout(), Some(&DEFAULT_TCP_USER_TIMEOUT));
+        assert!(c.get_keepalives());
+        assert_eq!(c.get_keepalives_idle(), KEEPALIVES_IDLE);
+        assert_eq!(c.get_keepalives_interval(), Some(KEEPALIVES_INTERVAL));
+        assert_eq!(c.get_keepalives_retries(), Some(KEEPALIVES_RETRIES));
+        let own = PostgresUrl::parse(
+            "postgres://pg@db/powgate?tcp_user_timeout=30&keepalives_idle=60&keepalives_interval=7&keepalives_retries=9",
+        )
+        .unwrap();
+        let c = own.config();
+        assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(c.get_keepalives_interval(), Some(Duration::from_secs(7)));
+        assert_eq!(c.get_keepalives_retries(), Some(9));
+    }
+
+    #[test]
+    fn unrequired_tls_to_another_machine_is_warned_of() {
+        let warns = |u: &str| PostgresUrl::parse(u).unwrap().tls_warning();
+        let w = warns("postgres://pg:hunter2secret@db.example/powgate").unwrap();
+        assert!(
+            w.contains("sslmode=prefer") && w.contains("verify-full"),
+            "{w}"
+        );
+        assert!(!w.contains("hunter2secret"), "{w}");
+        assert!(warns("postgres://pg@10.0.0.5/powgate?sslmode=disable").is_some());
+        for quiet in [
+            "postgres://pg@db.example/powgate?sslmode=require",
+            "postgres://pg@db.example/powgate?sslmode=verify-full",
+            "postgres://pg@localhost/powgate",
+            "postgres://pg@127.0.0.1:5433/powgate?sslmode=disable",
+            "postgres://pg@[::1]/powgate",
+            "postgres://pg@%2Frun%2Fpostgresql/powgate",
+        ] {
+            assert_eq!(warns(quiet), None, "{quiet}");
+        }
     }
 
     #[test]
