@@ -15,6 +15,14 @@ use tracing_subscriber::EnvFilter;
 /// cached allocates its record, addresses and cache entries on the way,
 /// and with a million tokens drawn at random that path answered 30% more
 /// requests per second with it (bench part (g)), the cached path the same.
+///
+/// Built with its `no_thp` feature (the workspace's Cargo.toml): otherwise
+/// mimalloc asks for transparent huge pages on its 1 GiB arena, and small
+/// allocations scattered over it each hold a zeroed 2 MiB page. That cost
+/// 64 MiB of RSS in bench part (c) (214 MiB against a bound of 192; 188
+/// without) and the random-token run's p99 (20–58 ms against 5–18 ms, the
+/// 2 MiB zeroing in the page faults). The argon2 blocks still get huge
+/// pages: `pow`'s `huge_pages::advise` asks for their own range.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
