@@ -19,7 +19,7 @@ use tracing_subscriber::EnvFilter;
 /// Built with its `no_thp` feature (the workspace's Cargo.toml): otherwise
 /// mimalloc asks for transparent huge pages on its 1 GiB arena, and small
 /// allocations scattered over it each hold a zeroed 2 MiB page. That cost
-/// 64 MiB of RSS in bench part (c) (214 MiB against a bound of 192; 188
+/// 26 MiB of RSS in bench part (c) (213 MiB against a bound of 192; 187
 /// without) and the random-token run's p99 (20–58 ms against 5–18 ms, the
 /// 2 MiB zeroing in the page faults). The argon2 blocks still get huge
 /// pages: `pow`'s `huge_pages::advise` asks for their own range.
